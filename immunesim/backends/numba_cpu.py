@@ -1,0 +1,449 @@
+"""The numba CPU backend: maps the scalar rules over cells and sites.
+
+Per-cell and per-site rules run in ``prange`` loops wherever they are race-free (each cell
+writes only its own slot and its own site). Conflicts (two cells proposing one site or one
+victim) are resolved by a serial scatter-min of priority keys, which gives the same winner
+whatever the order or the number of threads. Births take slots in index order (a serial
+pass, i.e. a prefix sum), so uids do not depend on threads either.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from immunesim.kernels.common import ACTIVATED_B, CAR_T, MEMORY_B, NAIVE_B, PLASMABLAST
+from immunesim.kernels.contact import (
+    CONV_ACTIVATED_TO_MEMORY,
+    CONV_ACTIVATED_TO_PLASMABLAST,
+    CONV_MEMORY_TO_ACTIVATED,
+    CONV_NAIVE_TO_ACTIVATED,
+    CONV_PLASMABLAST_TO_LLPC,
+    activation_rule,
+    division_proposal,
+    kill_proposal,
+)
+from immunesim.kernels.lifecycle import (
+    PRODUCE_NAIVE_B,
+    PRODUCE_T_HELPER,
+    depleted,
+    dies,
+    new_specificity,
+    production_at,
+    secretion,
+)
+from immunesim.kernels.molecules import diffuse_decay_site, portion, react_site
+from immunesim.kernels.move import move_proposal
+from immunesim.model.cells import STATE_CAR_T_MEMORY, Kind
+from immunesim.model.params import (
+    FP_DIFFUSION,
+    IP_CAR_STIM_STEPS,
+    IP_CYTO_PER_KILL,
+    IP_LAYER_CYTO,
+    IP_THR_CAR_MEMORY,
+)
+from immunesim.rng import S_CAR_MEMORY, rand53
+
+CLAIM_FREE = np.iinfo(np.int64).max
+_LLPC = int(Kind.LLPC)
+_T_HELPER = int(Kind.T_HELPER)
+
+# Ledger columns.
+BORN, DIED, CONV_IN, CONV_OUT = 0, 1, 2, 3
+
+_opts = dict(cache=True, parallel=True)
+
+
+# --------------------------------------------------------------------------- conflicts
+
+
+@nb.njit(cache=True)
+def _scatter_min(n, want, key, claim):
+    """``claim[want[i]] = min(claim[want[i]], key[i])`` over ``i < n`` (order-free)."""
+    for i in range(n):
+        t = want[i]
+        if t >= 0 and key[i] < claim[t]:
+            claim[t] = key[i]
+
+
+@nb.njit(**_opts)
+def _release_claims(n, want, claim):
+    for i in nb.prange(n):
+        t = want[i]
+        if t >= 0:
+            claim[t] = CLAIM_FREE
+
+
+# --------------------------------------------------------------------------- therapy
+
+
+@nb.njit(**_opts)
+def _deplete(n, seed, step, L, uid, kind, x, y, alive, zone, markers, target_mask, thr_zone):
+    """Kill every live cell bearing ``target_mask`` with its zone's probability; returns the
+    number killed."""
+    killed = 0
+    for i in nb.prange(n):
+        z = zone[y[i] * L + x[i]]
+        if depleted(i, seed, step, uid, kind, z, alive, markers, target_mask, thr_zone):
+            alive[i] = 0
+            killed += 1
+    return killed
+
+
+def deplete(st, p, seed, step, target_mask, thr_zone):
+    """Therapy depletion of cells bearing ``target_mask``; ``thr_zone``: uint64[3]
+    per-zone kill thresholds. Returns the number killed."""
+    return _deplete(st.n, seed, step, st.L, st.uid, st.kind, st.x, st.y, st.alive, st.zone,
+                    p.markers, np.uint8(target_mask), thr_zone)
+
+
+# --------------------------------------------------------------------------- production
+
+
+@nb.njit(**_opts)
+def _production_flags(n_sites, seed, step, occ, zone, thr_produce, thr_t_helper, flag):
+    for s in nb.prange(n_sites):
+        flag[s] = production_at(s, seed, step, occ, zone, thr_produce, thr_t_helper)
+
+
+@nb.njit(cache=True)
+def _append_births(n, next_uid, L, n_sites, seed, step, flag, spec_cum, uid, kind, state,
+                   spec, x, y, age, counter, car_mask, alive, occ, ledger, n_other_spec):
+    for s in range(n_sites):
+        code = flag[s]
+        if code == PRODUCE_NAIVE_B or code == PRODUCE_T_HELPER:
+            k = NAIVE_B if code == PRODUCE_NAIVE_B else _T_HELPER
+            uid[n] = next_uid
+            kind[n] = k
+            state[n] = 0
+            spec[n] = new_specificity(seed, step, s, spec_cum) if k == NAIVE_B else n_other_spec
+            x[n] = s % L
+            y[n] = s // L
+            age[n] = 0
+            counter[n] = 0
+            car_mask[n] = 0
+            alive[n] = 1
+            occ[s] = n
+            ledger[k, 0] += 1
+            n += 1
+            next_uid += 1
+    return n, next_uid
+
+
+def produce(st, p, seed, step, thr_t_helper):
+    """Naive B cells at free marrow sites, T helpers at free lymphoid sites."""
+    n_sites = st.L * st.L
+    _production_flags(n_sites, seed, step, st.occ, st.zone, np.uint64(p.thr_produce),
+                      np.uint64(thr_t_helper), st.want)
+    st.n, st.next_uid = _append_births(
+        st.n, st.next_uid, st.L, n_sites, seed, step, st.want, p.spec_cum, st.uid, st.kind,
+        st.state, st.spec, st.x, st.y, st.age, st.counter, st.car_mask, st.alive, st.occ,
+        st.ledger, p.layers.n_spec - 1)
+
+
+# --------------------------------------------------------------------------- movement
+
+
+@nb.njit(**_opts)
+def _move_proposals(n, seed, step, L, uid, kind, x, y, alive, occ, zone, toward, thr_move,
+                    thr_homing, thr_stay, home, want, key):
+    for i in nb.prange(n):
+        t, kk = move_proposal(i, seed, step, L, uid, kind, x, y, alive, occ, zone, toward,
+                              thr_move, thr_homing, thr_stay, home)
+        want[i] = t
+        key[i] = kk
+
+
+@nb.njit(**_opts)
+def _apply_moves(n, L, x, y, occ, want, key, claim):
+    for i in nb.prange(n):
+        t = want[i]
+        if t >= 0 and claim[t] == key[i]:
+            occ[y[i] * L + x[i]] = -1
+            occ[t] = i
+            x[i] = t % L
+            y[i] = t // L
+
+
+def move(st, p, seed, step):
+    """Random walk with homing; one cell per site."""
+    n = st.n
+    _move_proposals(n, seed, step, st.L, st.uid, st.kind, st.x, st.y, st.alive, st.occ,
+                    st.zone, st.toward, p.thr_move, p.thr_homing, p.thr_stay, p.home,
+                    st.want, st.key)
+    _scatter_min(n, st.want, st.key, st.claim)
+    _apply_moves(n, st.L, st.x, st.y, st.occ, st.want, st.key, st.claim)
+    _release_claims(n, st.want, st.claim)
+
+
+# --------------------------------------------------------------------------- contact
+
+
+@nb.njit(**_opts)
+def _kill_proposals(n, seed, step, L, uid, kind, x, y, alive, car_mask, occ, markers, ip,
+                    want, key):
+    for i in nb.prange(n):
+        v, kk = kill_proposal(i, seed, step, L, uid, kind, x, y, alive, car_mask, occ,
+                              markers, ip)
+        want[i] = v
+        key[i] = kk
+
+
+@nb.njit(**_opts)
+def _apply_kills(n, L, x, y, alive, counter, want, key, claim, mol, ip):
+    kills = 0
+    stim = nb.int16(ip[IP_CAR_STIM_STEPS])
+    cyto_l = ip[IP_LAYER_CYTO]
+    per_kill = ip[IP_CYTO_PER_KILL]
+    for i in nb.prange(n):
+        v = want[i]
+        if v >= 0 and claim[v] == key[i]:
+            alive[v] = 0
+            counter[i] = stim
+            mol[cyto_l, y[v] * L + x[v]] += per_kill
+            kills += 1
+    return kills
+
+
+def kill(st, p, seed, step):
+    """CAR-T cells kill marker-bearing neighbours; each victim dies once, and the attacker
+    with the lowest key is credited (stimulated). Returns the number of kills."""
+    n = st.n
+    _kill_proposals(n, seed, step, st.L, st.uid, st.kind, st.x, st.y, st.alive,
+                    st.car_mask, st.occ, p.markers, p.ip, st.want, st.key)
+    _scatter_min(n, st.want, st.key, st.claim)
+    kills = _apply_kills(n, st.L, st.x, st.y, st.alive, st.counter, st.want, st.key,
+                         st.claim, st.mol, p.ip)
+    _release_claims(n, st.want, st.claim)
+    return kills
+
+
+@nb.njit(**_opts)
+def _activate(n, seed, step, L, uid, kind, spec, x, y, alive, counter, occ, niche, mol, ip,
+              lut_naive, lut_memory):
+    c1 = 0
+    c2 = 0
+    c3 = 0
+    c4 = 0
+    c5 = 0
+    for i in nb.prange(n):
+        k, c, code = activation_rule(i, seed, step, L, uid, kind, spec, x, y, alive, counter,
+                                     occ, niche, mol, ip, lut_naive, lut_memory)
+        if code != 0:
+            kind[i] = k
+            counter[i] = c
+            if code == CONV_NAIVE_TO_ACTIVATED:
+                c1 += 1
+            elif code == CONV_MEMORY_TO_ACTIVATED:
+                c2 += 1
+            elif code == CONV_ACTIVATED_TO_MEMORY:
+                c3 += 1
+            elif code == CONV_ACTIVATED_TO_PLASMABLAST:
+                c4 += 1
+            elif code == CONV_PLASMABLAST_TO_LLPC:
+                c5 += 1
+    return c1, c2, c3, c4, c5
+
+
+def _tally(ledger, src, dst, count):
+    ledger[src, CONV_OUT] += count
+    ledger[dst, CONV_IN] += count
+
+
+def activate(st, p, seed, step, lut_naive, lut_memory):
+    """Activation with T help, differentiation, plasmablast to LLPC."""
+    c = _activate(st.n, seed, step, st.L, st.uid, st.kind, st.spec, st.x, st.y, st.alive,
+                  st.counter, st.occ, st.niche, st.mol, p.ip, lut_naive, lut_memory)
+    _tally(st.ledger, NAIVE_B, ACTIVATED_B, c[0])
+    _tally(st.ledger, MEMORY_B, ACTIVATED_B, c[1])
+    _tally(st.ledger, ACTIVATED_B, MEMORY_B, c[2])
+    _tally(st.ledger, ACTIVATED_B, PLASMABLAST, c[3])
+    _tally(st.ledger, PLASMABLAST, _LLPC, c[4])
+
+
+@nb.njit(**_opts)
+def _division_proposals(n, seed, step, L, uid, kind, x, y, alive, counter, occ, thr_divide,
+                        ip, want, key):
+    for i in nb.prange(n):
+        t, kk = division_proposal(i, seed, step, L, uid, kind, x, y, alive, counter, occ,
+                                  thr_divide, ip)
+        want[i] = t
+        key[i] = kk
+
+
+@nb.njit(cache=True)
+def _append_daughters(n, next_uid, seed, step, L, want, key, claim, uid, kind, state, spec,
+                      x, y, age, counter, car_mask, alive, occ, ledger, thr_car_memory):
+    m = n
+    for i in range(n):
+        t = want[i]
+        if t >= 0 and claim[t] == key[i]:
+            k = kind[i]
+            c = counter[i]
+            if k == ACTIVATED_B:
+                c = c - 1
+                counter[i] = c
+            uid[m] = next_uid
+            kind[m] = k
+            st = state[i]
+            if k == CAR_T:
+                if rand53(seed, step, uid[i], S_CAR_MEMORY) < thr_car_memory:
+                    st = st | STATE_CAR_T_MEMORY
+                else:
+                    st = st & ~STATE_CAR_T_MEMORY
+            state[m] = st
+            spec[m] = spec[i]
+            x[m] = t % L
+            y[m] = t // L
+            age[m] = 0
+            counter[m] = c
+            car_mask[m] = car_mask[i]
+            alive[m] = 1
+            occ[t] = m
+            ledger[k, 0] += 1
+            m += 1
+            next_uid += 1
+    return m, next_uid
+
+
+def divide(st, p, seed, step):
+    """Activated B cells, stimulated CAR-T and homeostatic divisions into free sites."""
+    n = st.n
+    _division_proposals(n, seed, step, st.L, st.uid, st.kind, st.x, st.y, st.alive,
+                        st.counter, st.occ, p.thr_divide, p.ip, st.want, st.key)
+    _scatter_min(n, st.want, st.key, st.claim)
+    st.n, st.next_uid = _append_daughters(
+        n, st.next_uid, seed, step, st.L, st.want, st.key, st.claim, st.uid, st.kind,
+        st.state, st.spec, st.x, st.y, st.age, st.counter, st.car_mask, st.alive, st.occ,
+        st.ledger, np.uint64(p.ip[IP_THR_CAR_MEMORY]))
+    _release_claims(n, st.want, st.claim)
+
+
+# --------------------------------------------------------------------------- molecules
+
+
+@nb.njit(**_opts)
+def _secrete(n, L, kind, spec, x, y, alive, mol, ip):
+    for i in nb.prange(n):
+        if alive[i] != 0:
+            amount = secretion(kind[i], ip)
+            if amount > 0:
+                mol[spec[i], y[i] * L + x[i]] += amount
+
+
+@nb.njit(**_opts)
+def _diffuse_decay(L, n_layers, src, dst, diffuses, decay, d):
+    for row in nb.prange(n_layers * L):
+        layer = row // L
+        ys = row - layer * L
+        dd = d if diffuses[layer] != 0 else 0.0
+        dec = decay[layer]
+        for xs in range(L):
+            dst[layer, ys * L + xs] = diffuse_decay_site(src, layer, xs, ys, L, dd, dec)
+
+
+@nb.njit(**_opts)
+def _circulate_layer(mol, layer, n_sites, frac):
+    pool = 0
+    for s in nb.prange(n_sites):
+        pool += portion(mol[layer, s], frac)
+    share = pool // n_sites
+    rest = pool - share * n_sites
+    for s in nb.prange(n_sites):
+        extra = 1 if s < rest else 0
+        mol[layer, s] = mol[layer, s] - portion(mol[layer, s], frac) + share + extra
+
+
+@nb.njit(**_opts)
+def _react(n_sites, mol, zone, ip, fp):
+    for s in nb.prange(n_sites):
+        react_site(s, mol, zone, ip, fp)
+
+
+def molecules(st, p):
+    """Secretion, diffusion and decay, circulation, reactions."""
+    _secrete(st.n, st.L, st.kind, st.spec, st.x, st.y, st.alive, st.mol, p.ip)
+    n_layers = st.mol.shape[0]
+    _diffuse_decay(st.L, n_layers, st.mol, st.mol_next, p.diffuses, p.decay, p.fp[FP_DIFFUSION])
+    st.mol, st.mol_next = st.mol_next, st.mol
+    n_sites = st.L * st.L
+    for layer in range(n_layers):
+        if p.circulate[layer] > 0.0:
+            _circulate_layer(st.mol, layer, n_sites, p.circulate[layer])
+    _react(n_sites, st.mol, st.zone, p.ip, p.fp)
+
+
+# --------------------------------------------------------------------------- death
+
+
+@nb.njit(**_opts)
+def _death(n, seed, step, uid, kind, state, alive, age, counter, thr_death):
+    for i in nb.prange(n):
+        if dies(i, seed, step, uid, kind, state, alive, thr_death):
+            alive[i] = 0
+        age[i] += 1
+        if kind[i] == CAR_T and counter[i] > 0:
+            counter[i] -= 1
+
+
+@nb.njit(cache=True)
+def _compact(n, L, uid, kind, state, spec, x, y, age, counter, car_mask, alive, occ, ledger):
+    w = 0
+    for i in range(n):
+        s = y[i] * L + x[i]
+        if alive[i] != 0:
+            if w != i:
+                uid[w] = uid[i]
+                kind[w] = kind[i]
+                state[w] = state[i]
+                spec[w] = spec[i]
+                x[w] = x[i]
+                y[w] = y[i]
+                age[w] = age[i]
+                counter[w] = counter[i]
+                car_mask[w] = car_mask[i]
+                alive[w] = 1
+            occ[s] = w
+            w += 1
+        else:
+            occ[s] = -1
+            ledger[kind[i], 1] += 1
+    return w
+
+
+def death(st, p, seed, step):
+    """Deaths by lifespan, then removal of every cell that died this step."""
+    _death(st.n, seed, step, st.uid, st.kind, st.state, st.alive, st.age, st.counter,
+           p.thr_death)
+    compact(st)
+
+
+def compact(st):
+    """Remove dead cells, keeping slot order, and count their deaths in the ledger."""
+    st.n = _compact(st.n, st.L, st.uid, st.kind, st.state, st.spec, st.x, st.y, st.age,
+                    st.counter, st.car_mask, st.alive, st.occ, st.ledger)
+
+
+# --------------------------------------------------------------------------- observation
+
+
+@nb.njit(cache=True)
+def _count(n, L, kind, state, spec, x, y, alive, zone, out):
+    """out[kind_class, spec, zone] += 1 for live cells (class 7: memory CAR-T)."""
+    for i in range(n):
+        if alive[i] != 0:
+            k = kind[i]
+            if k == CAR_T and (state[i] & STATE_CAR_T_MEMORY) != 0:
+                k = 7
+            out[k, spec[i], zone[y[i] * L + x[i]]] += 1
+
+
+def count_cells(st, p) -> np.ndarray:
+    """Cell counts, int64[N_KINDS + 1, n_spec, 3] by kind class, specificity and zone."""
+    out = np.zeros((8, p.layers.n_spec, 3), np.int64)
+    _count(st.n, st.L, st.kind, st.state, st.spec, st.x, st.y, st.alive, st.zone, out)
+    return out
+
+
+def is_available() -> bool:
+    return True

@@ -1,0 +1,179 @@
+"""The ``immunesim`` command: run, validate, info.
+
+Exit status: 0 success, 2 bad input (scenario, override, backend), 130 interrupted.
+Errors about input are one line naming the file, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Agent-based simulation of the immune system and the CAR-T immune reset.",
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: run.seed).")] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Override a scenario value: key.path=value (repeatable)."),
+    ] = None,
+    backend: Annotated[
+        Optional[str], typer.Option(help="auto | numba (default: run.backend).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run a scenario and write timeseries.csv/.parquet, endpoints.json and manifest.json."""
+    from immunesim.backends import BackendError
+    from immunesim.runner import run as run_scenario
+    from immunesim.scenario import ScenarioError, load_scenario
+
+    try:
+        s = load_scenario(scenario, set_ or [])
+    except ScenarioError as exc:
+        _fail(str(exc))
+    if seed is not None and not 0 <= seed < 2**63:
+        _fail(f"--seed: a whole number from 0 to 2**63-1 (got {seed})")
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail(f"{out_dir}: --out must be a directory, and this is a file")
+
+    progress = None
+    bar = None
+    if not quiet:
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("day {task.fields[day]:>7.1f}"),
+            TextColumn("{task.fields[cells]}"),
+            TextColumn("{task.fields[rate]:>6.0f} steps/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        )
+        task = bar.add_task(s.name, total=s.total_steps, day=s.day_of_step(0), cells="",
+                            rate=0.0)
+        t0 = [time.perf_counter(), 0]
+
+        def progress(sim) -> None:  # noqa: F811 - the progress callback
+            row = sim.rows[-1]
+            now = time.perf_counter()
+            rate = (sim.step_index - t0[1]) / max(now - t0[0], 1e-9)
+            t0[0], t0[1] = now, sim.step_index
+            cells = (f"B {row['b_cells']:>6}  CAR-T {row['car_t']:>6}  "
+                     f"LLPC {row['llpc']:>5}  anti-dsDNA {row['anti_dsdna']:7.2f}")
+            bar.update(task, completed=sim.step_index, day=sim.day, cells=cells, rate=rate)
+
+    try:
+        if bar is not None:
+            bar.start()
+        try:
+            result = run_scenario(s, seed, backend=backend, out=out_dir, progress=progress,
+                                  argv=sys.argv)
+        finally:
+            if bar is not None:
+                bar.stop()
+    except BackendError as exc:
+        _fail(f"--backend: {exc}")
+    except KeyboardInterrupt:
+        err.print(f"interrupted: partial outputs written to {out_dir}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _print_endpoints(result.endpoints, result.manifest, out_dir)
+
+
+def _print_endpoints(ends: dict, manifest: dict, out_dir: Path) -> None:
+    table = Table(title="Endpoints", show_header=True, header_style="bold")
+    table.add_column("endpoint")
+    table.add_column("value", justify="right")
+    for k, v in ends.items():
+        if isinstance(v, float):
+            v = f"{v:.3g}"
+        table.add_row(k, "-" if v is None else str(v))
+    out.print(table)
+    t = manifest["timing"]
+    out.print(
+        f"wrote {out_dir}/ ({', '.join(manifest.get('files', []))}) in {t['wall_seconds']:.1f} s,"
+        f" {manifest['steps_done']} steps, backend {manifest['backend']}"
+    )
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Scenario files to check.")],
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Overrides to apply before checking.")
+    ] = None,
+) -> None:
+    """Check scenario files without running them."""
+    from immunesim.scenario import ScenarioError, load_scenario
+
+    bad = 0
+    for f in files:
+        try:
+            s = load_scenario(f, set_ or [])
+        except ScenarioError as exc:
+            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            bad += 1
+            continue
+        out.print(
+            f"ok  {f}  ({s.name}: {s.lattice.size}x{s.lattice.size} sites, "
+            f"{s.time.run_in_days:g} d run-in + {s.time.follow_up_days:g} d, "
+            f"{len(s.therapy)} therapy entries)"
+        )
+    if bad:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command()
+def info() -> None:
+    """Print versions, available backends and threads."""
+    import numba
+
+    from immunesim import io
+    from immunesim.backends import available
+
+    for k, v in io.versions().items():
+        out.print(f"{k:>12}: {v}")
+    hw = io.hardware()
+    out.print(f"{'cpu':>12}: {hw['cpu']} ({hw['cpu_count']} logical cores)")
+    out.print(f"{'threads':>12}: {numba.get_num_threads()} numba threads "
+              f"(set NUMBA_NUM_THREADS to change)")
+    for name, ok in available().items():
+        out.print(f"{'backend':>12}: {name} {'available' if ok else 'not available'}")
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - interrupted outside a run
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

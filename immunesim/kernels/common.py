@@ -1,0 +1,54 @@
+"""Constants and helpers shared by the rules (neighbourhoods, priority keys)."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from immunesim.model.cells import Kind
+
+# Moore neighbourhood, direction index 0..7 (same order as ``immunesim.state.DX/DY``).
+DX = (-1, 0, 1, -1, 1, -1, 0, 1)
+DY = (-1, -1, -1, 0, 0, 1, 1, 1)
+
+NAIVE_B = int(Kind.NAIVE_B)
+ACTIVATED_B = int(Kind.ACTIVATED_B)
+MEMORY_B = int(Kind.MEMORY_B)
+PLASMABLAST = int(Kind.PLASMABLAST)
+LLPC = int(Kind.LLPC)
+T_HELPER = int(Kind.T_HELPER)
+CAR_T = int(Kind.CAR_T)
+
+_LOW32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+_S33 = np.uint64(33)
+_S3 = np.uint64(3)
+_SEVEN = np.uint64(7)
+#: Shift that keeps the top 53 bits of a hash (compare with thresholds).
+S11 = np.uint64(11)
+
+
+@nb.njit(inline="always", cache=True)
+def priority_key(h, uid):
+    """Conflict priority: 31 random high bits, then the uid's low 32 bits (lowest wins).
+
+    The result is a non-negative int64, unique among cells whose uids differ in their low
+    32 bits, and independent of the cell's array slot.
+    """
+    return nb.int64(((h >> _S33) << _S32) | (nb.uint64(uid) & _LOW32))
+
+
+@nb.njit(inline="always", cache=True)
+def direction(h):
+    """A Moore direction 0..7 from low bits of a hash (independent of its top 53 bits)."""
+    return nb.int64((h >> _S3) & _SEVEN)
+
+
+@nb.njit(inline="always", cache=True)
+def neighbour_site(x, y, d, L):
+    """Site index of the neighbour of ``(x, y)`` in direction ``d``, or -1 off the lattice."""
+    nx = x + DX[d]
+    ny = y + DY[d]
+    if nx < 0 or ny < 0 or nx >= L or ny >= L:
+        return -1
+    return ny * L + nx

@@ -1,0 +1,209 @@
+"""Contact rules on the Moore neighbourhood: CAR-T killing, B-cell activation with T help,
+differentiation, and division into free neighbour sites."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from immunesim.kernels.common import (
+    ACTIVATED_B,
+    CAR_T,
+    LLPC,
+    MEMORY_B,
+    NAIVE_B,
+    PLASMABLAST,
+    S11,
+    T_HELPER,
+    neighbour_site,
+    priority_key,
+)
+from immunesim.model.params import (
+    IP_GC_DIVISIONS,
+    IP_LAYER_AUTOAG,
+    IP_LAYER_VACC0,
+    IP_N_SPEC,
+    IP_OTHER_AG,
+    IP_THR_CAR_DIVIDE,
+    IP_THR_CAR_KILL,
+    IP_THR_DIFFERENTIATE,
+    IP_THR_GC_DIVIDE,
+    IP_THR_LLPC,
+    IP_THR_MEMORY_FATE,
+    LUT_SIZE,
+    MOL_SHIFT,
+)
+from immunesim.rng import (
+    S_ACTIVATE,
+    S_DIFFERENTIATE,
+    S_DIVIDE,
+    S_DIVIDE_PICK,
+    S_FATE,
+    S_HOMEO_DIVIDE,
+    S_KILL,
+    S_KILL_PICK,
+    S_LLPC,
+    hash64,
+    rand53,
+)
+
+_MOL_SHIFT = np.int64(MOL_SHIFT)
+_LUT_MAX = LUT_SIZE - 1
+
+# Conversion codes returned by :func:`activation_rule` (0: none).
+CONV_NAIVE_TO_ACTIVATED = 1
+CONV_MEMORY_TO_ACTIVATED = 2
+CONV_ACTIVATED_TO_MEMORY = 3
+CONV_ACTIVATED_TO_PLASMABLAST = 4
+CONV_PLASMABLAST_TO_LLPC = 5
+
+
+@nb.njit(cache=True)
+def kill_proposal(i, seed, step, L, uid, kind, x, y, alive, car_mask, occ, markers, ip):
+    """Victim slot a CAR-T cell ``i`` attacks this step, and its key; ``(-1, 0)`` for none.
+
+    The cell counts the live neighbours bearing any of its target markers; with the kill
+    probability it attacks one of them chosen at random.
+    """
+    if alive[i] == 0 or kind[i] != CAR_T:
+        return -1, 0
+    u = uid[i]
+    if rand53(seed, step, u, S_KILL) >= nb.uint64(ip[IP_THR_CAR_KILL]):
+        return -1, 0
+    mask = car_mask[i]
+    xi = x[i]
+    yi = y[i]
+    count = 0
+    for d in range(8):
+        s = neighbour_site(xi, yi, d, L)
+        if s >= 0:
+            j = occ[s]
+            if j >= 0 and alive[j] != 0 and (markers[kind[j]] & mask) != 0:
+                count += 1
+    if count == 0:
+        return -1, 0
+    h = hash64(seed, step, u, S_KILL_PICK)
+    pick = nb.int64((h & nb.uint64(0xFFFFFFFF)) % nb.uint64(count))
+    for d in range(8):
+        s = neighbour_site(xi, yi, d, L)
+        if s >= 0:
+            j = occ[s]
+            if j >= 0 and alive[j] != 0 and (markers[kind[j]] & mask) != 0:
+                if pick == 0:
+                    return j, priority_key(h, u)
+                pick -= 1
+    return -1, 0  # unreachable
+
+
+@nb.njit(cache=True)
+def has_t_help(xi, yi, L, occ, kind, alive):
+    """Whether a live T helper sits on a Moore neighbour of ``(xi, yi)``."""
+    for d in range(8):
+        s = neighbour_site(xi, yi, d, L)
+        if s >= 0:
+            j = occ[s]
+            if j >= 0 and kind[j] == T_HELPER and alive[j] != 0:
+                return True
+    return False
+
+
+@nb.njit(cache=True)
+def antigen_at(spec, site, mol, ip):
+    """Antigen (user units, clipped to the look-up table) seen by a B cell of ``spec``."""
+    n_spec = ip[IP_N_SPEC]
+    if spec == 0:
+        a = mol[ip[IP_LAYER_AUTOAG], site] >> _MOL_SHIFT
+    elif spec == n_spec - 1:
+        a = ip[IP_OTHER_AG]
+    else:
+        a = mol[ip[IP_LAYER_VACC0] + spec - 1, site] >> _MOL_SHIFT
+    if a > _LUT_MAX:
+        a = _LUT_MAX
+    return a
+
+
+@nb.njit(cache=True)
+def activation_rule(i, seed, step, L, uid, kind, spec, x, y, alive, counter, occ, niche, mol,
+                    ip, lut_naive, lut_memory):
+    """New ``(kind, counter, conversion code)`` of cell ``i`` after activation and
+    differentiation; the conversion code is 0 when nothing changes.
+
+    - naive/memory B with antigen at its site and a T-helper neighbour becomes activated
+      (probability from the antigen look-up table) with ``divisions`` divisions to go;
+    - an activated B cell with no divisions left differentiates into memory B or
+      plasmablast;
+    - a plasmablast on a marrow niche becomes a long-lived plasma cell.
+    """
+    k = kind[i]
+    c = counter[i]
+    if alive[i] == 0:
+        return k, c, 0
+    u = uid[i]
+    if k == NAIVE_B or k == MEMORY_B:
+        site = y[i] * L + x[i]
+        a = antigen_at(spec[i], site, mol, ip)
+        thr = lut_naive[a] if k == NAIVE_B else lut_memory[a]
+        if rand53(seed, step, u, S_ACTIVATE) < thr:
+            if has_t_help(x[i], y[i], L, occ, kind, alive):
+                code = CONV_NAIVE_TO_ACTIVATED if k == NAIVE_B else CONV_MEMORY_TO_ACTIVATED
+                return ACTIVATED_B, nb.int16(ip[IP_GC_DIVISIONS]), code
+    elif k == ACTIVATED_B:
+        if c == 0 and rand53(seed, step, u, S_DIFFERENTIATE) < nb.uint64(ip[IP_THR_DIFFERENTIATE]):
+            if rand53(seed, step, u, S_FATE) < nb.uint64(ip[IP_THR_MEMORY_FATE]):
+                return MEMORY_B, nb.int16(0), CONV_ACTIVATED_TO_MEMORY
+            return PLASMABLAST, nb.int16(0), CONV_ACTIVATED_TO_PLASMABLAST
+    elif k == PLASMABLAST:
+        site = y[i] * L + x[i]
+        if niche[site] != 0 and rand53(seed, step, u, S_LLPC) < nb.uint64(ip[IP_THR_LLPC]):
+            return LLPC, nb.int16(0), CONV_PLASMABLAST_TO_LLPC
+    return k, c, 0
+
+
+@nb.njit(cache=True)
+def division_proposal(i, seed, step, L, uid, kind, x, y, alive, counter, occ, thr_divide, ip):
+    """Free neighbour site cell ``i`` divides into this step, and its key; ``(-1, 0)``.
+
+    Activated B cells with divisions left and stimulated CAR-T cells divide at their own
+    rates; other kinds divide at their homeostatic rate (``thr_divide``).
+    """
+    if alive[i] == 0:
+        return -1, 0
+    k = kind[i]
+    u = uid[i]
+    if k == ACTIVATED_B:
+        if counter[i] <= 0 or rand53(seed, step, u, S_DIVIDE) >= nb.uint64(ip[IP_THR_GC_DIVIDE]):
+            return -1, 0
+    elif k == CAR_T:
+        if counter[i] <= 0 or rand53(seed, step, u, S_DIVIDE) >= nb.uint64(ip[IP_THR_CAR_DIVIDE]):
+            return -1, 0
+    else:
+        if rand53(seed, step, u, S_HOMEO_DIVIDE) >= thr_divide[k]:
+            return -1, 0
+    xi = x[i]
+    yi = y[i]
+    free = 0
+    for d in range(8):
+        s = neighbour_site(xi, yi, d, L)
+        if s >= 0 and occ[s] < 0:
+            free += 1
+    if free == 0:
+        return -1, 0
+    h = hash64(seed, step, u, S_DIVIDE_PICK)
+    pick = nb.int64((h & nb.uint64(0xFFFFFFFF)) % nb.uint64(free))
+    for d in range(8):
+        s = neighbour_site(xi, yi, d, L)
+        if s >= 0 and occ[s] < 0:
+            if pick == 0:
+                return s, priority_key(h, u)
+            pick -= 1
+    return -1, 0  # unreachable
+
+
+__all__ = [
+    "kill_proposal",
+    "activation_rule",
+    "division_proposal",
+    "has_t_help",
+    "antigen_at",
+    "S11",
+]

@@ -1,0 +1,1 @@
+"""The model description: cell kinds and markers, zones, parameters. Imports no backend."""

@@ -1,0 +1,217 @@
+"""Metrics (one row per sampling step) and the clinical endpoints of a run.
+
+Time-series columns (counts are agents on the lattice unless the name says otherwise):
+
+- ``step``, ``day``;
+- one column per cell kind (``naive_b`` ... ``car_t``), ``car_t_memory``;
+- ``<kind>_self``: autoreactive cells of the B lineage;
+- ``b_cells``: CD19+ B-lineage cells (naive, activated, memory B and plasmablasts);
+  ``b_cells_per_ul`` and ``car_t_per_ul``: the same in blood, cells per microlitre, through
+  the scenario's ``[scale]``; ``naive_fraction``: naive B among CD20+ B cells;
+- ``antibody_<spec>``: mean antibody per site (user units); ``anti_dsdna`` is
+  ``antibody_self``;
+- ``autoantigen``, ``immune_complex``, ``cytokine``: mean per site;
+  ``damage``: mean per tissue site;
+- ``kills``: CAR-T kills since the previous row;
+- ``disease_score``: SLEDAI-like score (see :func:`disease_score`), added after the run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from immunesim.model.cells import KIND_NAMES, Kind
+from immunesim.model.params import MOL_SCALE, ZONE_CODE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from immunesim.engine import Simulation
+    from immunesim.scenario import Scenario
+
+
+def metrics_row(sim: "Simulation") -> dict[str, Any]:
+    """Metrics of the simulation's current state."""
+    st, p, s = sim.state, sim.params, sim.scenario
+    counts = sim.backend.count_cells(st, p)  # [class, spec, zone]
+    by_kind = counts.sum(axis=(1, 2))
+    row: dict[str, Any] = {"step": sim.step_index, "day": round(sim.day, 6)}
+    for k, name in enumerate(KIND_NAMES):
+        row[name] = int(by_kind[k])
+    row["car_t"] = int(by_kind[Kind.CAR_T] + by_kind[7])
+    row["car_t_memory"] = int(by_kind[7])
+    for k in (Kind.NAIVE_B, Kind.ACTIVATED_B, Kind.MEMORY_B, Kind.PLASMABLAST, Kind.LLPC):
+        row[f"{KIND_NAMES[k]}_self"] = int(counts[k, 0].sum())
+    b = int(by_kind[Kind.NAIVE_B] + by_kind[Kind.ACTIVATED_B] + by_kind[Kind.MEMORY_B]
+            + by_kind[Kind.PLASMABLAST])
+    row["b_cells"] = b
+    per_ul = s.scale.body_cells / (st.L * st.L) * s.scale.blood_fraction / s.scale.blood_volume_ul
+    row["b_cells_per_ul"] = b * per_ul
+    row["car_t_per_ul"] = row["car_t"] * per_ul
+    cd20 = by_kind[Kind.NAIVE_B] + by_kind[Kind.ACTIVATED_B] + by_kind[Kind.MEMORY_B]
+    row["naive_fraction"] = float(by_kind[Kind.NAIVE_B] / cd20) if cd20 else math.nan
+    n_sites = st.L * st.L
+    totals = st.mol.sum(axis=1)
+    for i, spec in enumerate(p.spec_names):
+        row[f"antibody_{spec}"] = totals[i] / MOL_SCALE / n_sites
+    row["anti_dsdna"] = row["antibody_self"]
+    L = p.layers
+    row["autoantigen"] = totals[L.autoantigen] / MOL_SCALE / n_sites
+    row["immune_complex"] = totals[L.immune_complex] / MOL_SCALE / n_sites
+    row["cytokine"] = totals[L.cytokine] / MOL_SCALE / n_sites
+    tissue = st.zone == ZONE_CODE["tissue"]
+    n_tissue = max(1, int(np.count_nonzero(tissue)))
+    row["damage"] = float(st.mol[L.damage, tissue].sum()) / MOL_SCALE / n_tissue
+    row["kills"] = int(sim.kills_since_sample)
+    return row
+
+
+# --------------------------------------------------------------------------- disease score
+
+#: Damage (mean per tissue site, user units) at which organ involvement reaches half of its
+#: maximum in the score.
+DAMAGE_HALF = 20.0
+
+
+def disease_score(df: pd.DataFrame, s: "Scenario") -> pd.Series:
+    """SLEDAI-like disease activity: organ involvement ``12 * D / (D + DAMAGE_HALF)`` from
+    tissue damage ``D``, plus 2 points for raised anti-dsDNA and 2 for immune complexes
+    (complement consumption) above the seronegativity fraction of their baseline."""
+    base = baseline(df, s)
+    organ = 12.0 * df["damage"] / (df["damage"] + DAMAGE_HALF)
+    frac = s.endpoints.seronegative_fraction
+    dsdna = 2.0 * (df["anti_dsdna"] > frac * base.get("anti_dsdna", math.inf))
+    ic = 2.0 * (df["immune_complex"] > frac * base.get("immune_complex", math.inf))
+    return organ + dsdna + ic
+
+
+def baseline(df: pd.DataFrame, s: "Scenario") -> dict[str, float]:
+    """Values at the baseline day (the last row at or before ``endpoints.baseline_day``)."""
+    rows = df[df["day"] <= s.endpoints.baseline_day + 1e-9]
+    if rows.empty:
+        return {}
+    return rows.iloc[-1].to_dict()
+
+
+def with_score(df: pd.DataFrame, s: "Scenario") -> pd.DataFrame:
+    """The time series with ``disease_score`` added."""
+    out = df.copy()
+    out["disease_score"] = disease_score(df, s) if len(df) else []
+    return out
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+def _first_day(days: pd.Series, cond: pd.Series) -> float | None:
+    hit = days[cond]
+    return float(hit.iloc[0]) if len(hit) else None
+
+
+def _value_at(df: pd.DataFrame, col: str, day: float) -> float | None:
+    rows = df[df["day"] >= day - 1e-9]
+    if rows.empty:
+        return None
+    return float(rows[col].iloc[0])
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b:
+        return None
+    return float(a / b)
+
+
+def endpoints(df: pd.DataFrame, s: "Scenario", infused_car_t: int = 0) -> dict[str, Any]:
+    """Clinical endpoints of a run (DESIGN section 6) from its scored time series.
+
+    Days are relative to day 0 (infusion); ``None`` where an endpoint was not reached (or the
+    run did not last long enough to tell).
+    """
+    e = s.endpoints
+    base = baseline(df, s)
+    after = df[df["day"] >= 0]
+    out: dict[str, Any] = {"baseline_day": e.baseline_day, "last_day": float(df["day"].iloc[-1])}
+    if not base:
+        out["note"] = "the run ended before the baseline day"
+        return out
+    b0 = base["b_cells"]
+    out["baseline_b_cells_per_ul"] = base["b_cells_per_ul"]
+    dep = _first_day(after["day"], after["b_cells"] < e.depletion_fraction * b0)
+    out["b_cell_depletion_day"] = dep
+    recon = None
+    if dep is not None:
+        later = after[after["day"] > dep]
+        recon = _first_day(later["day"], later["b_cells"] >= e.reconstitution_fraction * b0)
+    out["b_cell_reconstitution_day"] = recon
+    if recon is not None:
+        nf = _value_at(df, "naive_fraction", recon)
+        out["returning_b_naive_fraction"] = nf
+        out["returning_b_phenotype"] = "naive" if nf is not None and nf >= 0.5 else "memory"
+    else:
+        out["returning_b_naive_fraction"] = None
+        out["returning_b_phenotype"] = None
+
+    if infused_car_t > 0 and len(after):
+        peak_idx = after["car_t"].idxmax()
+        out["car_t_infused_agents"] = int(infused_car_t)
+        out["car_t_peak_day"] = float(after.loc[peak_idx, "day"])
+        out["car_t_fold_expansion"] = float(after.loc[peak_idx, "car_t"] / infused_car_t)
+        alive = after[after["car_t"] > e.car_t_persistence_fraction * infused_car_t]
+        out["car_t_last_detected_day"] = float(alive["day"].iloc[-1]) if len(alive) else None
+        out["car_t_persisting_at_end"] = bool(after["car_t"].iloc[-1] > 0)
+
+    ads0 = base["anti_dsdna"]
+    out["anti_dsdna_day90_relative"] = _ratio(_value_at(df, "anti_dsdna", 90.0), ads0)
+    rel = out["anti_dsdna_day90_relative"]
+    out["anti_dsdna_seronegative_day90"] = None if rel is None else bool(
+        rel < e.seronegative_fraction)
+    out["anti_dsdna_seroconversion_day"] = _first_day(
+        after["day"], after["anti_dsdna"] < e.seronegative_fraction * ads0)
+
+    vaccines = s.specificities.vaccines
+    for label, day in (("month3", 90.0), ("month12", 365.0)):
+        rels = [_ratio(_value_at(df, f"antibody_{v}", day), base[f"antibody_{v}"])
+                for v in vaccines]
+        for v, r in zip(vaccines, rels):
+            out[f"vaccine_{v}_{label}_relative"] = r
+        known = [r for r in rels if r is not None]
+        out[f"protective_titre_{label}_relative"] = float(np.mean(known)) if known else None
+
+    if "disease_score" in df:
+        score = after["disease_score"]
+        out["baseline_disease_score"] = float(base["disease_score"])
+        rem = _first_day(after["day"], score <= e.remission_score)
+        out["remission_day"] = rem
+        relapse = None
+        if rem is not None:
+            later = after[after["day"] > rem]
+            relapse = _first_day(later["day"], later["disease_score"] > e.remission_score)
+        out["relapse_day"] = relapse
+        out["remission_durable"] = rem is not None and relapse is None
+        out["remission_duration_days"] = (
+            None if rem is None else (relapse if relapse is not None else out["last_day"]) - rem
+        )
+        out["final_disease_score"] = float(score.iloc[-1]) if len(score) else None
+
+    cyto0 = base["cytokine"]
+    window = after[after["day"] <= 28.0]
+    peak = float(window["cytokine"].max()) if len(window) else None
+    ratio = _ratio(peak, cyto0) if cyto0 else None
+    out["crs_proxy_peak_cytokine_relative"] = ratio
+    out["crs_proxy_grade"] = _crs_grade(ratio)
+    return out
+
+
+def _crs_grade(ratio: float | None) -> int | None:
+    """Grade of the CRS proxy: peak cytokine relative to baseline in days 0-28."""
+    if ratio is None:
+        return None
+    if ratio < 2.0:
+        return 0
+    if ratio < 10.0:
+        return 1
+    if ratio < 30.0:
+        return 2
+    return 3

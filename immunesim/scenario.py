@@ -1,0 +1,706 @@
+"""Typed scenario schema, TOML loading, ``--set`` overrides and clear error messages.
+
+A scenario file is TOML. It is validated into :class:`Scenario` (pydantic), whose fields carry
+their units in their names (``_days``, ``_per_day``, ``_hours``) and a description. Every
+problem becomes a :class:`ScenarioError` that names the file, the key path and what was
+expected; the command line turns it into exit status 2 without a traceback.
+
+Rates are given per day and turned into per-step probabilities as ``p = 1 - exp(-rate * dt)``
+(see :mod:`immunesim.model.params`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from immunesim.model.cells import MARKER_NAMES, marker_mask
+
+SCHEMA_VERSION = 1
+
+NonNeg = Annotated[float, Field(ge=0.0)]
+Pos = Annotated[float, Field(gt=0.0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ScenarioError(Exception):
+    """A scenario could not be loaded; ``str(err)`` is the message a user should see.
+
+    Attributes:
+        file: the scenario file (or ``"<overrides>"``).
+        key: dotted key path of the offending entry ("" for the whole file).
+        expected: what was expected there.
+    """
+
+    def __init__(self, file: str | os.PathLike[str], key: str, expected: str):
+        self.file = str(file)
+        self.key = key
+        self.expected = expected
+        where = f"{self.file}: {key}" if key else self.file
+        super().__init__(f"{where}: {expected}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- space and time
+
+
+class Zones(_Section):
+    """How the lattice is divided into zones (marrow, lymphoid, tissue)."""
+
+    layout: Literal["bands", "file"] = Field(
+        "bands",
+        description="'bands': vertical bands marrow | lymphoid | tissue from left to right, "
+        "widths given by the fractions below; 'file': a .npy array of zone codes "
+        "(0 marrow, 1 lymphoid, 2 tissue) of shape (size, size).",
+    )
+    marrow: Fraction = Field(0.25, description="Fraction of the lattice width that is marrow.")
+    lymphoid: Fraction = Field(0.35, description="Fraction of the width that is lymphoid.")
+    tissue: Fraction = Field(0.40, description="Fraction of the width that is target tissue.")
+    file: str | None = Field(None, description="Zone map (.npy), relative to the scenario file.")
+    niche_fraction: Fraction = Field(
+        0.12, description="Fraction of marrow sites that are long-lived plasma cell niches."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "Zones":
+        if self.layout == "bands":
+            total = self.marrow + self.lymphoid + self.tissue
+            if abs(total - 1.0) > 1e-9:
+                raise ValueError(
+                    f"marrow + lymphoid + tissue must add up to 1 (they add up to {total:g})"
+                )
+        elif not self.file:
+            raise ValueError("layout = 'file' needs file = 'path/to/zones.npy'")
+        return self
+
+
+class Lattice(_Section):
+    """The tissue lattice: ``size x size`` sites, at most one cell per site."""
+
+    size: int = Field(200, ge=8, le=100_000, description="Sites per side.")
+    zones: Zones = Field(default_factory=Zones)
+
+
+class Time(_Section):
+    """Time step and the length of the run."""
+
+    dt_hours: float = Field(1.0, gt=0.0, le=24.0, description="Length of one step (hours).")
+    run_in_days: float = Field(
+        240.0, ge=0.0, description="Untreated run-in before day 0 (days)."
+    )
+    follow_up_days: float = Field(540.0, gt=0.0, description="Days simulated after day 0.")
+    sample_every_hours: float = Field(
+        24.0, gt=0.0, description="Interval between rows of the time series (hours)."
+    )
+
+
+# --------------------------------------------------------------------------- cells
+
+
+class Specificities(_Section):
+    """Specificity classes of B cells and antibodies: self, vaccines, other."""
+
+    vaccines: list[str] = Field(
+        default_factory=lambda: ["tetanus", "measles"],
+        min_length=1,
+        description="Vaccine antigens (at least one); each has its own antibody layer.",
+    )
+    autoreactive_fraction: Fraction = Field(
+        0.35, description="Fraction of new naive B cells that are autoreactive (self)."
+    )
+    vaccine_fraction: Fraction = Field(
+        0.02, description="Fraction of new naive B cells specific for each vaccine antigen."
+    )
+
+    @field_validator("vaccines")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not name.isidentifier() or name in ("self", "other"):
+                raise ValueError(f"vaccine name {name!r} must be an identifier, not self/other")
+        if len(set(v)) != len(v):
+            raise ValueError("vaccine names must be distinct")
+        return v
+
+
+class CellKindParams(_Section):
+    """Lifespan, movement and homing of one cell kind."""
+
+    lifespan_days: Pos = Field(description="Mean lifespan (days); death rate is 1/lifespan.")
+    move_rate_per_day: NonNeg = Field(
+        description="Rate of attempted moves to a neighbour site (per day)."
+    )
+    home: Literal["marrow", "lymphoid", "tissue", "none"] = Field(
+        description="Zone the cell homes to ('none': unbiased random walk)."
+    )
+    homing: Fraction = Field(
+        0.5,
+        description="Probability that a move attempt outside the home zone heads toward it.",
+    )
+    stay: Fraction = Field(
+        0.9, description="Probability of refusing a move that would leave the home zone."
+    )
+    division_rate_per_day: NonNeg = Field(
+        0.0, description="Homeostatic division rate (per day) into a free neighbour site."
+    )
+
+
+def _kind(**kw: Any) -> Any:
+    return Field(default_factory=lambda: CellKindParams(**kw))
+
+
+class Cells(_Section):
+    """Per-kind parameters (see the marker table in the README)."""
+
+    naive_b: CellKindParams = _kind(
+        lifespan_days=40.0, move_rate_per_day=24.0, home="lymphoid", homing=0.5,
+        division_rate_per_day=0.0046,
+    )
+    activated_b: CellKindParams = _kind(
+        lifespan_days=20.0, move_rate_per_day=6.0, home="lymphoid", homing=0.5
+    )
+    memory_b: CellKindParams = _kind(
+        lifespan_days=300.0, move_rate_per_day=12.0, home="lymphoid", homing=0.5,
+        division_rate_per_day=0.0266,
+    )
+    plasmablast: CellKindParams = _kind(
+        lifespan_days=4.0, move_rate_per_day=24.0, home="marrow", homing=0.9, stay=0.95
+    )
+    llpc: CellKindParams = _kind(
+        lifespan_days=3650.0, move_rate_per_day=0.0, home="marrow", homing=0.0, stay=1.0
+    )
+    t_helper: CellKindParams = _kind(
+        lifespan_days=120.0, move_rate_per_day=24.0, home="lymphoid", homing=0.5
+    )
+    car_t: CellKindParams = _kind(
+        lifespan_days=6.2, move_rate_per_day=24.0, home="none", homing=0.0, stay=0.0
+    )
+
+
+class Production(_Section):
+    """Production of naive B cells in marrow and T-helper homeostasis."""
+
+    naive_b_per_site_per_day: NonNeg = Field(
+        0.02, description="Rate at which a free marrow site makes a naive B cell (per day)."
+    )
+    t_helper_per_site_per_day: NonNeg = Field(
+        0.05,
+        description="Rate at which a free lymphoid site makes a T helper when the T-helper "
+        "count is zero; falls linearly to 0 at the target density (per day).",
+    )
+    t_helper_target_density: Fraction = Field(
+        0.20, description="T helpers per lymphoid site at homeostasis."
+    )
+
+
+class Activation(_Section):
+    """B-cell activation (antigen + T help), germinal-centre expansion, differentiation."""
+
+    naive_rate_per_day: NonNeg = Field(
+        1.0, description="Activation rate of a naive B cell at saturating antigen with help."
+    )
+    memory_rate_per_day: NonNeg = Field(
+        4.0, description="Activation rate of a memory B cell at saturating antigen with help."
+    )
+    naive_half_saturation: Pos = Field(
+        40.0, description="Antigen at a site (units) giving half-maximal naive activation."
+    )
+    memory_half_saturation: Pos = Field(
+        8.0, description="Antigen giving half-maximal memory activation (memory needs less)."
+    )
+    hill: Pos = Field(2.0, description="Hill exponent of antigen sensing.")
+    other_antigen: NonNeg = Field(
+        3.0, description="Constant background antigen seen by 'other'-specific B cells."
+    )
+    divisions: int = Field(4, ge=0, le=30, description="Divisions of an activated B cell.")
+    division_rate_per_day: NonNeg = Field(
+        2.0, description="Division rate of an activated B cell (per day)."
+    )
+    differentiation_rate_per_day: NonNeg = Field(
+        0.5, description="Rate at which an activated B cell that has finished dividing "
+        "differentiates (per day).",
+    )
+    memory_fraction: Fraction = Field(
+        0.3, description="Fraction of differentiating activated B cells that become memory B."
+    )
+    llpc_rate_per_day: NonNeg = Field(
+        0.5, description="Rate at which a plasmablast on a marrow niche becomes a long-lived "
+        "plasma cell (per day).",
+    )
+
+
+# --------------------------------------------------------------------------- molecules
+
+
+class Molecules(_Section):
+    """Per-site molecular layers: antibody per specificity, autoantigen, vaccine antigen,
+    immune complexes, tissue damage, cytokine. Quantities are integers (fixed point) in
+    arbitrary units per site."""
+
+    antibody_half_life_days: Pos = Field(21.0, description="IgG half-life (days).")
+    plasmablast_secretion_per_day: NonNeg = Field(
+        200.0, description="Antibody units secreted by a plasmablast per day."
+    )
+    llpc_secretion_per_day: NonNeg = Field(
+        100.0, description="Antibody units secreted by a long-lived plasma cell per day."
+    )
+    autoantigen_source_per_day: NonNeg = Field(
+        0.5, description="Autoantigen released per tissue site per day without damage "
+        "(apoptotic debris)."
+    )
+    autoantigen_release_per_damage: NonNeg = Field(
+        0.05, description="Autoantigen released per unit of damage per day."
+    )
+    autoantigen_half_life_days: Pos = Field(2.0, description="Autoantigen half-life (days).")
+    vaccine_antigen_half_life_days: Pos = Field(
+        3.0, description="Vaccine antigen half-life (days)."
+    )
+    binding_rate: NonNeg = Field(
+        2.0e-4, description="Immune-complex formation per unit autoantibody per unit "
+        "autoantigen per day."
+    )
+    complex_half_life_days: Pos = Field(1.0, description="Immune-complex half-life (days).")
+    damage_per_complex: NonNeg = Field(
+        0.5, description="Tissue damage per unit of immune complex per day (tissue zone)."
+    )
+    damage_half_life_days: Pos = Field(14.0, description="Healing half-life of damage (days).")
+    cytokine_half_life_days: Pos = Field(0.5, description="Cytokine half-life (days).")
+    cytokine_per_kill: NonNeg = Field(
+        50.0, description="Cytokine released when a CAR-T cell kills a target."
+    )
+    cytokine_per_damage: NonNeg = Field(
+        0.02, description="Cytokine released per unit of damage per day."
+    )
+    diffusion: Fraction = Field(
+        0.1, description="Fraction of a site's molecules that moves to each of its 4 "
+        "neighbours per step (must be at most 0.25).",
+        le=0.25,
+    )
+    circulation_per_day: NonNeg = Field(
+        2.0, description="Rate at which antibody, antigen and cytokine exchange with the "
+        "circulation (well-mixed pool shared by all sites), per day.",
+    )
+
+
+# --------------------------------------------------------------------------- therapies
+
+
+class _Therapy(_Section):
+    label: str = Field("", description="Optional name shown in outputs.")
+
+
+class Lymphodepletion(_Therapy):
+    """Conditioning chemotherapy (e.g. fludarabine + cyclophosphamide)."""
+
+    type: Literal["lymphodepletion"]
+    days: list[float] = Field(min_length=1, description="Days of the course (day 0 = infusion).")
+    targets: list[str] = Field(
+        default_factory=lambda: ["CD19", "CD3"], description="Markers of the cells hit."
+    )
+    kill_fraction_per_day: Fraction = Field(
+        0.6, description="Fraction of marker-bearing cells killed on each day of the course."
+    )
+
+
+class CarT(_Therapy):
+    """Infusion of CAR-T cells that kill cells bearing any of the target markers."""
+
+    type: Literal["car_t"]
+    day: float = Field(0.0, description="Infusion day.")
+    dose_per_kg: NonNeg = Field(1.0e6, description="CAR-T cells per kg body weight.")
+    targets: list[str] = Field(
+        default_factory=lambda: ["CD19"], min_length=1, description="Target markers."
+    )
+    kill_rate_per_day: NonNeg = Field(
+        12.0, description="Rate at which a CAR-T cell kills one target neighbour (per day)."
+    )
+    division_rate_per_day: NonNeg = Field(
+        1.6, description="Division rate of a recently stimulated CAR-T cell (per day)."
+    )
+    stimulation_days: Pos = Field(
+        1.5, description="How long a kill keeps a CAR-T cell stimulated (days)."
+    )
+    memory_fraction: Fraction = Field(
+        0.01, description="Fraction of CAR-T daughters that join the persistent memory pool."
+    )
+    memory_lifespan_days: Pos = Field(
+        313.0, description="Mean lifespan of memory CAR-T cells (days; half-life 217 d)."
+    )
+
+
+class AntiCD20(_Therapy):
+    """An anti-CD20 antibody course (rituximab): depth differs between zones."""
+
+    type: Literal["anti_cd20"]
+    days: list[float] = Field(min_length=1, description="Infusion days.")
+    dose_mg: Pos = Field(1000.0, description="Dose per infusion (mg).")
+    half_life_days: Pos = Field(21.0, description="Drug half-life (days).")
+    kill_rate_per_day: NonNeg = Field(
+        1.5, description="Kill rate of CD20+ cells per day at 1000 mg of circulating drug, "
+        "scaled by the zone efficacy.",
+    )
+    targets: list[str] = Field(default_factory=lambda: ["CD20"], min_length=1)
+    marrow_efficacy: Fraction = Field(0.8, description="Relative depth in marrow.")
+    lymphoid_efficacy: Fraction = Field(
+        0.25, description="Relative depth in lymphoid tissue (incomplete)."
+    )
+    tissue_efficacy: Fraction = Field(1.0, description="Relative depth in tissue/blood.")
+
+
+class Vaccination(_Therapy):
+    """An antigen pulse for one vaccine antigen, spread over the lymphoid zone."""
+
+    type: Literal["vaccination"]
+    day: float = Field(description="Day of vaccination.")
+    antigen: str = Field(description="Vaccine antigen name (one of specificities.vaccines).")
+    amount_per_site: Pos = Field(200.0, description="Antigen units added per lymphoid site.")
+
+
+class StandardOfCare(_Therapy):
+    """Standard-of-care immunosuppression: lowers B-cell activation while it is given."""
+
+    type: Literal["standard_of_care"]
+    start_day: float = Field(-1.0e9, description="First day of treatment.")
+    stop_day: float = Field(1.0e9, description="Day the treatment stops (drug-free after).")
+    activation_factor: Fraction = Field(
+        0.7, description="Multiplier on B-cell activation while treated."
+    )
+
+
+Therapy = Annotated[
+    Union[Lymphodepletion, CarT, AntiCD20, Vaccination, StandardOfCare],
+    Field(discriminator="type"),
+]
+
+
+# --------------------------------------------------------------------------- the rest
+
+
+class Initial(_Section):
+    """Initial densities (cells per site of their home zone) before the run-in."""
+
+    naive_b: Fraction = Field(0.35, description="Naive B cells per lymphoid site.")
+    memory_b: Fraction = Field(0.06, description="Memory B cells per lymphoid site.")
+    memory_self_fraction: Fraction = Field(
+        0.25, description="Fraction of initial memory B cells that are autoreactive."
+    )
+    t_helper: Fraction = Field(0.20, description="T helpers per lymphoid site.")
+    llpc: Fraction = Field(0.8, description="Long-lived plasma cells per marrow niche.")
+    llpc_self_fraction: Fraction = Field(
+        0.02, description="Fraction of initial LLPCs that are autoreactive."
+    )
+    llpc_vaccine_fraction: Fraction = Field(
+        0.5, description="Fraction of initial LLPCs specific for the vaccines (split evenly)."
+    )
+    autoantigen: NonNeg = Field(20.0, description="Autoantigen units per tissue site.")
+
+
+class Scale(_Section):
+    """How agents relate to a patient: used for dosing and clinical units."""
+
+    weight_kg: Pos = Field(70.0, description="Body weight (kg).")
+    body_cells: Pos = Field(
+        4.0e10, description="Body lymphocytes the whole lattice stands for (cells)."
+    )
+    blood_fraction: Fraction = Field(
+        0.02, description="Fraction of the body's lymphocytes that are in blood."
+    )
+    blood_volume_ul: Pos = Field(5.0e6, description="Blood volume (microlitres).")
+
+
+class Endpoints(_Section):
+    """Thresholds that turn the time series into clinical endpoints."""
+
+    baseline_day: float = Field(
+        -7.0, description="Day whose values are the baseline (before any therapy)."
+    )
+    depletion_fraction: Fraction = Field(
+        0.01, description="B cells below this fraction of baseline count as depleted."
+    )
+    reconstitution_fraction: Fraction = Field(
+        0.05, description="B cells back above this fraction of baseline count as returned."
+    )
+    seronegative_fraction: Fraction = Field(
+        0.2, description="Anti-dsDNA below this fraction of baseline is seronegative."
+    )
+    remission_score: NonNeg = Field(
+        4.0, description="Disease score at or below which a patient is in remission "
+        "(SLEDAI-like scale, baseline disease near 16)."
+    )
+    car_t_persistence_fraction: Fraction = Field(
+        0.0, description="CAR-T persist while their count is above this fraction of the dose."
+    )
+
+
+class Output(_Section):
+    """What a run writes."""
+
+    parquet: bool = Field(True, description="Also write timeseries.parquet.")
+
+
+class RunSettings(_Section):
+    """Defaults for a run; the command line overrides them."""
+
+    seed: int = Field(1, ge=0, lt=2**63, description="Random seed.")
+    backend: Literal["auto", "numba"] = Field("auto", description="Execution backend.")
+
+
+class Scenario(_Section):
+    """A complete scenario: everything a run needs besides the seed and the backend."""
+
+    schema_version: int = Field(SCHEMA_VERSION, description="Scenario schema version.")
+    name: str = Field("scenario", description="Short name used in outputs.")
+    description: str = Field("", description="What the scenario encodes.")
+    lattice: Lattice = Field(default_factory=Lattice)
+    time: Time = Field(default_factory=Time)
+    specificities: Specificities = Field(default_factory=Specificities)
+    cells: Cells = Field(default_factory=Cells)
+    production: Production = Field(default_factory=Production)
+    activation: Activation = Field(default_factory=Activation)
+    molecules: Molecules = Field(default_factory=Molecules)
+    therapy: list[Therapy] = Field(default_factory=list, description="Therapy schedule.")
+    initial: Initial = Field(default_factory=Initial)
+    scale: Scale = Field(default_factory=Scale)
+    endpoints: Endpoints = Field(default_factory=Endpoints)
+    output: Output = Field(default_factory=Output)
+    run: RunSettings = Field(default_factory=RunSettings)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _version(cls, v: int) -> int:
+        if v != SCHEMA_VERSION:
+            raise ValueError(f"this immunesim reads schema_version {SCHEMA_VERSION}, not {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Scenario":
+        for i, t in enumerate(self.therapy):
+            for field in ("targets",):
+                names = getattr(t, field, None)
+                if names is None:
+                    continue
+                for j, name in enumerate(names):
+                    if name.upper() not in MARKER_NAMES:
+                        raise _KeyedError(
+                            f"therapy.{i}.targets.{j}",
+                            f"a marker, one of {', '.join(MARKER_NAMES)} (got {name!r})",
+                        )
+            if isinstance(t, Vaccination) and t.antigen not in self.specificities.vaccines:
+                raise _KeyedError(
+                    f"therapy.{i}.antigen",
+                    f"one of specificities.vaccines {self.specificities.vaccines} "
+                    f"(got {t.antigen!r})",
+                )
+        if self.time.sample_every_hours < self.time.dt_hours:
+            raise _KeyedError(
+                "time.sample_every_hours", "at least time.dt_hours"
+            )
+        return self
+
+    # Derived quantities used throughout -----------------------------------------------
+    @property
+    def steps_per_day(self) -> float:
+        return 24.0 / self.time.dt_hours
+
+    @property
+    def run_in_steps(self) -> int:
+        return int(round(self.time.run_in_days * self.steps_per_day))
+
+    @property
+    def total_steps(self) -> int:
+        return self.run_in_steps + int(round(self.time.follow_up_days * self.steps_per_day))
+
+    def day_of_step(self, step: int) -> float:
+        """Day of a step (day 0 is the end of the run-in)."""
+        return (step - self.run_in_steps) * self.time.dt_hours / 24.0
+
+    def step_of_day(self, day: float) -> int:
+        """First step at or after ``day``."""
+        return self.run_in_steps + int(math.ceil(day * self.steps_per_day - 1e-9))
+
+
+class _KeyedError(ValueError):
+    """A validation error that knows its own key path (raised by cross-field checks)."""
+
+    def __init__(self, key: str, expected: str):
+        self.key = key
+        self.expected = expected
+        super().__init__(expected)
+
+
+# --------------------------------------------------------------------------- loading
+
+#: Bytes per lattice site the engine allocates (cell arrays sized to the lattice, the site
+#: arrays and the molecular layers); used to refuse lattices that cannot fit in memory.
+def bytes_per_site(n_vaccines: int) -> int:
+    n_layers = (n_vaccines + 2) + 1 + n_vaccines + 3  # antibodies, autoag, vacc ag, ic/dmg/cyt
+    cell_bytes = 8 + 1 + 1 + 1 + 1 + 4 + 4 + 4 + 2 + 1 + 8 + 4  # fields + scratch
+    site_bytes = 4 + 1 + 1 + 8 + 3  # occupancy, zone, niche, claim, homing directions
+    return cell_bytes + site_bytes + 2 * 8 * n_layers  # layers are double-buffered
+
+
+def _available_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
+        return 1 << 40
+
+
+def _loc_to_key(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in _UNION_TAGS)]
+    return ".".join(parts)
+
+
+_UNION_TAGS = {"lymphodepletion", "car_t", "anti_cd20", "vaccination", "standard_of_care"}
+
+
+def _describe(err: dict[str, Any]) -> str:
+    typ = err.get("type", "")
+    msg = err.get("msg", "invalid value")
+    got = err.get("input")
+    if typ == "extra_forbidden":
+        return "unknown key (not part of the scenario schema; check the spelling)"
+    if typ == "missing":
+        return "required key is missing"
+    if isinstance(got, (dict, list)):
+        return msg
+    return f"{msg} (got {got!r})"
+
+
+def _validate(data: dict[str, Any], file: str) -> Scenario:
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        ctx = err.get("ctx") or {}
+        inner = ctx.get("error")
+        if isinstance(inner, _KeyedError):
+            raise ScenarioError(file, inner.key, inner.expected) from None
+        raise ScenarioError(file, _loc_to_key(err["loc"]), _describe(err)) from None
+    except _KeyedError as exc:  # pragma: no cover - pydantic wraps these
+        raise ScenarioError(file, exc.key, exc.expected) from None
+    need = scenario.lattice.size**2 * bytes_per_site(len(scenario.specificities.vaccines))
+    have = _available_memory()
+    if need > 0.8 * have:
+        raise ScenarioError(
+            file,
+            "lattice.size",
+            f"a lattice that fits in memory: {scenario.lattice.size}^2 sites need about "
+            f"{need / 2**30:.1f} GiB, this machine has {have / 2**30:.1f} GiB",
+        )
+    return scenario
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``key.path=value`` into its key path and a TOML-typed value.
+
+    ``value`` is read as a TOML value (numbers, booleans, strings in quotes, arrays); a bare
+    word that is not valid TOML is taken as a string.
+
+    Raises:
+        ScenarioError: if there is no ``=`` or no key.
+    """
+    if "=" not in text:
+        raise ScenarioError("--set", text, "key.path=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ScenarioError("--set", text, "a key path before '='")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> dict[str, Any]:
+    """Apply ``--set key.path=value`` overrides to raw scenario data (in place; returned)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node: Any = data
+        for i, part in enumerate(path[:-1]):
+            key_so_far = ".".join(path[: i + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ScenarioError(
+                        file, key_so_far, f"an index below {len(node)} (from --set {text})"
+                    )
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, {})
+                if not isinstance(node, (dict, list)):
+                    raise ScenarioError(file, key_so_far, f"a table (from --set {text})")
+        last = path[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ScenarioError(file, ".".join(path), f"an index below {len(node)}")
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return data
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML file, turning every failure into a :class:`ScenarioError`."""
+    p = Path(path)
+    if not p.exists():
+        raise ScenarioError(p, "", "file not found")
+    if p.is_dir():
+        raise ScenarioError(p, "", "a TOML file, not a directory")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ScenarioError(p, "", "a UTF-8 text file in TOML format") from None
+    except OSError as exc:
+        raise ScenarioError(p, "", f"a readable file ({exc.strerror})") from None
+    if not text.strip():
+        raise ScenarioError(p, "", "a TOML scenario, but the file is empty")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(p, "", f"valid TOML ({exc})") from None
+
+
+def load_scenario(
+    source: str | os.PathLike[str] | dict[str, Any] | Scenario,
+    overrides: list[str] | None = None,
+) -> Scenario:
+    """Load and validate a scenario.
+
+    Args:
+        source: path to a TOML file, a dict of raw values, or a :class:`Scenario`.
+        overrides: ``key.path=value`` strings applied before validation.
+
+    Raises:
+        ScenarioError: naming the file, the key path and what was expected.
+    """
+    if isinstance(source, Scenario):
+        if not overrides:
+            return source
+        data = source.model_dump(mode="python")
+        file = f"<scenario {source.name}>"
+    elif isinstance(source, dict):
+        data, file = dict(source), "<dict>"
+    else:
+        data, file = read_toml(source), str(source)
+    if overrides:
+        data = apply_overrides(data, overrides, file)
+    scenario = _validate(data, file)
+    if scenario.lattice.zones.layout == "file" and not isinstance(source, (dict, Scenario)):
+        zfile = Path(scenario.lattice.zones.file or "")
+        if not zfile.is_absolute():
+            scenario.lattice.zones.file = str(Path(source).parent / zfile)
+    return scenario
+
+
+def targets_mask(names: list[str]) -> int:
+    """Marker mask of a therapy's target list."""
+    return marker_mask(names)
