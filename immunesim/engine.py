@@ -205,6 +205,7 @@ class Simulation:
             st.ledger[k, 0] += int(np.count_nonzero(st.kind[:n] == k))
         tissue = zone == ZONE_CODE["tissue"]
         st.mol[p.layers.autoantigen, tissue] = int(round(ini.autoantigen * MOL_SCALE))
+        st.mol[p.layers.damage, tissue] = int(round(ini.damage * MOL_SCALE))
 
     # ------------------------------------------------------------------ one step
     def _timed(self, phase: str, t0: float) -> float:

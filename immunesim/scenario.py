@@ -165,17 +165,17 @@ class Cells(_Section):
         division_rate_per_day=0.0046,
     )
     activated_b: CellKindParams = _kind(
-        lifespan_days=20.0, move_rate_per_day=6.0, home="lymphoid", homing=0.5
+        lifespan_days=10.0, move_rate_per_day=6.0, home="lymphoid", homing=0.5
     )
     memory_b: CellKindParams = _kind(
-        lifespan_days=300.0, move_rate_per_day=12.0, home="lymphoid", homing=0.5,
+        lifespan_days=35.0, move_rate_per_day=12.0, home="lymphoid", homing=0.5,
         division_rate_per_day=0.0266,
     )
     plasmablast: CellKindParams = _kind(
         lifespan_days=4.0, move_rate_per_day=24.0, home="marrow", homing=0.9, stay=0.95
     )
     llpc: CellKindParams = _kind(
-        lifespan_days=3650.0, move_rate_per_day=0.0, home="marrow", homing=0.0, stay=1.0
+        lifespan_days=7300.0, move_rate_per_day=0.0, home="marrow", homing=0.0, stay=1.0
     )
     t_helper: CellKindParams = _kind(
         lifespan_days=120.0, move_rate_per_day=24.0, home="lymphoid", homing=0.5
@@ -208,17 +208,17 @@ class Activation(_Section):
         1.0, description="Activation rate of a naive B cell at saturating antigen with help."
     )
     memory_rate_per_day: NonNeg = Field(
-        4.0, description="Activation rate of a memory B cell at saturating antigen with help."
+        1.0, description="Activation rate of a memory B cell at saturating antigen with help."
     )
     naive_half_saturation: Pos = Field(
         40.0, description="Antigen at a site (units) giving half-maximal naive activation."
     )
     memory_half_saturation: Pos = Field(
-        8.0, description="Antigen giving half-maximal memory activation (memory needs less)."
+        10.0, description="Antigen giving half-maximal memory activation (memory needs less)."
     )
-    hill: Pos = Field(2.0, description="Hill exponent of antigen sensing.")
+    hill: Pos = Field(3.0, description="Hill exponent of antigen sensing.")
     other_antigen: NonNeg = Field(
-        3.0, description="Constant background antigen seen by 'other'-specific B cells."
+        2.0, description="Constant background antigen seen by 'other'-specific B cells."
     )
     divisions: int = Field(4, ge=0, le=30, description="Divisions of an activated B cell.")
     division_rate_per_day: NonNeg = Field(
@@ -229,10 +229,10 @@ class Activation(_Section):
         "differentiates (per day).",
     )
     memory_fraction: Fraction = Field(
-        0.3, description="Fraction of differentiating activated B cells that become memory B."
+        0.2, description="Fraction of differentiating activated B cells that become memory B."
     )
     llpc_rate_per_day: NonNeg = Field(
-        0.5, description="Rate at which a plasmablast on a marrow niche becomes a long-lived "
+        0.05, description="Rate at which a plasmablast on a marrow niche becomes a long-lived "
         "plasma cell (per day).",
     )
 
@@ -257,14 +257,14 @@ class Molecules(_Section):
         "(apoptotic debris)."
     )
     autoantigen_release_per_damage: NonNeg = Field(
-        0.05, description="Autoantigen released per unit of damage per day."
+        0.35, description="Autoantigen released per unit of damage per day."
     )
     autoantigen_half_life_days: Pos = Field(2.0, description="Autoantigen half-life (days).")
     vaccine_antigen_half_life_days: Pos = Field(
         3.0, description="Vaccine antigen half-life (days)."
     )
     binding_rate: NonNeg = Field(
-        2.0e-4, description="Immune-complex formation per unit autoantibody per unit "
+        2.3e-3, description="Immune-complex formation per unit autoantibody per unit "
         "autoantigen per day."
     )
     complex_half_life_days: Pos = Field(1.0, description="Immune-complex half-life (days).")
@@ -274,7 +274,7 @@ class Molecules(_Section):
     damage_half_life_days: Pos = Field(14.0, description="Healing half-life of damage (days).")
     cytokine_half_life_days: Pos = Field(0.5, description="Cytokine half-life (days).")
     cytokine_per_kill: NonNeg = Field(
-        50.0, description="Cytokine released when a CAR-T cell kills a target."
+        15.0, description="Cytokine released when a CAR-T cell kills a target."
     )
     cytokine_per_damage: NonNeg = Field(
         0.02, description="Cytokine released per unit of damage per day."
@@ -333,6 +333,13 @@ class CarT(_Therapy):
     )
     memory_lifespan_days: Pos = Field(
         313.0, description="Mean lifespan of memory CAR-T cells (days; half-life 217 d)."
+    )
+    memory_kill_factor: Fraction = Field(
+        0.3, description="Kill rate of memory CAR-T cells relative to effectors."
+    )
+    max_generations: int = Field(
+        14, ge=0, le=63, description="Divisions after which a CAR-T lineage is exhausted "
+        "and divides no more.",
     )
 
 
@@ -393,7 +400,7 @@ class Initial(_Section):
         0.25, description="Fraction of initial memory B cells that are autoreactive."
     )
     t_helper: Fraction = Field(0.20, description="T helpers per lymphoid site.")
-    llpc: Fraction = Field(0.8, description="Long-lived plasma cells per marrow niche.")
+    llpc: Fraction = Field(0.95, description="Long-lived plasma cells per marrow niche.")
     llpc_self_fraction: Fraction = Field(
         0.02, description="Fraction of initial LLPCs that are autoreactive."
     )
@@ -401,6 +408,7 @@ class Initial(_Section):
         0.5, description="Fraction of initial LLPCs specific for the vaccines (split evenly)."
     )
     autoantigen: NonNeg = Field(20.0, description="Autoantigen units per tissue site.")
+    damage: NonNeg = Field(30.0, description="Tissue damage units per tissue site.")
 
 
 class Scale(_Section):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from immunesim.kernels.common import next_generation
 from immunesim.kernels.common import ACTIVATED_B, CAR_T, MEMORY_B, NAIVE_B, PLASMABLAST
 from immunesim.kernels.contact import (
     CONV_ACTIVATED_TO_MEMORY,
@@ -180,10 +181,10 @@ def move(st, p, seed, step):
 
 
 @nb.njit(**_opts)
-def _kill_proposals(n, seed, step, L, uid, kind, x, y, alive, car_mask, occ, markers, ip,
+def _kill_proposals(n, seed, step, L, uid, kind, state, x, y, alive, car_mask, occ, markers, ip,
                     want, key):
     for i in nb.prange(n):
-        v, kk = kill_proposal(i, seed, step, L, uid, kind, x, y, alive, car_mask, occ,
+        v, kk = kill_proposal(i, seed, step, L, uid, kind, state, x, y, alive, car_mask, occ,
                               markers, ip)
         want[i] = v
         key[i] = kk
@@ -209,7 +210,7 @@ def kill(st, p, seed, step):
     """CAR-T cells kill marker-bearing neighbours; each victim dies once, and the attacker
     with the lowest key is credited (stimulated). Returns the number of kills."""
     n = st.n
-    _kill_proposals(n, seed, step, st.L, st.uid, st.kind, st.x, st.y, st.alive,
+    _kill_proposals(n, seed, step, st.L, st.uid, st.kind, st.state, st.x, st.y, st.alive,
                     st.car_mask, st.occ, p.markers, p.ip, st.want, st.key)
     _scatter_min(n, st.want, st.key, st.claim)
     kills = _apply_kills(n, st.L, st.x, st.y, st.alive, st.counter, st.want, st.key,
@@ -262,10 +263,10 @@ def activate(st, p, seed, step, lut_naive, lut_memory):
 
 
 @nb.njit(**_opts)
-def _division_proposals(n, seed, step, L, uid, kind, x, y, alive, counter, occ, thr_divide,
+def _division_proposals(n, seed, step, L, uid, kind, state, x, y, alive, counter, occ, thr_divide,
                         ip, want, key):
     for i in nb.prange(n):
-        t, kk = division_proposal(i, seed, step, L, uid, kind, x, y, alive, counter, occ,
+        t, kk = division_proposal(i, seed, step, L, uid, kind, state, x, y, alive, counter, occ,
                                   thr_divide, ip)
         want[i] = t
         key[i] = kk
@@ -287,6 +288,8 @@ def _append_daughters(n, next_uid, seed, step, L, want, key, claim, uid, kind, s
             kind[m] = k
             st = state[i]
             if k == CAR_T:
+                st = next_generation(st)
+                state[i] = st
                 if rand53(seed, step, uid[i], S_CAR_MEMORY) < thr_car_memory:
                     st = st | STATE_CAR_T_MEMORY
                 else:
@@ -309,7 +312,7 @@ def _append_daughters(n, next_uid, seed, step, L, want, key, claim, uid, kind, s
 def divide(st, p, seed, step):
     """Activated B cells, stimulated CAR-T and homeostatic divisions into free sites."""
     n = st.n
-    _division_proposals(n, seed, step, st.L, st.uid, st.kind, st.x, st.y, st.alive,
+    _division_proposals(n, seed, step, st.L, st.uid, st.kind, st.state, st.x, st.y, st.alive,
                         st.counter, st.occ, p.thr_divide, p.ip, st.want, st.key)
     _scatter_min(n, st.want, st.key, st.claim)
     st.n, st.next_uid = _append_daughters(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from immunesim.model.cells import Kind
+from immunesim.model.cells import GENERATION_MAX, GENERATION_SHIFT, Kind
 
 # Moore neighbourhood, direction index 0..7 (same order as ``immunesim.state.DX/DY``).
 DX = (-1, 0, 1, -1, 1, -1, 0, 1)
@@ -52,3 +52,18 @@ def neighbour_site(x, y, d, L):
     if nx < 0 or ny < 0 or nx >= L or ny >= L:
         return -1
     return ny * L + nx
+
+
+@nb.njit(inline="always", cache=True)
+def car_t_generation(state):
+    """Generation (divisions since infusion) held in bits 1..6 of a CAR-T cell's state."""
+    return (state >> GENERATION_SHIFT) & GENERATION_MAX
+
+
+@nb.njit(inline="always", cache=True)
+def next_generation(state):
+    """State with the generation incremented (saturating at ``GENERATION_MAX``)."""
+    g = car_t_generation(state)
+    if g < GENERATION_MAX:
+        g += 1
+    return (state & ~(GENERATION_MAX << GENERATION_SHIFT)) | (g << GENERATION_SHIFT)

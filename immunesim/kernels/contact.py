@@ -30,9 +30,14 @@ from immunesim.model.params import (
     IP_THR_GC_DIVIDE,
     IP_THR_LLPC,
     IP_THR_MEMORY_FATE,
+    IP_CAR_MAX_GENERATIONS,
+    IP_THR_CAR_KILL_MEMORY,
+    LUT_BITS,
     LUT_SIZE,
     MOL_SHIFT,
 )
+from immunesim.kernels.common import car_t_generation
+from immunesim.model.cells import STATE_CAR_T_MEMORY
 from immunesim.rng import (
     S_ACTIVATE,
     S_DIFFERENTIATE,
@@ -47,7 +52,7 @@ from immunesim.rng import (
     rand53,
 )
 
-_MOL_SHIFT = np.int64(MOL_SHIFT)
+_LUT_SHIFT = np.int64(MOL_SHIFT - LUT_BITS)
 _LUT_MAX = LUT_SIZE - 1
 
 # Conversion codes returned by :func:`activation_rule` (0: none).
@@ -59,7 +64,7 @@ CONV_PLASMABLAST_TO_LLPC = 5
 
 
 @nb.njit(cache=True)
-def kill_proposal(i, seed, step, L, uid, kind, x, y, alive, car_mask, occ, markers, ip):
+def kill_proposal(i, seed, step, L, uid, kind, state, x, y, alive, car_mask, occ, markers, ip):
     """Victim slot a CAR-T cell ``i`` attacks this step, and its key; ``(-1, 0)`` for none.
 
     The cell counts the live neighbours bearing any of its target markers; with the kill
@@ -68,7 +73,9 @@ def kill_proposal(i, seed, step, L, uid, kind, x, y, alive, car_mask, occ, marke
     if alive[i] == 0 or kind[i] != CAR_T:
         return -1, 0
     u = uid[i]
-    if rand53(seed, step, u, S_KILL) >= nb.uint64(ip[IP_THR_CAR_KILL]):
+    memory = (state[i] & STATE_CAR_T_MEMORY) != 0
+    thr = ip[IP_THR_CAR_KILL_MEMORY] if memory else ip[IP_THR_CAR_KILL]
+    if rand53(seed, step, u, S_KILL) >= nb.uint64(thr):
         return -1, 0
     mask = car_mask[i]
     xi = x[i]
@@ -109,14 +116,14 @@ def has_t_help(xi, yi, L, occ, kind, alive):
 
 @nb.njit(cache=True)
 def antigen_at(spec, site, mol, ip):
-    """Antigen (user units, clipped to the look-up table) seen by a B cell of ``spec``."""
+    """Antigen seen by a B cell of ``spec``, as a look-up-table index (1/8 user units)."""
     n_spec = ip[IP_N_SPEC]
     if spec == 0:
-        a = mol[ip[IP_LAYER_AUTOAG], site] >> _MOL_SHIFT
+        a = mol[ip[IP_LAYER_AUTOAG], site] >> _LUT_SHIFT
     elif spec == n_spec - 1:
         a = ip[IP_OTHER_AG]
     else:
-        a = mol[ip[IP_LAYER_VACC0] + spec - 1, site] >> _MOL_SHIFT
+        a = mol[ip[IP_LAYER_VACC0] + spec - 1, site] >> _LUT_SHIFT
     if a > _LUT_MAX:
         a = _LUT_MAX
     return a
@@ -160,11 +167,13 @@ def activation_rule(i, seed, step, L, uid, kind, spec, x, y, alive, counter, occ
 
 
 @nb.njit(cache=True)
-def division_proposal(i, seed, step, L, uid, kind, x, y, alive, counter, occ, thr_divide, ip):
+def division_proposal(i, seed, step, L, uid, kind, state, x, y, alive, counter, occ, thr_divide,
+                      ip):
     """Free neighbour site cell ``i`` divides into this step, and its key; ``(-1, 0)``.
 
-    Activated B cells with divisions left and stimulated CAR-T cells divide at their own
-    rates; other kinds divide at their homeostatic rate (``thr_divide``).
+    Activated B cells with divisions left and stimulated CAR-T cells below their generation
+    limit divide at their own rates; other kinds divide at their homeostatic rate
+    (``thr_divide``).
     """
     if alive[i] == 0:
         return -1, 0
@@ -174,6 +183,8 @@ def division_proposal(i, seed, step, L, uid, kind, x, y, alive, counter, occ, th
         if counter[i] <= 0 or rand53(seed, step, u, S_DIVIDE) >= nb.uint64(ip[IP_THR_GC_DIVIDE]):
             return -1, 0
     elif k == CAR_T:
+        if car_t_generation(state[i]) >= ip[IP_CAR_MAX_GENERATIONS]:
+            return -1, 0
         if counter[i] <= 0 or rand53(seed, step, u, S_DIVIDE) >= nb.uint64(ip[IP_THR_CAR_DIVIDE]):
             return -1, 0
     else:

@@ -104,9 +104,12 @@ def kinds_bearing(mask: int) -> list[Kind]:
     return [Kind(k) for k in range(N_KINDS) if int(MARKERS[k]) & mask]
 
 
-# Cell state bits (``CellState.state``).
-#: CAR-T cell in the persistent memory pool (long-lived, low activity).
+# Cell state bits (``State.state``, int8).
+#: CAR-T cell in the persistent memory pool (long-lived, lower killing).
 STATE_CAR_T_MEMORY = 1
+#: Bits 1..6 of a CAR-T cell's state count its divisions since infusion (its generation).
+GENERATION_SHIFT = 1
+GENERATION_MAX = 63
 
 
 def specificity_names(vaccines: list[str] | tuple[str, ...]) -> tuple[str, ...]:

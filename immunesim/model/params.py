@@ -24,7 +24,9 @@ from immunesim.scenario import Scenario
 MOL_SHIFT = 10
 MOL_SCALE = 1 << MOL_SHIFT
 
-#: Antigen look-up table length: antigen (user units) is clipped to ``LUT_SIZE - 1``.
+#: Antigen look-up table: index = antigen in units of ``2**-LUT_BITS`` user units, clipped
+#: to ``LUT_SIZE - 1`` (so the table covers 0 .. 512 user units in steps of 1/8).
+LUT_BITS = 3
 LUT_SIZE = 4096
 
 ZONE_NAMES = ("marrow", "lymphoid", "tissue")
@@ -56,7 +58,9 @@ IP_THR_LLPC = 18
 IP_THR_CAR_KILL = 19
 IP_THR_CAR_DIVIDE = 20
 IP_THR_CAR_MEMORY = 21
-N_IP = 22
+IP_THR_CAR_KILL_MEMORY = 22
+IP_CAR_MAX_GENERATIONS = 23
+N_IP = 24
 
 # Indices into ``Params.fp`` (float factors used only in products that are truncated at once).
 FP_BINDING = 0
@@ -192,7 +196,7 @@ def build_params(s: Scenario, seed: int) -> Params:
     spec_cum = np.array([threshold(c) for c in cum] + [1 << 53], np.uint64)
 
     a = s.activation
-    antigen = np.arange(LUT_SIZE, dtype=np.float64)
+    antigen = np.arange(LUT_SIZE, dtype=np.float64) / (1 << LUT_BITS)
     sense_naive = antigen**a.hill / (antigen**a.hill + a.naive_half_saturation**a.hill)
     sense_mem = antigen**a.hill / (antigen**a.hill + a.memory_half_saturation**a.hill)
     lut_naive_p = _per_step(a.naive_rate_per_day, dt) * sense_naive
@@ -235,7 +239,7 @@ def build_params(s: Scenario, seed: int) -> Params:
     ip[IP_LAYER_CYTO] = layers.cytokine
     ip[IP_CYTO_PER_KILL] = _units(m.cytokine_per_kill)
     ip[IP_AG_SOURCE] = _units(m.autoantigen_source_per_day / per_day_steps)
-    ip[IP_OTHER_AG] = int(round(a.other_antigen))
+    ip[IP_OTHER_AG] = min(LUT_SIZE - 1, int(round(a.other_antigen * (1 << LUT_BITS))))
     ip[IP_SECRETE_PB] = _units(m.plasmablast_secretion_per_day / per_day_steps)
     ip[IP_SECRETE_LLPC] = _units(m.llpc_secretion_per_day / per_day_steps)
     ip[IP_THR_GC_DIVIDE] = rate_threshold(a.division_rate_per_day, dt)
@@ -246,6 +250,9 @@ def build_params(s: Scenario, seed: int) -> Params:
         ip[IP_THR_CAR_KILL] = rate_threshold(car.kill_rate_per_day, dt)
         ip[IP_THR_CAR_DIVIDE] = rate_threshold(car.division_rate_per_day, dt)
         ip[IP_THR_CAR_MEMORY] = threshold(car.memory_fraction)
+        ip[IP_THR_CAR_KILL_MEMORY] = rate_threshold(
+            car.kill_rate_per_day * car.memory_kill_factor, dt)
+        ip[IP_CAR_MAX_GENERATIONS] = car.max_generations
 
     fp = np.zeros(N_FP)
     # Immune-complex formation per step: k * Ab * Ag with Ab, Ag in user units; in
