@@ -47,6 +47,11 @@ def run(
         Optional[str], typer.Option(help="auto | numba (default: run.backend).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    flush_seconds: Annotated[
+        float,
+        typer.Option(help="Rewrite the outputs at least this often during the run (seconds).",
+                     min=0.0),
+    ] = 30.0,
 ) -> None:
     """Run a scenario and write timeseries.csv/.parquet, endpoints.json and manifest.json."""
     from immunesim.backends import BackendError
@@ -94,7 +99,7 @@ def run(
             bar.start()
         try:
             result = run_scenario(s, seed, backend=backend, out=out_dir, progress=progress,
-                                  argv=sys.argv)
+                                  flush_seconds=flush_seconds, argv=sys.argv)
         finally:
             if bar is not None:
                 bar.stop()

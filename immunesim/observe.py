@@ -70,17 +70,13 @@ def metrics_row(sim: "Simulation") -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- disease score
 
-#: Damage (mean per tissue site, user units) at which organ involvement reaches half of its
-#: maximum in the score.
-DAMAGE_HALF = 20.0
-
-
 def disease_score(df: pd.DataFrame, s: "Scenario") -> pd.Series:
-    """SLEDAI-like disease activity: organ involvement ``12 * D / (D + DAMAGE_HALF)`` from
-    tissue damage ``D``, plus 2 points for raised anti-dsDNA and 2 for immune complexes
+    """SLEDAI-like disease activity: organ involvement ``12 * D / (D + D_half)`` from tissue
+    damage ``D`` (``D_half`` is ``endpoints.score_damage_half``), plus 2 points for raised anti-dsDNA and 2 for immune complexes
     (complement consumption) above the seronegativity fraction of their baseline."""
     base = baseline(df, s)
-    organ = 12.0 * df["damage"] / (df["damage"] + DAMAGE_HALF)
+    half = s.endpoints.score_damage_half
+    organ = 12.0 * df["damage"] / (df["damage"] + half)
     frac = s.endpoints.seronegative_fraction
     dsdna = 2.0 * (df["anti_dsdna"] > frac * base.get("anti_dsdna", math.inf))
     ic = 2.0 * (df["immune_complex"] > frac * base.get("immune_complex", math.inf))

@@ -274,10 +274,10 @@ class Molecules(_Section):
     damage_half_life_days: Pos = Field(14.0, description="Healing half-life of damage (days).")
     cytokine_half_life_days: Pos = Field(0.5, description="Cytokine half-life (days).")
     cytokine_per_kill: NonNeg = Field(
-        15.0, description="Cytokine released when a CAR-T cell kills a target."
+        40.0, description="Cytokine released when a CAR-T cell kills a target."
     )
     cytokine_per_damage: NonNeg = Field(
-        0.02, description="Cytokine released per unit of damage per day."
+        0.005, description="Cytokine released per unit of damage per day."
     )
     diffusion: Fraction = Field(
         0.1, description="Fraction of a site's molecules that moves to each of its 4 "
@@ -335,7 +335,7 @@ class CarT(_Therapy):
         313.0, description="Mean lifespan of memory CAR-T cells (days; half-life 217 d)."
     )
     memory_kill_factor: Fraction = Field(
-        0.3, description="Kill rate of memory CAR-T cells relative to effectors."
+        0.6, description="Kill rate of memory CAR-T cells relative to effectors."
     )
     max_generations: int = Field(
         14, ge=0, le=63, description="Divisions after which a CAR-T lineage is exhausted "
@@ -438,6 +438,10 @@ class Endpoints(_Section):
     )
     seronegative_fraction: Fraction = Field(
         0.2, description="Anti-dsDNA below this fraction of baseline is seronegative."
+    )
+    score_damage_half: Pos = Field(
+        100.0, description="Tissue damage (mean per tissue site) at which organ involvement "
+        "reaches half of its 12 points in the disease score."
     )
     remission_score: NonNeg = Field(
         4.0, description="Disease score at or below which a patient is in remission "

@@ -1,0 +1,64 @@
+"""`immunesim run` as a user types it: outputs, interruption, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pandas as pd
+
+from tests.conftest import SCENARIOS
+from tests.regression.test_reproducible import immunesim_cmd
+
+
+def test_run_writes_every_output(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [*immunesim_cmd(), "run", str(SCENARIOS / "sle_untreated.toml"), "--out", str(out),
+         "--set", "lattice.size=32", "--set", "time.run_in_days=10",
+         "--set", "time.follow_up_days=5"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(out / "timeseries.csv")
+    pq = pd.read_parquet(out / "timeseries.parquet")
+    assert list(df.columns) == list(pq.columns)
+    assert len(df) == 16  # day -10 .. day 5, one row a day
+    assert df["day"].iloc[0] == -10 and df["day"].iloc[-1] == 5
+    for col in ("b_cells", "car_t", "anti_dsdna", "antibody_tetanus", "disease_score"):
+        assert col in df
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["scenario"]["lattice"]["size"] == 32  # the override is recorded
+    assert manifest["steps_done"] == manifest["steps_total"] == 15 * 24
+    assert "numba" in manifest["versions"]
+    ends = json.loads((out / "endpoints.json").read_text())
+    assert ends["baseline_day"] == -7.0
+    assert "endpoints" in proc.stdout.lower()
+
+
+def test_ctrl_c_leaves_a_usable_partial_run(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*immunesim_cmd(), "run", str(SCENARIOS / "sle_cd19_cart.toml"), "--out", str(out),
+         "--set", "lattice.size=48", "--quiet", "--flush-seconds", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 300
+    while not (out / "timeseries.csv").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert 0 < manifest["steps_done"] < manifest["steps_total"]
+    df = pd.read_csv(out / "timeseries.csv")
+    assert len(df) >= 2
+    assert df["step"].iloc[-1] <= manifest["steps_done"]
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]

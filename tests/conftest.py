@@ -1,0 +1,40 @@
+"""Shared fixtures: small scenarios that run in seconds."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIOS = REPO / "scenarios"
+
+
+def small_cart(size: int = 40, run_in: float = 20.0, follow_up: float = 30.0,
+               targets: list[str] | None = None) -> dict[str, Any]:
+    """A CD19 CAR-T scenario shrunk to a few seconds: conditioning on days -5..-3, infusion
+    on day 0, a vaccination and an anti-CD20 course, so every phase and therapy runs."""
+    return {
+        "name": "small_cart",
+        "lattice": {"size": size},
+        "time": {"run_in_days": run_in, "follow_up_days": follow_up},
+        "therapy": [
+            {"type": "standard_of_care", "activation_factor": 0.7, "stop_day": -6},
+            {"type": "lymphodepletion", "days": [-5, -4, -3]},
+            {"type": "car_t", "day": 0, "dose_per_kg": 4e6, "targets": targets or ["CD19"]},
+            {"type": "vaccination", "day": 5, "antigen": "tetanus"},
+            {"type": "anti_cd20", "days": [10]},
+        ],
+    }
+
+
+@pytest.fixture
+def small_cart_scenario() -> dict[str, Any]:
+    return copy.deepcopy(small_cart())
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
