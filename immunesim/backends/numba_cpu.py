@@ -33,7 +33,7 @@ from immunesim.kernels.lifecycle import (
     production_at,
     secretion,
 )
-from immunesim.kernels.molecules import diffuse_decay_site, portion, react_site
+from immunesim.kernels.molecules import circulate_site, diffuse_decay_site, portion, react_site
 from immunesim.kernels.move import move_proposal
 from immunesim.model.cells import STATE_CAR_T_MEMORY, Kind
 from immunesim.model.params import (
@@ -335,45 +335,54 @@ def _secrete(n, L, kind, spec, x, y, alive, mol, ip):
 
 
 @nb.njit(**_opts)
-def _diffuse_decay(L, n_layers, src, dst, diffuses, decay, d):
-    for row in nb.prange(n_layers * L):
-        layer = row // L
-        ys = row - layer * L
+def _diffuse_decay(L, n_layers, src, dst, diffuses, decay, d, circulate, partial):
+    """Diffusion then decay of every layer into ``dst``; ``partial[layer, row]`` gets the
+    row's sum of what each site gives to the circulation."""
+    for r in nb.prange(n_layers * L):
+        layer = r // L
+        ys = r - layer * L
         dd = d if diffuses[layer] != 0 else 0.0
         dec = decay[layer]
+        c = circulate[layer]
+        given = 0
         for xs in range(L):
-            dst[layer, ys * L + xs] = diffuse_decay_site(src, layer, xs, ys, L, dd, dec)
+            q = diffuse_decay_site(src, layer, xs, ys, L, dd, dec)
+            dst[layer, ys * L + xs] = q
+            if c > 0.0:
+                given += portion(q, c)
+        partial[layer, ys] = given
 
 
 @nb.njit(**_opts)
-def _circulate_layer(mol, layer, n_sites, frac):
-    pool = 0
+def _circulate_react(n_sites, mol, circulate, share, rest, zone, ip, fp):
+    n_layers = mol.shape[0]
     for s in nb.prange(n_sites):
-        pool += portion(mol[layer, s], frac)
-    share = pool // n_sites
-    rest = pool - share * n_sites
-    for s in nb.prange(n_sites):
-        extra = 1 if s < rest else 0
-        mol[layer, s] = mol[layer, s] - portion(mol[layer, s], frac) + share + extra
-
-
-@nb.njit(**_opts)
-def _react(n_sites, mol, zone, ip, fp):
-    for s in nb.prange(n_sites):
+        for layer in range(n_layers):
+            c = circulate[layer]
+            if c > 0.0:
+                extra = 1 if s < rest[layer] else 0
+                mol[layer, s] = circulate_site(mol[layer, s], c, share[layer], extra)
         react_site(s, mol, zone, ip, fp)
 
 
 def molecules(st, p):
-    """Secretion, diffusion and decay, circulation, reactions."""
+    """Secretion, diffusion and decay, exchange with the circulation, reactions.
+
+    The circulation pool of a layer is the exact integer sum of what every site gives, so
+    it does not depend on the order of the sum; it is shared equally, the remainder going
+    one unit each to the lowest site indices.
+    """
     _secrete(st.n, st.L, st.kind, st.spec, st.x, st.y, st.alive, st.mol, p.ip)
     n_layers = st.mol.shape[0]
-    _diffuse_decay(st.L, n_layers, st.mol, st.mol_next, p.diffuses, p.decay, p.fp[FP_DIFFUSION])
-    st.mol, st.mol_next = st.mol_next, st.mol
     n_sites = st.L * st.L
-    for layer in range(n_layers):
-        if p.circulate[layer] > 0.0:
-            _circulate_layer(st.mol, layer, n_sites, p.circulate[layer])
-    _react(n_sites, st.mol, st.zone, p.ip, p.fp)
+    partial = np.empty((n_layers, st.L), np.int64)
+    _diffuse_decay(st.L, n_layers, st.mol, st.mol_next, p.diffuses, p.decay,
+                   p.fp[FP_DIFFUSION], p.circulate, partial)
+    st.mol, st.mol_next = st.mol_next, st.mol
+    pool = partial.sum(axis=1)
+    share = pool // n_sites
+    rest = pool - share * n_sites
+    _circulate_react(n_sites, st.mol, p.circulate, share, rest, st.zone, p.ip, p.fp)
 
 
 # --------------------------------------------------------------------------- death

@@ -60,6 +60,13 @@ def diffuse_decay_site(src, l, xs, ys, L, d, decay):
     return q - portion(q, decay)
 
 
+@nb.njit(inline="always", cache=True)
+def circulate_site(q, frac, share, extra):
+    """Exchange with the circulation: a site gives ``portion(q, frac)`` to the pool and
+    receives an equal share of the pool (``share``, plus ``extra`` of the remainder)."""
+    return q - portion(q, frac) + share + extra
+
+
 @nb.njit(cache=True)
 def react_site(s, mol, zone, ip, fp):
     """Disease reactions at site ``s`` (in place): autoantibody + autoantigen form immune

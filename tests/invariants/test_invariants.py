@@ -60,11 +60,21 @@ def test_diffusion_conserves_mass():
     rng = np.random.default_rng(0)
     st.mol[:] = rng.integers(0, 10**6, st.mol.shape)
     before = st.mol.sum(axis=1)
-    zero_decay = np.zeros_like(p.decay)
-    numba_cpu._diffuse_decay(st.L, st.mol.shape[0], st.mol, st.mol_next, p.diffuses,
-                             zero_decay, 0.2)
+    n_layers = st.mol.shape[0]
+    zero = np.zeros(n_layers)
+    circ = np.full(n_layers, 0.3)
+    partial = np.empty((n_layers, st.L), np.int64)
+    numba_cpu._diffuse_decay(st.L, n_layers, st.mol, st.mol_next, p.diffuses, zero, 0.2,
+                             circ, partial)
     assert np.array_equal(st.mol_next.sum(axis=1), before)
     assert not np.array_equal(st.mol_next, st.mol)  # something moved
-    for layer in range(st.mol.shape[0]):
-        numba_cpu._circulate_layer(st.mol_next, layer, st.L * st.L, 0.3)
-    assert np.array_equal(st.mol_next.sum(axis=1), before)
+    pool = partial.sum(axis=1)
+    assert np.all(pool > 0)
+    share = pool // (st.L * st.L)
+    rest = pool - share * st.L * st.L
+    # the exchange with the circulation alone
+    fp = np.zeros_like(p.fp)  # no binding, damage or release
+    mol = st.mol_next.copy()
+    zone = np.zeros_like(st.zone)  # no tissue: no damage, no autoantigen source
+    numba_cpu._circulate_react(st.L * st.L, mol, circ, share, rest, zone, p.ip, fp)
+    assert np.array_equal(mol.sum(axis=1), before)
