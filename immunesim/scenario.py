@@ -220,7 +220,7 @@ class Activation(_Section):
     other_antigen: NonNeg = Field(
         2.0, description="Constant background antigen seen by 'other'-specific B cells."
     )
-    divisions: int = Field(4, ge=0, le=30, description="Divisions of an activated B cell.")
+    divisions: int = Field(3, ge=0, le=30, description="Divisions of an activated B cell.")
     division_rate_per_day: NonNeg = Field(
         2.0, description="Division rate of an activated B cell (per day)."
     )
@@ -274,7 +274,7 @@ class Molecules(_Section):
     damage_half_life_days: Pos = Field(14.0, description="Healing half-life of damage (days).")
     cytokine_half_life_days: Pos = Field(0.5, description="Cytokine half-life (days).")
     cytokine_per_kill: NonNeg = Field(
-        40.0, description="Cytokine released when a CAR-T cell kills a target."
+        60.0, description="Cytokine released when a CAR-T cell kills a target."
     )
     cytokine_per_damage: NonNeg = Field(
         0.005, description="Cytokine released per unit of damage per day."
@@ -320,7 +320,7 @@ class CarT(_Therapy):
         default_factory=lambda: ["CD19"], min_length=1, description="Target markers."
     )
     kill_rate_per_day: NonNeg = Field(
-        12.0, description="Rate at which a CAR-T cell kills one target neighbour (per day)."
+        24.0, description="Rate at which a CAR-T cell kills one target neighbour (per day)."
     )
     division_rate_per_day: NonNeg = Field(
         1.6, description="Division rate of a recently stimulated CAR-T cell (per day)."
@@ -338,7 +338,7 @@ class CarT(_Therapy):
         0.6, description="Kill rate of memory CAR-T cells relative to effectors."
     )
     max_generations: int = Field(
-        14, ge=0, le=63, description="Divisions after which a CAR-T lineage is exhausted "
+        18, ge=0, le=63, description="Divisions after which a CAR-T lineage is exhausted "
         "and divides no more.",
     )
 
@@ -407,8 +407,11 @@ class Initial(_Section):
     llpc_vaccine_fraction: Fraction = Field(
         0.5, description="Fraction of initial LLPCs specific for the vaccines (split evenly)."
     )
-    autoantigen: NonNeg = Field(20.0, description="Autoantigen units per tissue site.")
-    damage: NonNeg = Field(30.0, description="Tissue damage units per tissue site.")
+    autoantigen: NonNeg = Field(50.0, description="Autoantigen units per tissue site.")
+    damage: NonNeg = Field(
+        100.0, description="Tissue damage units per tissue site (an active disease to start "
+        "from; the run-in takes it to its steady state)."
+    )
 
 
 class Scale(_Section):

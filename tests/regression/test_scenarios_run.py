@@ -1,0 +1,32 @@
+"""Every scenario shipped in scenarios/ validates and runs at reduced size, so none can rot."""
+
+from __future__ import annotations
+
+import pytest
+
+import immunesim
+from tests.conftest import SCENARIOS
+
+FILES = sorted(SCENARIOS.glob("*.toml"))
+
+
+def test_the_default_scenarios_are_shipped():
+    names = {f.name for f in FILES}
+    assert {"sle_untreated.toml", "sle_cd19_cart.toml"} <= names
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
+def test_scenario_runs_at_reduced_size(path):
+    s = immunesim.load_scenario(path)
+    assert s.lattice.size >= 200, "shipped scenarios are full size; tests shrink them"
+    assert s.time.follow_up_days >= 540
+    res = immunesim.run(path, overrides=["lattice.size=32", "time.run_in_days=10",
+                                         "time.follow_up_days=12"])
+    df = res.timeseries
+    assert len(df) == 23
+    counts = df[["naive_b", "t_helper", "llpc"]]
+    assert (counts.iloc[0] > 0).all(), "the initial state holds B cells, T helpers and LLPCs"
+    assert not df.isna().all().any()
+    planned = {t.type for t in s.therapy} - {"standard_of_care"}
+    happened = {e["kind"] for e in res.events}
+    assert planned <= happened
