@@ -10,6 +10,7 @@ Public API::
     model = immunesim.ImmuneModel("scenarios/sle_cd19_cart.toml")   # a mesa.Model
 """
 
+from immunesim import _jit_cache  # noqa: F401  (first: keys numba's cache by our sources)
 from immunesim.engine import Simulation
 from immunesim.mesa_model import ImmuneModel
 from immunesim.runner import RunResult, run, write_run
