@@ -155,6 +155,14 @@ def validate(
 
 
 @app.command()
+def schema() -> None:
+    """Print the scenario file reference (every key, its type, default and unit)."""
+    from immunesim.schema_doc import reference_markdown
+
+    print(reference_markdown(), end="")
+
+
+@app.command()
 def info() -> None:
     """Print versions, available backends and threads."""
     import numba
