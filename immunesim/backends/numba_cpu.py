@@ -37,7 +37,7 @@ from immunesim.kernels.molecules import circulate_site, diffuse_decay_site, port
 from immunesim.kernels.move import move_proposal
 from immunesim.model.cells import STATE_CAR_T_MEMORY, Kind
 from immunesim.model.params import (
-    FP_DIFFUSION,
+    FX_DIFFUSION,
     IP_CAR_STIM_STEPS,
     IP_CYTO_PER_KILL,
     IP_LAYER_CYTO,
@@ -341,28 +341,28 @@ def _diffuse_decay(L, n_layers, src, dst, diffuses, decay, d, circulate, partial
     for r in nb.prange(n_layers * L):
         layer = r // L
         ys = r - layer * L
-        dd = d if diffuses[layer] != 0 else 0.0
+        dd = d if diffuses[layer] != 0 else 0
         dec = decay[layer]
         c = circulate[layer]
         given = 0
         for xs in range(L):
             q = diffuse_decay_site(src, layer, xs, ys, L, dd, dec)
             dst[layer, ys * L + xs] = q
-            if c > 0.0:
+            if c > 0:
                 given += portion(q, c)
         partial[layer, ys] = given
 
 
 @nb.njit(**_opts)
-def _circulate_react(n_sites, mol, circulate, share, rest, zone, ip, fp):
+def _circulate_react(n_sites, mol, circulate, share, rest, zone, ip, fx, fp):
     n_layers = mol.shape[0]
     for s in nb.prange(n_sites):
         for layer in range(n_layers):
             c = circulate[layer]
-            if c > 0.0:
+            if c > 0:
                 extra = 1 if s < rest[layer] else 0
                 mol[layer, s] = circulate_site(mol[layer, s], c, share[layer], extra)
-        react_site(s, mol, zone, ip, fp)
+        react_site(s, mol, zone, ip, fx, fp)
 
 
 def molecules(st, p):
@@ -377,12 +377,12 @@ def molecules(st, p):
     n_sites = st.L * st.L
     partial = np.empty((n_layers, st.L), np.int64)
     _diffuse_decay(st.L, n_layers, st.mol, st.mol_next, p.diffuses, p.decay,
-                   p.fp[FP_DIFFUSION], p.circulate, partial)
+                   p.fx[FX_DIFFUSION], p.circulate, partial)
     st.mol, st.mol_next = st.mol_next, st.mol
     pool = partial.sum(axis=1)
     share = pool // n_sites
     rest = pool - share * n_sites
-    _circulate_react(n_sites, st.mol, p.circulate, share, rest, st.zone, p.ip, p.fp)
+    _circulate_react(n_sites, st.mol, p.circulate, share, rest, st.zone, p.ip, p.fx, p.fp)
 
 
 # --------------------------------------------------------------------------- death

@@ -1,20 +1,23 @@
 """Molecular layers: diffusion, decay, circulation and the disease reactions.
 
 All quantities are int64 in internal units. An amount that is a fraction of a quantity is
-``trunc(float(q) * f)``: a single floating-point product (never fused into an add), turned
-into an integer at once, so every backend gets the same bits. Diffusion moves whole units
-between sites and conserves mass exactly.
+``(q * f) >> FRAC_BITS`` with ``f`` a fixed-point fraction: integer arithmetic, the same bits
+on every backend. The one mass-action product (immune-complex formation) is a float product
+truncated at once (never fused into an add). Diffusion moves whole units between sites and
+conserves mass exactly.
 """
 
 from __future__ import annotations
 
 import numba as nb
+import numpy as np
 
 from immunesim.model.params import (
-    FP_AG_PER_DAMAGE,
     FP_BINDING,
-    FP_CYTO_PER_DAMAGE,
-    FP_DAMAGE_PER_IC,
+    FRAC_BITS,
+    FX_AG_PER_DAMAGE,
+    FX_CYTO_PER_DAMAGE,
+    FX_DAMAGE_PER_IC,
     IP_AG_SOURCE,
     IP_LAYER_AUTOAG,
     IP_LAYER_CYTO,
@@ -25,10 +28,14 @@ from immunesim.model.params import (
 TISSUE = 2
 
 
+_FRAC_BITS = np.int64(FRAC_BITS)
+
+
 @nb.njit(inline="always", cache=True)
 def portion(q, f):
-    """``trunc(q * f)`` for a non-negative quantity ``q`` and fraction ``f``."""
-    return nb.int64(nb.float64(q) * f)
+    """``floor(q * f / 2**FRAC_BITS)`` for a quantity ``q >= 0`` and fixed-point fraction
+    ``f``."""
+    return (q * f) >> _FRAC_BITS
 
 
 @nb.njit(cache=True)
@@ -40,7 +47,7 @@ def diffuse_decay_site(src, l, xs, ys, L, d, decay):
     """
     s = ys * L + xs
     q = src[l, s]
-    if d > 0.0:
+    if d > 0:
         out = portion(q, d)
         n_out = 0
         inflow = 0
@@ -68,7 +75,7 @@ def circulate_site(q, frac, share, extra):
 
 
 @nb.njit(cache=True)
-def react_site(s, mol, zone, ip, fp):
+def react_site(s, mol, zone, ip, fx, fp):
     """Disease reactions at site ``s`` (in place): autoantibody + autoantigen form immune
     complexes; in tissue, complexes cause damage, and damage (plus a baseline source)
     releases autoantigen and cytokine."""
@@ -87,9 +94,9 @@ def react_site(s, mol, zone, ip, fp):
     mol[ic_l, s] = ic
     if zone[s] == TISSUE:
         dmg_l = ip[IP_LAYER_DAMAGE]
-        dmg = mol[dmg_l, s] + portion(ic, fp[FP_DAMAGE_PER_IC])
+        dmg = mol[dmg_l, s] + portion(ic, fx[FX_DAMAGE_PER_IC])
         mol[dmg_l, s] = dmg
-        ag += ip[IP_AG_SOURCE] + portion(dmg, fp[FP_AG_PER_DAMAGE])
+        ag += ip[IP_AG_SOURCE] + portion(dmg, fx[FX_AG_PER_DAMAGE])
         cy_l = ip[IP_LAYER_CYTO]
-        mol[cy_l, s] += portion(dmg, fp[FP_CYTO_PER_DAMAGE])
+        mol[cy_l, s] += portion(dmg, fx[FX_CYTO_PER_DAMAGE])
     mol[ag_l, s] = ag

@@ -21,7 +21,9 @@ from immunesim.rng import rate_threshold, threshold
 from immunesim.scenario import Scenario
 
 #: Internal molecule units per user unit (a power of two: ``q >> MOL_SHIFT`` is user units).
-MOL_SHIFT = 10
+#: Fine enough that what floor rounding leaves behind in a decaying layer (below
+#: ``1 / fraction`` internal units per site) is negligible in user units.
+MOL_SHIFT = 20
 MOL_SCALE = 1 << MOL_SHIFT
 
 #: Antigen look-up table: index = antigen in units of ``2**-LUT_BITS`` user units, clipped
@@ -64,11 +66,19 @@ N_IP = 24
 
 # Indices into ``Params.fp`` (float factors used only in products that are truncated at once).
 FP_BINDING = 0
-FP_DAMAGE_PER_IC = 1
-FP_AG_PER_DAMAGE = 2
-FP_CYTO_PER_DAMAGE = 3
-FP_DIFFUSION = 4
-N_FP = 5
+N_FP = 1
+
+#: Fixed-point fractions: ``f`` is stored as ``round(f * 2**FRAC_BITS)`` and applied as
+#: ``(q * f) >> FRAC_BITS`` (pure integer arithmetic; exact on every backend for
+#: ``q < 2**43``, i.e. below 8.6e9 user units per site).
+FRAC_BITS = 20
+
+# Indices into ``Params.fx`` (fixed-point fractions per step).
+FX_DAMAGE_PER_IC = 0
+FX_AG_PER_DAMAGE = 1
+FX_CYTO_PER_DAMAGE = 2
+FX_DIFFUSION = 3
+N_FX = 4
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,7 @@ class Params:
     Attributes:
         ip: int64[N_IP] integer parameters and thresholds (``IP_*`` indices).
         fp: float64[N_FP] factors (``FP_*`` indices), per step, per internal unit.
+        fx: int64[N_FX] fixed-point fractions per step (``FX_*`` indices).
         thr_move, thr_homing, thr_stay, thr_divide: uint64[N_KINDS] thresholds per kind.
         thr_death: uint64[N_KINDS + 1] per death class (kind; memory CAR-T last).
         home: int8[N_KINDS] home zone code or -1.
@@ -123,14 +134,16 @@ class Params:
         spec_cum: uint64[n_spec] cumulative thresholds for a new naive B cell's specificity.
         lut_naive, lut_memory: uint64[LUT_SIZE] activation thresholds by antigen (user units)
             without immunosuppression; :meth:`activation_luts` scales them.
-        decay: float64[n_layers] fraction lost per step.
-        circulate: float64[n_layers] fraction exchanged with the circulation per step.
+        decay: int64[n_layers] fixed-point fraction lost per step.
+        circulate: int64[n_layers] fixed-point fraction exchanged with the circulation per
+            step.
         diffuses: uint8[n_layers] whether a layer diffuses.
         thr_produce: uint64 threshold for naive-B production at a free marrow site.
     """
 
     ip: np.ndarray
     fp: np.ndarray
+    fx: np.ndarray
     thr_move: np.ndarray
     thr_homing: np.ndarray
     thr_stay: np.ndarray
@@ -258,14 +271,16 @@ def build_params(s: Scenario, seed: int) -> Params:
     # Immune-complex formation per step: k * Ab * Ag with Ab, Ag in user units; in
     # internal units formed_int = k_step * Ab_int * Ag_int / MOL_SCALE.
     fp[FP_BINDING] = _per_step_linear(m.binding_rate, dt) / MOL_SCALE
-    fp[FP_DAMAGE_PER_IC] = _per_step_linear(m.damage_per_complex, dt)
-    fp[FP_AG_PER_DAMAGE] = _per_step_linear(m.autoantigen_release_per_damage, dt)
-    fp[FP_CYTO_PER_DAMAGE] = _per_step_linear(m.cytokine_per_damage, dt)
-    fp[FP_DIFFUSION] = m.diffusion
+    fx = np.zeros(N_FX, np.int64)
+    fx[FX_DAMAGE_PER_IC] = fixed(_per_step_linear(m.damage_per_complex, dt))
+    fx[FX_AG_PER_DAMAGE] = fixed(_per_step_linear(m.autoantigen_release_per_damage, dt))
+    fx[FX_CYTO_PER_DAMAGE] = fixed(_per_step_linear(m.cytokine_per_damage, dt))
+    fx[FX_DIFFUSION] = fixed(m.diffusion)
 
     return Params(
         ip=ip,
         fp=fp,
+        fx=fx,
         thr_move=thr_move,
         thr_homing=thr_homing,
         thr_stay=thr_stay,
@@ -276,14 +291,21 @@ def build_params(s: Scenario, seed: int) -> Params:
         spec_cum=spec_cum,
         lut_naive_p=lut_naive_p,
         lut_memory_p=lut_memory_p,
-        decay=decay,
-        circulate=circulate,
+        decay=np.array([fixed(f) for f in decay], np.int64),
+        circulate=np.array([fixed(f) for f in circulate], np.int64),
         diffuses=diffuses,
         thr_produce=rate_threshold(s.production.naive_b_per_site_per_day, dt),
         layers=layers,
         spec_names=spec_names,
         dt_hours=dt,
     )
+
+
+def fixed(fraction: float) -> int:
+    """A fraction in [0, 1] as a fixed-point integer (see ``FRAC_BITS``)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"a per-step fraction must lie in [0, 1], got {fraction}")
+    return int(round(fraction * (1 << FRAC_BITS)))
 
 
 def _per_step_linear(rate_per_day: float, dt_hours: float) -> float:

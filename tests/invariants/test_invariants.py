@@ -8,6 +8,7 @@ import pytest
 
 from immunesim.engine import Simulation
 from immunesim.model.cells import N_KINDS
+from immunesim.model.params import fixed
 from immunesim.scenario import load_scenario
 from tests.conftest import small_cart
 
@@ -61,10 +62,10 @@ def test_diffusion_conserves_mass():
     st.mol[:] = rng.integers(0, 10**6, st.mol.shape)
     before = st.mol.sum(axis=1)
     n_layers = st.mol.shape[0]
-    zero = np.zeros(n_layers)
-    circ = np.full(n_layers, 0.3)
+    zero = np.zeros(n_layers, np.int64)
+    circ = np.full(n_layers, fixed(0.3), np.int64)
     partial = np.empty((n_layers, st.L), np.int64)
-    numba_cpu._diffuse_decay(st.L, n_layers, st.mol, st.mol_next, p.diffuses, zero, 0.2,
+    numba_cpu._diffuse_decay(st.L, n_layers, st.mol, st.mol_next, p.diffuses, zero, fixed(0.2),
                              circ, partial)
     assert np.array_equal(st.mol_next.sum(axis=1), before)
     assert not np.array_equal(st.mol_next, st.mol)  # something moved
@@ -73,8 +74,9 @@ def test_diffusion_conserves_mass():
     share = pool // (st.L * st.L)
     rest = pool - share * st.L * st.L
     # the exchange with the circulation alone
-    fp = np.zeros_like(p.fp)  # no binding, damage or release
+    fp = np.zeros_like(p.fp)  # no binding
+    fx = np.zeros_like(p.fx)  # no damage or release
     mol = st.mol_next.copy()
     zone = np.zeros_like(st.zone)  # no tissue: no damage, no autoantigen source
-    numba_cpu._circulate_react(st.L * st.L, mol, circ, share, rest, zone, p.ip, fp)
+    numba_cpu._circulate_react(st.L * st.L, mol, circ, share, rest, zone, p.ip, fx, fp)
     assert np.array_equal(mol.sum(axis=1), before)
