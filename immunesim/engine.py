@@ -100,6 +100,7 @@ class Simulation:
         rows: the sampled metrics, one dict per sampling step.
         events: therapy events that have happened.
         phase_seconds: wall seconds spent in each phase.
+        jit_seconds: seconds of kernel compilation before the run (set by the runner).
     """
 
     def __init__(self, scenario: Scenario, seed: int | None = None, backend: str = "auto"):
@@ -115,6 +116,8 @@ class Simulation:
         self.events: list[Event] = []
         self.kills_since_sample = 0
         self.phase_seconds = dict.fromkeys(PHASES, 0.0)
+        #: Seconds spent compiling kernels before the run, when the runner measured it.
+        self.jit_seconds: float | None = None
         self._sample_every = max(1, int(round(scenario.time.sample_every_hours
                                               / scenario.time.dt_hours)))
         self._infused = 0
@@ -353,4 +356,24 @@ class Simulation:
         return sum(self.phase_seconds.values())
 
 
-__all__ = ["Simulation", "Event", "PHASES", "build_zones"]
+def warm_up(backend: str = "auto") -> float:
+    """Compile every kernel of a backend (a tiny run that uses every phase and therapy) and
+    return the seconds it took, so that timings of real runs leave JIT compilation out."""
+    from immunesim.scenario import load_scenario
+
+    t0 = time.perf_counter()
+    s = load_scenario({
+        "lattice": {"size": 12},
+        "time": {"run_in_days": 1.0, "follow_up_days": 1.0},
+        "therapy": [
+            {"type": "lymphodepletion", "days": [-0.5]},
+            {"type": "car_t", "day": 0.0, "dose_per_kg": 1e9},
+            {"type": "anti_cd20", "days": [0.0]},
+            {"type": "vaccination", "day": 0.0, "antigen": "tetanus"},
+        ],
+    })
+    Simulation(s, seed=0, backend=backend).run()
+    return time.perf_counter() - t0
+
+
+__all__ = ["Simulation", "Event", "PHASES", "build_zones", "warm_up"]

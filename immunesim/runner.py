@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from immunesim import io
-from immunesim.engine import Simulation
+from immunesim.engine import Simulation, warm_up
 from immunesim.observe import endpoints as compute_endpoints
 from immunesim.observe import with_score
 from immunesim.scenario import Scenario, load_scenario
@@ -73,6 +73,7 @@ def _results(sim: Simulation, status: str, started: float, started_at: str,
         "timing": {
             "started_at": started_at,
             "wall_seconds": wall,
+            "jit_warm_up_seconds": sim.jit_seconds,
             "phase_seconds": dict(sim.phase_seconds),
             "mean_cells": n_cells,
             "cell_updates_per_second": n_cells * steps / wall if wall > 0 else None,
@@ -122,7 +123,9 @@ def run(
         KeyboardInterrupt: after writing the partial outputs (``status: interrupted``).
     """
     s = load_scenario(scenario, overrides)
+    jit_seconds = warm_up(backend or s.run.backend)
     sim = Simulation(s, seed=seed, backend=backend or s.run.backend)
+    sim.jit_seconds = jit_seconds
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     last_flush = [started]
