@@ -33,7 +33,7 @@ from immunesim.kernels.lifecycle import (
     production_at,
     secretion,
 )
-from immunesim.kernels.molecules import circulate_site, diffuse_decay_site, portion, react_site
+from immunesim.kernels.molecules import circulate_site, diffuse_decay, portion, react_site
 from immunesim.kernels.move import move_proposal
 from immunesim.model.cells import STATE_CAR_T_MEMORY, Kind
 from immunesim.model.params import (
@@ -344,24 +344,41 @@ def _diffuse_decay(L, n_layers, src, dst, diffuses, decay, d, circulate, partial
         dd = d if diffuses[layer] != 0 else 0
         dec = decay[layer]
         c = circulate[layer]
+        row = src[layer, ys * L : ys * L + L]
+        north = src[layer, (ys - 1) * L : ys * L] if ys > 0 else row
+        south = src[layer, (ys + 1) * L : (ys + 2) * L] if ys < L - 1 else row
+        has_n = 1 if ys > 0 else 0
+        has_s = 1 if ys < L - 1 else 0
+        out = dst[layer, ys * L : ys * L + L]
         given = 0
         for xs in range(L):
-            q = diffuse_decay_site(src, layer, xs, ys, L, dd, dec)
-            dst[layer, ys * L + xs] = q
-            if c > 0:
-                given += portion(q, c)
+            q_w = row[xs - 1] if xs > 0 else 0
+            q_e = row[xs + 1] if xs < L - 1 else 0
+            q_n = north[xs] * has_n
+            q_s = south[xs] * has_s
+            n_nb = has_n + has_s + (1 if xs > 0 else 0) + (1 if xs < L - 1 else 0)
+            q = diffuse_decay(row[xs], q_w, q_e, q_n, q_s, n_nb, dd, dec)
+            out[xs] = q
+            given += portion(q, c)
         partial[layer, ys] = given
 
 
 @nb.njit(**_opts)
 def _circulate_react(n_sites, mol, circulate, share, rest, zone, ip, fx, fp):
     n_layers = mol.shape[0]
+    n_rows = (n_sites + 1023) // 1024
+    for r in nb.prange(n_layers * n_rows):
+        layer = r // n_rows
+        c = circulate[layer]
+        if c > 0:
+            first = (r - layer * n_rows) * 1024
+            last = min(first + 1024, n_sites)
+            sh = share[layer]
+            rs = rest[layer]
+            values = mol[layer]
+            for s in range(first, last):
+                values[s] = circulate_site(values[s], c, sh, 1 if s < rs else 0)
     for s in nb.prange(n_sites):
-        for layer in range(n_layers):
-            c = circulate[layer]
-            if c > 0:
-                extra = 1 if s < rest[layer] else 0
-                mol[layer, s] = circulate_site(mol[layer, s], c, share[layer], extra)
         react_site(s, mol, zone, ip, fx, fp)
 
 

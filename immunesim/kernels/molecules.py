@@ -38,32 +38,16 @@ def portion(q, f):
     return (q * f) >> _FRAC_BITS
 
 
-@nb.njit(cache=True)
-def diffuse_decay_site(src, l, xs, ys, L, d, decay):
-    """New value of layer ``l`` at site ``(xs, ys)`` after diffusion then decay.
+@nb.njit(inline="always", cache=True)
+def diffuse_decay(q, q_w, q_e, q_n, q_s, n_neighbours, d, decay):
+    """New value of a site holding ``q`` after diffusion then decay.
 
-    Each site sends ``portion(q, d)`` to each of its (up to 4) von Neumann neighbours
-    (no-flux boundary: nothing leaves the lattice), then loses ``portion(q, decay)``.
+    Each site sends ``portion(q, d)`` to each of its ``n_neighbours`` von Neumann neighbours
+    (2 to 4: nothing leaves the lattice) and receives theirs (``q_w .. q_s`` are the
+    neighbours' values, 0 where there is none); then it loses ``portion(q, decay)``.
     """
-    s = ys * L + xs
-    q = src[l, s]
-    if d > 0:
-        out = portion(q, d)
-        n_out = 0
-        inflow = 0
-        if xs > 0:
-            n_out += 1
-            inflow += portion(src[l, s - 1], d)
-        if xs < L - 1:
-            n_out += 1
-            inflow += portion(src[l, s + 1], d)
-        if ys > 0:
-            n_out += 1
-            inflow += portion(src[l, s - L], d)
-        if ys < L - 1:
-            n_out += 1
-            inflow += portion(src[l, s + L], d)
-        q = q - n_out * out + inflow
+    q = (q - n_neighbours * portion(q, d) + portion(q_w, d) + portion(q_e, d)
+         + portion(q_n, d) + portion(q_s, d))
     return q - portion(q, decay)
 
 
