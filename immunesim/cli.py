@@ -155,6 +155,26 @@ def validate(
 
 
 @app.command()
+def plot(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by immunesim run.")],
+    out_file: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Image to write (.png/.svg/.pdf).")
+    ] = None,
+    first_day: Annotated[
+        Optional[float], typer.Option(help="First day shown (default: 30 d before therapy).")
+    ] = None,
+) -> None:
+    """Plot a run's clinical course: cells, titres, disease activity, therapy events."""
+    from immunesim.plot import plot_course
+
+    if not (run_dir / "timeseries.csv").is_file() or not (run_dir / "manifest.json").is_file():
+        _fail(f"{run_dir}: a run directory holding timeseries.csv and manifest.json")
+    target = out_file or run_dir / "course.png"
+    plot_course(run_dir, target, first_day)
+    out.print(f"wrote {target}")
+
+
+@app.command()
 def schema() -> None:
     """Print the scenario file reference (every key, its type, default and unit)."""
     from immunesim.schema_doc import reference_markdown

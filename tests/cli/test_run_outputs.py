@@ -39,6 +39,23 @@ def test_run_writes_every_output(tmp_path):
     assert ends["baseline_day"] == -7.0
     assert "endpoints" in proc.stdout.lower()
 
+    # the course plot of that run
+    plot = subprocess.run([*immunesim_cmd(), "plot", str(out), "--out", str(out / "c.png")],
+                          capture_output=True, text=True, timeout=300)
+    assert plot.returncode == 0, plot.stderr
+    png = (out / "c.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (990, 990)  # 9 x 9 inches at 110 dpi
+
+
+def test_plot_refuses_a_directory_that_is_not_a_run(tmp_path):
+    proc = subprocess.run([*immunesim_cmd(), "plot", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2
+    assert str(tmp_path) in proc.stderr and "timeseries.csv" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
 
 def test_ctrl_c_leaves_a_usable_partial_run(tmp_path):
     out = tmp_path / "run"
