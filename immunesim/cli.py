@@ -52,8 +52,20 @@ def run(
         typer.Option(help="Rewrite the outputs at least this often during the run (seconds).",
                      min=0.0),
     ] = 30.0,
+    patients: Annotated[
+        Optional[int],
+        typer.Option(help="Run a cohort of this many virtual patients (see [[variability]]).",
+                     min=1),
+    ] = None,
+    jobs: Annotated[
+        Optional[int], typer.Option(help="Worker processes for a cohort (default: cores).",
+                                    min=1)
+    ] = None,
 ) -> None:
-    """Run a scenario and write timeseries.csv/.parquet, endpoints.json and manifest.json."""
+    """Run a scenario and write timeseries.csv/.parquet, endpoints.json and manifest.json.
+
+    With --patients N, run a cohort: DIR/patient_NNN/ per patient, DIR/cohort.csv and
+    DIR/cohort_summary.json (median and 90% interval of each endpoint)."""
     from immunesim.backends import BackendError
     from immunesim.runner import run as run_scenario
     from immunesim.scenario import ScenarioError, load_scenario
@@ -66,6 +78,10 @@ def run(
         _fail(f"--seed: a whole number from 0 to 2**63-1 (got {seed})")
     if out_dir.exists() and not out_dir.is_dir():
         _fail(f"{out_dir}: --out must be a directory, and this is a file")
+
+    if patients is not None:
+        _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet)
+        return
 
     progress = None
     bar = None
@@ -109,6 +125,44 @@ def run(
         err.print(f"interrupted: partial outputs written to {out_dir}")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     _print_endpoints(result.endpoints, result.manifest, out_dir)
+
+
+def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet) -> None:
+    from immunesim.cohort import run_cohort
+
+    bar = None
+    progress = None
+    if not quiet:
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                       TextColumn("{task.completed}/{task.total} patients"),
+                       TimeElapsedColumn(), TimeRemainingColumn(), console=err)
+        task = bar.add_task(f"{s.name} cohort", total=patients)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done)
+
+        bar.start()
+    try:
+        _, summary = run_cohort(s, patients, out_dir, seed=seed, jobs=jobs, backend=backend,
+                                progress=progress)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: finished patients are in {out_dir}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        if bar is not None:
+            bar.stop()
+    table = Table(title=f"Cohort of {patients}: median [5%, 95%]", header_style="bold")
+    for col in ("endpoint", "median", "5%", "95%", "reached"):
+        table.add_column(col, justify="left" if col == "endpoint" else "right")
+
+    def fmt(v):
+        return "-" if v is None else f"{v:.3g}"
+
+    for name, st in summary["endpoints"].items():
+        table.add_row(name, fmt(st["median"]), fmt(st["p5"]), fmt(st["p95"]),
+                      f"{st['n']}/{st['of']}")
+    out.print(table)
+    out.print(f"wrote {out_dir}/cohort.csv, cohort_summary.json and {patients} patient runs")
 
 
 def _print_endpoints(ends: dict, manifest: dict, out_dir: Path) -> None:

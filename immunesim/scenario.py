@@ -461,6 +461,37 @@ class Output(_Section):
     parquet: bool = Field(True, description="Also write timeseries.parquet.")
 
 
+class Variability(_Section):
+    """Inter-patient variability of one scenario value (virtual patients).
+
+    Each patient of a cohort draws the value at ``key`` from the distribution: ``lognormal``
+    (``median``, ``sigma`` of the log), ``normal`` (``mean``, ``sd``, truncated at 0) or
+    ``uniform`` (``low``, ``high``).
+    """
+
+    key: str = Field(description="Dotted key path of a numeric scenario value.")
+    distribution: Literal["lognormal", "normal", "uniform"] = Field(
+        description="Distribution of the value across patients."
+    )
+    median: Pos | None = Field(None, description="lognormal: median.")
+    sigma: NonNeg | None = Field(None, description="lognormal: standard deviation of log.")
+    mean: float | None = Field(None, description="normal: mean.")
+    sd: NonNeg | None = Field(None, description="normal: standard deviation.")
+    low: float | None = Field(None, description="uniform: lower bound.")
+    high: float | None = Field(None, description="uniform: upper bound.")
+
+    @model_validator(mode="after")
+    def _parameters(self) -> "Variability":
+        need = {"lognormal": ("median", "sigma"), "normal": ("mean", "sd"),
+                "uniform": ("low", "high")}[self.distribution]
+        missing = [n for n in need if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"a {self.distribution} distribution needs {' and '.join(need)}")
+        if self.distribution == "uniform" and self.high < self.low:
+            raise ValueError("uniform needs low <= high")
+        return self
+
+
 class RunSettings(_Section):
     """Defaults for a run; the command line overrides them."""
 
@@ -487,6 +518,10 @@ class Scenario(_Section):
     endpoints: Endpoints = Field(default_factory=Endpoints)
     output: Output = Field(default_factory=Output)
     run: RunSettings = Field(default_factory=RunSettings)
+    variability: list[Variability] = Field(
+        default_factory=list,
+        description="Inter-patient variability for cohorts of virtual patients.",
+    )
 
     @field_validator("schema_version")
     @classmethod
@@ -513,6 +548,21 @@ class Scenario(_Section):
                     f"therapy.{i}.antigen",
                     f"one of specificities.vaccines {self.specificities.vaccines} "
                     f"(got {t.antigen!r})",
+                )
+        for i, v in enumerate(self.variability):
+            node: Any = self
+            for part in v.key.split("."):
+                if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                    node = node[int(part)]
+                elif isinstance(node, BaseModel) and part in type(node).model_fields:
+                    node = getattr(node, part)
+                else:
+                    node = None
+                    break
+            if isinstance(node, bool) or not isinstance(node, (int, float)):
+                raise _KeyedError(
+                    f"variability.{i}.key",
+                    f"the key path of a numeric scenario value (got {v.key!r})",
                 )
         if self.time.sample_every_hours < self.time.dt_hours:
             raise _KeyedError(

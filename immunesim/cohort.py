@@ -1,0 +1,150 @@
+"""Cohorts of virtual patients: one scenario, per-patient parameters and seeds.
+
+A scenario's ``[[variability]]`` entries give distributions over scenario values. Patient
+``p`` of a cohort run with seed ``s`` draws its values from a generator seeded by
+``(s, p)`` and runs with its own simulation seed, so patient ``p`` is the same whatever the
+cohort size or the number of worker processes. Each patient's run directory is written as
+by ``immunesim run``; ``cohort.csv`` holds one row per patient (drawn values and
+endpoints) and ``cohort_summary.json`` the median and 90% interval of every numeric
+endpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from immunesim import io
+from immunesim.rng import hash64_py
+from immunesim.scenario import Scenario, ScenarioError, load_scenario
+
+S_PATIENT = 101
+
+
+def patient_seed(seed: int, patient: int) -> int:
+    """Simulation seed of a cohort's patient (a hash of the cohort seed and the index)."""
+    return hash64_py(seed, 0, patient, S_PATIENT) >> 1
+
+
+def patient_values(s: Scenario, seed: int, patient: int) -> dict[str, float]:
+    """The values a patient draws for each ``[[variability]]`` entry."""
+    gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, patient])))
+    out = {}
+    for v in s.variability:
+        if v.distribution == "lognormal":
+            x = float(v.median * math.exp(v.sigma * gen.standard_normal()))
+        elif v.distribution == "normal":
+            x = max(0.0, float(v.mean + v.sd * gen.standard_normal()))
+        else:
+            x = float(gen.uniform(v.low, v.high))
+        out[v.key] = x
+    return out
+
+
+def patient_scenario(s: Scenario, values: dict[str, float]) -> Scenario:
+    """The scenario with a patient's drawn values applied (validated again)."""
+    overrides = [f"{k}={v!r}" for k, v in values.items()]
+    try:
+        return load_scenario(s, overrides)
+    except ScenarioError as exc:
+        raise ScenarioError(f"<variability of {s.name}>", exc.key, exc.expected) from None
+
+
+def _run_patient(args: tuple) -> dict[str, Any]:
+    scenario_dump, seed, patient, out_dir, backend = args
+    from immunesim.runner import run
+
+    s = Scenario.model_validate(scenario_dump)
+    values = patient_values(s, seed, patient)
+    ps = patient_scenario(s, values)
+    pseed = patient_seed(seed, patient)
+    res = run(ps, pseed, backend=backend, out=Path(out_dir) / f"patient_{patient:03d}")
+    row: dict[str, Any] = {"patient": patient, "seed": pseed}
+    row.update({f"param:{k}": v for k, v in values.items()})
+    for k, v in res.endpoints.items():
+        row[k] = v
+    return row
+
+
+def summarise(table: pd.DataFrame) -> dict[str, dict[str, float | int | None]]:
+    """Median, 5th and 95th percentile and count of every numeric endpoint column; for a
+    yes/no endpoint, ``n`` counts the patients for whom it is true (``median`` is None)."""
+    out = {}
+    for col in table.columns:
+        if col in ("patient", "seed") or col.startswith("param:"):
+            continue
+        flags = table[col].dropna()
+        if len(flags) and all(isinstance(v, (bool, np.bool_)) for v in flags):
+            out[col] = {"n": int(sum(bool(v) for v in flags)), "of": int(len(table)),
+                        "median": None, "p5": None, "p95": None}
+            continue
+        values = pd.to_numeric(table[col], errors="coerce")
+        if table[col].dtype == object and values.isna().all():
+            continue
+        reached = values.dropna()
+        out[col] = {
+            "n": int(reached.size),
+            "of": int(len(table)),
+            "median": float(reached.median()) if reached.size else None,
+            "p5": float(reached.quantile(0.05)) if reached.size else None,
+            "p95": float(reached.quantile(0.95)) if reached.size else None,
+        }
+    return out
+
+
+def run_cohort(
+    scenario: Scenario,
+    patients: int,
+    out: str | os.PathLike[str],
+    seed: int | None = None,
+    jobs: int | None = None,
+    backend: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """Run ``patients`` virtual patients of a scenario; returns the table and summary.
+
+    Workers are separate processes, each with one numba thread (several numba thread pools
+    on the same cores slow each other down many times over).
+    """
+    if patients < 1:
+        raise ValueError("a cohort needs at least one patient")
+    seed = int(scenario.run.seed if seed is None else seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = max(1, min(patients, jobs or os.cpu_count() or 1))
+    dump = scenario.model_dump(mode="json")
+    tasks = [(dump, seed, p, str(out), backend) for p in range(patients)]
+    rows: list[dict[str, Any]] = []
+    if jobs == 1:
+        for t in tasks:
+            rows.append(_run_patient(t))
+            if progress:
+                progress(len(rows), patients)
+    else:
+        env_before = os.environ.get("NUMBA_NUM_THREADS")
+        os.environ["NUMBA_NUM_THREADS"] = "1"  # inherited by the worker processes
+        try:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
+                for row in ex.map(_run_patient, tasks):
+                    rows.append(row)
+                    if progress:
+                        progress(len(rows), patients)
+        finally:
+            if env_before is None:
+                os.environ.pop("NUMBA_NUM_THREADS", None)
+            else:
+                os.environ["NUMBA_NUM_THREADS"] = env_before
+    table = pd.DataFrame(rows).sort_values("patient").reset_index(drop=True)
+    summary = {"scenario_name": scenario.name, "seed": seed, "patients": patients,
+               "endpoints": summarise(table)}
+    io._atomic_write(out / "cohort.csv", lambda p: table.to_csv(p, index=False))
+    io.write_json(out / "cohort_summary.json", summary)
+    return table, summary
