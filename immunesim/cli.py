@@ -229,6 +229,24 @@ def plot(
 
 
 @app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run or cohort directories.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Report file (.md or .html).")],
+) -> None:
+    """Compare runs with the published clinical facts: targets met or missed, time course
+    with the published points, endpoints side by side."""
+    from immunesim.report import write_report
+
+    for d in run_dirs:
+        if not ((d / "endpoints.json").is_file() or (d / "cohort.csv").is_file()):
+            _fail(f"{d}: a run directory (endpoints.json) or a cohort directory (cohort.csv)")
+    if out_file.suffix.lower() not in (".md", ".html", ".htm"):
+        _fail(f"--out {out_file}: a file name ending in .md or .html")
+    write_report(run_dirs, out_file)
+    out.print(f"wrote {out_file}")
+
+
+@app.command()
 def schema() -> None:
     """Print the scenario file reference (every key, its type, default and unit)."""
     from immunesim.schema_doc import reference_markdown

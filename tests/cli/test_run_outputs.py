@@ -61,13 +61,13 @@ def test_ctrl_c_leaves_a_usable_partial_run(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [*immunesim_cmd(), "run", str(SCENARIOS / "sle_cd19_cart.toml"), "--out", str(out),
-         "--set", "lattice.size=48", "--quiet", "--flush-seconds", "0.2"],
+         "--set", "lattice.size=120", "--quiet", "--flush-seconds", "0.2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.time() + 300
     while not (out / "timeseries.csv").exists() and time.time() < deadline:
         time.sleep(0.2)
-    time.sleep(1.0)
+    time.sleep(0.5)  # the whole run takes tens of seconds at this size
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
