@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -244,6 +245,56 @@ def report(
         _fail(f"--out {out_file}: a file name ending in .md or .html")
     write_report(run_dirs, out_file)
     out.print(f"wrote {out_file}")
+
+
+@app.command()
+def calibrate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML).")],
+    param: Annotated[str, typer.Option(help="Key path of the value to fit, e.g. "
+                                            "therapy.2.memory_kill_factor.")],
+    low: Annotated[float, typer.Option(help="Lowest value of the grid.")],
+    high: Annotated[float, typer.Option(help="Highest value of the grid.")],
+    target: Annotated[str, typer.Option(help="Published target to fit (a name in "
+                                             "immunesim/data/clinical_targets.toml).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the runs.")],
+    points: Annotated[int, typer.Option(help="Grid points.", min=2)] = 5,
+    patients: Annotated[int, typer.Option(help="Virtual patients per grid point.", min=1)] = 3,
+    seed: Annotated[Optional[int], typer.Option(help="Cohort seed.")] = None,
+    jobs: Annotated[Optional[int], typer.Option(help="Worker processes.", min=1)] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Other overrides (key.path=value).")
+    ] = None,
+) -> None:
+    """Fit one scenario value to one published target: a cohort per grid value, the value
+    whose cohort median is closest to the published point (interpolated when bracketed)."""
+    from immunesim.calibrate import calibrate as fit
+    from immunesim.calibrate import find_target
+    from immunesim.scenario import ScenarioError, load_scenario
+
+    try:
+        s = load_scenario(scenario, set_ or [])
+        t = find_target(target)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except KeyError as exc:
+        _fail(f"--target: {exc.args[0]}")
+    values = [float(v) for v in np.linspace(low, high, points)]
+    try:
+        res = fit(s, param, values, t, out_dir, patients=patients, seed=seed, jobs=jobs,
+                  progress=lambda i, n: err.print(f"grid point {i}/{n} done"))
+    except ScenarioError as exc:
+        _fail(str(exc))
+    table = Table(title=f"{t.endpoint} against {param} (published {t.point:g})",
+                  header_style="bold")
+    for col in (param, "median", "5%", "95%", "reached"):
+        table.add_column(col, justify="right")
+    for _, r in res.grid.iterrows():
+        fmt = (lambda v: "-" if v is None or v != v else f"{v:.3g}")
+        table.add_row(f"{r['value']:.4g}", fmt(r["median"]), fmt(r["p5"]), fmt(r["p95"]),
+                      f"{int(r['reached'])}/{int(r['of'])}")
+    out.print(table)
+    out.print(f"fitted {param} = {res.value:.4g}; apply with --set {param}={res.value:.4g}; "
+              f"runs, calibration.csv/.json/.png in {out_dir}")
 
 
 @app.command()
