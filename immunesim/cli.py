@@ -298,6 +298,65 @@ def calibrate(
 
 
 @app.command()
+def animate(
+    source: Annotated[Path, typer.Argument(help="A run directory with snapshots, or a "
+                                               "scenario file to run first.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="reset.mp4, .gif or .html")],
+    fps: Annotated[float, typer.Option(help="Frames per second.", min=0.1)] = 12.0,
+    width: Annotated[int, typer.Option(help="Frame width in pixels (16:9).", min=320)] = 960,
+    days: Annotated[Optional[str], typer.Option(help="Day range FIRST:LAST, e.g. -30:365.")
+                    ] = None,
+    every: Annotated[int, typer.Option(help="Use every N-th snapshot.", min=1)] = 1,
+    overlay: Annotated[Optional[str], typer.Option(help="Molecular overlay: damage.")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(
+        help="Where to run a scenario given as SOURCE (default: next to --out).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Overrides when SOURCE is a scenario.")] = None,
+) -> None:
+    """Animate the immune reset: lattice, time series with a cursor, phase captions."""
+    from immunesim.viz.animate import animate as make
+
+    first = last = None
+    if days:
+        try:
+            a, b = days.split(":")
+            first = float(a) if a.strip() else None
+            last = float(b) if b.strip() else None
+        except ValueError:
+            _fail(f"--days: FIRST:LAST in days, e.g. -30:365 (got {days!r})")
+    if overlay not in (None, "damage"):
+        _fail(f"--overlay: 'damage' (got {overlay!r})")
+    if out_file.suffix.lower() not in (".mp4", ".gif", ".html"):
+        _fail(f"--out {out_file}: a file name ending in .mp4, .gif or .html")
+    if source.is_file():
+        from immunesim.runner import run as run_scenario
+        from immunesim.scenario import ScenarioError, load_scenario
+
+        overrides = list(set_ or [])
+        try:
+            s = load_scenario(source, overrides)
+        except ScenarioError as exc:
+            _fail(str(exc))
+        if s.output.snapshot_every_hours <= 0:
+            overrides.append("output.snapshot_every_hours=24")
+        run_dir = run_dir or out_file.with_name(out_file.stem + "_run")
+        err.print(f"running {source} into {run_dir} ...")
+        run_scenario(source, overrides=overrides, out=run_dir, argv=sys.argv)
+        source = run_dir
+    elif not (source / "snapshots").is_dir():
+        _fail(f"{source}: a run directory with snapshots/ (run with --set "
+              "output.snapshot_every_hours=24) or a scenario file")
+    try:
+        info = make(source, out_file, fps=fps, width=width, first_day=first, last_day=last,
+                    every=every, overlay=overlay)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    size = out_file.stat().st_size / 2**20
+    out.print(f"wrote {out_file}: {info['frames']} frames, {info['size'][0]}x{info['size'][1]},"
+              f" {size:.1f} MB")
+
+
+@app.command()
 def schema() -> None:
     """Print the scenario file reference (every key, its type, default and unit)."""
     from immunesim.schema_doc import reference_markdown

@@ -118,6 +118,7 @@ class Simulation:
         self.phase_seconds = dict.fromkeys(PHASES, 0.0)
         #: Seconds spent compiling kernels before the run, when the runner measured it.
         self.jit_seconds: float | None = None
+        self._observers: list[tuple[int, int, Callable[["Simulation"], None]]] = []
         self._sample_every = max(1, int(round(scenario.time.sample_every_hours
                                               / scenario.time.dt_hours)))
         self._infused = 0
@@ -242,7 +243,20 @@ class Simulation:
         self.step_index = step
         if step % self._sample_every == 0 or step == self.total_steps:
             self._record()
-            self._timed("observe", t)
+        for every, first, fn in self._observers:
+            if step >= first and (step - first) % every == 0:
+                fn(self)
+        self._timed("observe", t)
+
+    def add_observer(self, fn: Callable[["Simulation"], None], every_steps: int,
+                     first_step: int = 0) -> None:
+        """Call ``fn(simulation)`` after every ``every_steps`` steps from ``first_step``."""
+        if every_steps < 1:
+            raise ValueError("every_steps must be at least 1")
+        self._observers.append((every_steps, max(0, first_step), fn))
+        if self.step_index >= max(0, first_step) and \
+                (self.step_index - max(0, first_step)) % every_steps == 0:
+            fn(self)
 
     def _t_helper_threshold(self, count: int) -> int:
         pr = self.scenario.production

@@ -138,6 +138,13 @@ def run(
                       s.output.parquet)
             last_flush[0] = time.perf_counter()
 
+    if out is not None and s.output.snapshot_every_hours > 0:
+        from immunesim.viz.snapshots import SnapshotWriter
+
+        writer = SnapshotWriter(out, sim.state.zone.reshape(s.lattice.size, s.lattice.size))
+        every = max(1, int(round(s.output.snapshot_every_hours / s.time.dt_hours)))
+        sim.add_observer(writer.write, every, s.step_of_day(s.output.snapshot_from_day))
+
     status = "failed"
     try:
         sim.run(callback=on_sample)

@@ -459,6 +459,13 @@ class Output(_Section):
     """What a run writes."""
 
     parquet: bool = Field(True, description="Also write timeseries.parquet.")
+    snapshot_every_hours: NonNeg = Field(
+        0.0, description="Record a lattice snapshot (for `immunesim animate`) this often "
+        "(hours); 0: no snapshots.",
+    )
+    snapshot_from_day: float = Field(
+        -30.0, description="First day with snapshots (day 0 = infusion)."
+    )
 
 
 class Variability(_Section):

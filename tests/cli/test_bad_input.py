@@ -1,35 +1,67 @@
-"""Bad input ends with exit status 2 and one line naming the file, the key path and what
-was expected; no traceback, and nothing already written is touched."""
+"""Bad input ends with exit status 2 and one line naming the file, the key path and what was
+expected; no traceback, and nothing already written is touched.
+
+Every case runs the real console command (``immunesim validate FILE`` or ``immunesim run FILE
+--out DIR``) on a file written into ``tmp_path``; none of them simulates anything.
+"""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCENARIOS
-from tests.regression.test_reproducible import immunesim_cmd
+# A small, valid scenario: therapy.0 is lymphodepletion, therapy.1 the CAR-T infusion.
+BASE = """\
+name = "bad_input_base"
 
-CART = (SCENARIOS / "sle_cd19_cart.toml").read_text()
+[lattice]
+size = 32
 
-CASES = {
-    # name: (file contents or None for a missing file, key path expected in the message,
-    #        words expected in the message)
-    "not_toml": ("lattice = [size = 3\n", "", "valid TOML"),
-    "empty": ("   \n", "", "empty"),
-    "unknown_key": ("[lattice]\nsise = 200\n", "lattice.sise", "unknown key"),
-    "wrong_type": ('[lattice]\nsize = "big"\n', "lattice.size", "integer"),
-    "negative_rate": ("[cells.naive_b]\nlifespan_days = -4\nmove_rate_per_day = 1\n"
-                      'home = "lymphoid"\n', "cells.naive_b.lifespan_days", "greater than 0"),
-    "negative_dose": (CART.replace("dose_per_kg = 1.0e6", "dose_per_kg = -1.0e6"),
-                      "therapy.2.dose_per_kg", "greater than or equal to 0"),
-    "too_large": ("[lattice]\nsize = 99000\n", "lattice.size", "fits in memory"),
-    "missing_file": (None, "", "not found"),
-    "bad_marker": (CART.replace('targets = ["CD19"]', 'targets = ["CD99"]'),
-                   "therapy.2.targets.0", "CD99"),
-    "bad_zone_fractions": ("[lattice.zones]\nmarrow = 0.5\nlymphoid = 0.5\ntissue = 0.5\n",
-                           "lattice.zones", "add up to 1"),
+[time]
+run_in_days = 5
+follow_up_days = 5
+
+[[therapy]]
+type = "lymphodepletion"
+days = [-5, -4, -3]
+
+[[therapy]]
+type = "car_t"
+day = 0
+dose_per_kg = 1.0e6
+targets = ["CD19"]
+"""
+
+NAIVE_B = '[cells.naive_b]\nlifespan_days = {life}\nmove_rate_per_day = {move}\nhome = "lymphoid"\n'
+
+# name: (file contents, or None for a file that does not exist;
+#        key path the message must name ("" for the whole file);
+#        words of "what was expected" the message must hold after the key path)
+CASES: dict[str, tuple[str | None, str, tuple[str, ...]]] = {
+    "not_toml": ("lattice = [size = 3\n", "", ("valid TOML", "line 1")),
+    "empty": ("   \n\n", "", ("TOML scenario", "empty")),
+    "unknown_key": ("[lattice]\nsise = 200\n", "lattice.sise", ("unknown key",)),
+    "unknown_section": (BASE + "\n[lattise]\nsize = 3\n", "lattise", ("unknown key",)),
+    "wrong_type": ('[lattice]\nsize = "big"\n', "lattice.size", ("valid integer", "'big'")),
+    "wrong_type_in_list": (BASE.replace("days = [-5, -4, -3]", 'days = [-5, "x", -3]'),
+                           "therapy.0.days.1", ("valid number", "'x'")),
+    "negative_lifespan": (NAIVE_B.format(life=-4, move=1), "cells.naive_b.lifespan_days",
+                          ("greater than 0", "got -4")),
+    "negative_rate": (NAIVE_B.format(life=40, move=-1), "cells.naive_b.move_rate_per_day",
+                      ("greater than or equal to 0", "got -1")),
+    "negative_dose": (BASE.replace("dose_per_kg = 1.0e6", "dose_per_kg = -1.0e6"),
+                      "therapy.1.dose_per_kg", ("greater than or equal to 0", "got -1000000.0")),
+    "too_large": ("[lattice]\nsize = 100000\n", "lattice.size",
+                  ("a lattice that fits in memory", "GiB")),
+    "missing_file": (None, "", ("file not found",)),
+    "unknown_marker": (BASE.replace('targets = ["CD19"]', 'targets = ["CD19", "CD99"]'),
+                       "therapy.1.targets.1", ("a marker, one of", "CD19", "'CD99'")),
+    "unknown_therapy_type": (BASE.replace('type = "car_t"', 'type = "car_x"'), "therapy.1",
+                             ("'car_x'", "car_t", "anti_cd20")),
+    "zone_fractions": ("[lattice.zones]\nmarrow = 0.5\nlymphoid = 0.5\ntissue = 0.5\n",
+                       "lattice.zones", ("add up to 1", "1.5")),
+    "schema_version": ("schema_version = 7\n", "schema_version", ("schema_version 1", "not 7")),
 }
 
 
@@ -41,86 +73,166 @@ def _write(tmp_path: Path, name: str) -> Path:
     return path
 
 
-def _check(proc: subprocess.CompletedProcess, path: Path, key: str, words: str) -> None:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    err = " ".join(proc.stderr.split())  # the console may wrap long lines
-    assert str(path) in err.replace(" ", "") or path.name in err
-    if key:
-        assert f": {key}:" in err
-    assert words.lower() in err.lower()
-    assert "Traceback" not in proc.stdout + proc.stderr
+def _expect_bad_input(proc, file: str | Path, key: str, words: tuple[str, ...]) -> None:
+    """Exit 2; stderr is the single line ``error: FILE: KEY: EXPECTED``; no traceback."""
+    both = proc.stdout + proc.stderr
+    assert "Traceback" not in both, both
+    assert proc.returncode == 2, both
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr  # one line, not wrapped
+    head = f"error: {file}: {key}: " if key else f"error: {file}: "
+    assert lines[0].startswith(head), f"{lines[0]!r} does not start with {head!r}"
+    expected = lines[0][len(head):]
+    for w in words:
+        assert w in expected, f"{w!r} not in what was expected: {expected!r}"
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_validate_reports_bad_input(tmp_path, name):
+def test_validate_reports_bad_input(cli, tmp_path, name):
     path = _write(tmp_path, name)
-    proc = subprocess.run([*immunesim_cmd(), "validate", str(path)], capture_output=True,
-                          text=True, timeout=120)
-    _check(proc, path, CASES[name][1], CASES[name][2])
+    proc = cli("validate", path)
+    _expect_bad_input(proc, path, CASES[name][1], CASES[name][2])
+    assert proc.stdout == ""  # no "ok" line for a bad file
 
 
-@pytest.mark.parametrize("name", ["unknown_key", "negative_dose", "missing_file", "empty"])
-def test_run_reports_bad_input_and_leaves_outputs_alone(tmp_path, name):
-    path = _write(tmp_path, name)
+def test_the_base_scenario_is_valid(cli, tmp_path):
+    """The cases above are bad because of their one change, not because of BASE."""
+    path = tmp_path / "base.toml"
+    path.write_text(BASE)
+    proc = cli("validate", path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.startswith(f"ok  {path}")
+
+
+def test_validate_checks_every_file_and_fails_if_one_is_bad(cli, tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(BASE)
+    bad = _write(tmp_path, "unknown_key")
+    proc = cli("validate", bad, good)
+    _expect_bad_input(proc, bad, "lattice.sise", ("unknown key",))
+    assert proc.stdout.startswith(f"ok  {good}")  # the good file after the bad one is checked
+
+
+@pytest.mark.parametrize("args,name,key,words", [
+    ((), "unknown_key", "lattice.sise", ("unknown key",)),
+    ((), "negative_dose", "therapy.1.dose_per_kg", ("greater than or equal to 0",)),
+    ((), "missing_file", "", ("file not found",)),
+    ((), "too_large", "lattice.size", ("fits in memory",)),
+    (("--set", "lattice.size=abc"), "base", "lattice.size", ("valid integer", "'abc'")),
+    (("--set", "therapy.1.dose_per_kg=-5"), "base", "therapy.1.dose_per_kg",
+     ("greater than or equal to 0",)),
+])
+def test_run_reports_bad_input_and_leaves_outputs_alone(cli, tmp_path, args, name, key, words):
+    if name == "base":
+        path = tmp_path / "base.toml"
+        path.write_text(BASE)
+    else:
+        path = _write(tmp_path, name)
     out = tmp_path / "out"
     out.mkdir()
     sentinel = out / "timeseries.csv"
     sentinel.write_text("an earlier run's data\n")
-    proc = subprocess.run([*immunesim_cmd(), "run", str(path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
-    _check(proc, path, CASES[name][1], CASES[name][2])
+    before = sentinel.stat().st_mtime_ns
+    proc = cli("run", path, "--out", out, "--quiet", *args)
+    _expect_bad_input(proc, path, key, words)
     assert sentinel.read_text() == "an earlier run's data\n"
-    assert sorted(p.name for p in out.iterdir()) == ["timeseries.csv"]
+    assert sentinel.stat().st_mtime_ns == before
+    assert [p.name for p in out.iterdir()] == ["timeseries.csv"]
 
 
-@pytest.mark.parametrize("override,key,words", [
-    ("lattice.size=abc", "lattice.size", "integer"),
-    ("nonsense", "nonsense", "key.path=value"),
-    ("therapy.9.day=1", "therapy.9", "index below 3"),
-    ("time.dt_hours=-1", "time.dt_hours", "greater than 0"),
+def test_run_with_bad_input_creates_no_output_directory(cli, tmp_path):
+    path = _write(tmp_path, "negative_dose")
+    out = tmp_path / "not_yet"
+    proc = cli("run", path, "--out", out)
+    _expect_bad_input(proc, path, "therapy.1.dose_per_kg", ("greater than or equal to 0",))
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------- --set
+
+
+@pytest.mark.parametrize("override,file,key,words", [
+    ("lattice.size=abc", "FILE", "lattice.size", ("valid integer", "'abc'")),
+    ("lattice.size=3", "FILE", "lattice.size", ("greater than or equal to 8", "got 3")),
+    ("lattice.sise=64", "FILE", "lattice.sise", ("unknown key",)),
+    ("lattice.size.x=1", "FILE", "lattice.size", ("a table", "--set lattice.size.x=1")),
+    ("therapy.9.day=1", "FILE", "therapy.9",
+     ("an index below 2", "--set therapy.9.day=1")),
+    ("therapy.one.day=1", "FILE", "therapy.one", ("an index below 2",)),
+    ("therapy.1.targets.3=CD20", "FILE", "therapy.1.targets.3", ("an index below 1",)),
+    ("therapy.1.targets=['CD99']", "FILE", "therapy.1.targets.0", ("a marker", "'CD99'")),
+    ("therapy.1.dose_per_kg=-5e5", "FILE", "therapy.1.dose_per_kg",
+     ("greater than or equal to 0",)),
+    # A --set without '=' or without a key is named by the option and the text typed.
+    ("nonsense", "--set", "nonsense", ("key.path=value",)),
+    ("=5", "--set", "=5", ("a key path before '='",)),
 ])
-def test_bad_overrides(tmp_path, override, key, words):
-    path = SCENARIOS / "sle_cd19_cart.toml"
-    proc = subprocess.run([*immunesim_cmd(), "validate", str(path), "--set", override],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    err = " ".join(proc.stderr.split())
-    assert key in err and words in err
-    assert "Traceback" not in proc.stderr
+def test_validate_reports_bad_overrides(cli, tmp_path, override, file, key, words):
+    path = tmp_path / "base.toml"
+    path.write_text(BASE)
+    proc = cli("validate", path, "--set", override)
+    _expect_bad_input(proc, path if file == "FILE" else file, key, words)
+    assert proc.stdout == ""
 
 
-def test_unknown_backend_is_bad_input(tmp_path):
-    proc = subprocess.run([*immunesim_cmd(), "run", str(SCENARIOS / "sle_untreated.toml"),
-                           "--out", str(tmp_path / "o"), "--backend", "cuda",
-                           "--set", "lattice.size=16"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "--backend" in proc.stderr and "cuda" in proc.stderr
-    assert "Traceback" not in proc.stderr
-
-
-def test_good_override_changes_the_value():
-    from immunesim.scenario import load_scenario
-
-    s = load_scenario(SCENARIOS / "sle_cd19_cart.toml",
-                      ["therapy.2.dose_per_kg=5e5", "therapy.2.targets=['CD19', 'BCMA']",
-                       "lattice.size=64"])
-    assert s.therapy[2].dose_per_kg == 5e5
-    assert s.therapy[2].targets == ["CD19", "BCMA"]
-    assert s.lattice.size == 64
-
-
-def test_validate_accepts_every_shipped_scenario():
-    files = sorted(SCENARIOS.glob("*.toml"))
-    proc = subprocess.run([*immunesim_cmd(), "validate", *map(str, files)],
-                          capture_output=True, text=True, timeout=120)
+def test_good_override_is_applied_by_the_command(cli, tmp_path):
+    path = tmp_path / "base.toml"
+    path.write_text(BASE)
+    proc = cli("validate", path, "--set", "lattice.size=64", "--set", "time.follow_up_days=9")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("ok  ") == len(files)
+    text = " ".join(proc.stdout.split())  # the console wraps long lines
+    assert "(bad_input_base: 64x64 sites, 5 d run-in + 9 d, 2 therapy entries)" in text
 
 
-def test_info_lists_backend_and_threads():
-    proc = subprocess.run([*immunesim_cmd(), "info"], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0
-    assert "numba available" in proc.stdout
-    assert "numba threads" in proc.stdout
+def test_unknown_backend_is_bad_input(cli, tmp_path):
+    path = tmp_path / "base.toml"
+    path.write_text(BASE)
+    out = tmp_path / "o"
+    proc = cli("run", path, "--out", out, "--quiet", "--backend", "cuda")
+    both = proc.stdout + proc.stderr
+    assert "Traceback" not in both, both
+    assert proc.returncode == 2, both
+    assert proc.stderr.startswith("error: --backend: unknown backend 'cuda'")
+    assert "numba" in proc.stderr  # says what was expected
+
+
+# --------------------------------------------------------------------------- known bugs
+
+
+@pytest.mark.xfail(strict=True, reason="cli.py prints ScenarioError text as rich markup: a "
+                   "value such as '[/x]' raises MarkupError (traceback); see the report")
+def test_bracketed_value_is_printed_verbatim(cli, tmp_path):
+    path = tmp_path / "markup.toml"
+    path.write_text('[lattice]\nsize = "[/x]"\n')
+    proc = cli("validate", path)
+    _expect_bad_input(proc, path, "lattice.size", ("valid integer", "'[/x]'"))
+
+
+@pytest.mark.xfail(strict=True, reason="cli.py prints ScenarioError text as rich markup: "
+                   "'[red]' in a file's path is swallowed; see the report")
+def test_bracketed_path_is_printed_verbatim(cli, tmp_path):
+    folder = tmp_path / "d[red]x"
+    folder.mkdir()
+    path = folder / "a.toml"
+    path.write_text("[lattice]\nsise = 1\n")
+    proc = cli("validate", path)
+    _expect_bad_input(proc, path, "lattice.sise", ("unknown key",))
+
+
+@pytest.mark.xfail(strict=True, reason="scenario._loc_to_key drops 'car_t' from the key path "
+                   "(it is also a therapy type): the message says cells.lifespan_days")
+def test_car_t_cell_error_names_its_table(cli, tmp_path):
+    path = tmp_path / "cart_cells.toml"
+    path.write_text(NAIVE_B.format(life=-1, move=1).replace("naive_b", "car_t"))
+    proc = cli("validate", path)
+    _expect_bad_input(proc, path, "cells.car_t.lifespan_days", ("greater than 0",))
+
+
+@pytest.mark.xfail(strict=True, reason="floats accept inf/nan: validate says ok and run "
+                   "dies with OverflowError; see the report")
+def test_infinite_follow_up_is_bad_input(cli, tmp_path):
+    path = tmp_path / "base.toml"
+    path.write_text(BASE)
+    proc = cli("validate", path, "--set", "time.follow_up_days=inf")
+    _expect_bad_input(proc, path, "time.follow_up_days", ("finite",))

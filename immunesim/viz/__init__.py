@@ -1,0 +1,1 @@
+"""Visualisation: lattice snapshots, frame rendering and animation writers."""

@@ -1,0 +1,107 @@
+"""Lattice snapshots recorded during a run, compact on disk, read back for animation.
+
+Each snapshot is ``snapshots/frame_NNNNN.npz`` in the run directory (written atomically,
+compressed), holding:
+
+- ``cells``: uint8[L, L] cell category per site (:data:`CATEGORIES`, 0 = empty);
+- ``damage``: float16[L, L] tissue damage (user units), for an optional overlay;
+- ``day``: the simulated day.
+
+One file per snapshot keeps memory bounded however long the run, and a crash loses at
+most the snapshot being written. ``zones.npy`` holds the zone map once.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from immunesim.model.cells import Kind
+from immunesim.model.params import MOL_SCALE
+
+#: Cell categories shown in animations (index = code stored in ``cells``).
+CATEGORIES = (
+    "empty",
+    "naive B",
+    "autoreactive B",
+    "activated B",
+    "memory B",
+    "plasmablast",
+    "long-lived plasma cell",
+    "T helper",
+    "CAR-T",
+)
+
+# kind -> category for non-autoreactive cells
+_KIND_CATEGORY = np.zeros(len(Kind), np.uint8)
+_KIND_CATEGORY[Kind.NAIVE_B] = 1
+_KIND_CATEGORY[Kind.ACTIVATED_B] = 3
+_KIND_CATEGORY[Kind.MEMORY_B] = 4
+_KIND_CATEGORY[Kind.PLASMABLAST] = 5
+_KIND_CATEGORY[Kind.LLPC] = 6
+_KIND_CATEGORY[Kind.T_HELPER] = 7
+_KIND_CATEGORY[Kind.CAR_T] = 8
+_B_CELLS = (Kind.NAIVE_B, Kind.ACTIVATED_B, Kind.MEMORY_B)
+
+
+def cell_map(kind: np.ndarray, spec: np.ndarray, x: np.ndarray, y: np.ndarray, L: int
+             ) -> np.ndarray:
+    """Category map uint8[L, L] of live cells given their arrays (length n)."""
+    codes = _KIND_CATEGORY[kind]
+    autoreactive = (spec == 0) & np.isin(kind, _B_CELLS)
+    codes = np.where(autoreactive, np.uint8(2), codes)
+    out = np.zeros((L, L), np.uint8)
+    out[y, x] = codes
+    return out
+
+
+class SnapshotWriter:
+    """Writes snapshots of a simulation into ``<run_dir>/snapshots``."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], zone: np.ndarray):
+        self.dir = Path(run_dir) / "snapshots"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        np.save(self.dir / "zones.npy", zone)
+        self.count = len(list(self.dir.glob("frame_*.npz")))
+
+    def write(self, sim) -> Path:
+        st = sim.state
+        n, L = st.n, st.L
+        cells = cell_map(st.kind[:n], st.spec[:n], st.x[:n], st.y[:n], L)
+        damage = (st.mol[sim.params.layers.damage].reshape(L, L) / MOL_SCALE).astype(np.float16)
+        buf = _io.BytesIO()
+        np.savez_compressed(buf, cells=cells, damage=damage, day=np.float64(sim.day))
+        path = self.dir / f"frame_{self.count:05d}.npz"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, path)
+        self.count += 1
+        return path
+
+
+def list_frames(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Snapshot files of a run, in time order."""
+    return sorted((Path(run_dir) / "snapshots").glob("frame_*.npz"))
+
+
+def read_zones(run_dir: str | os.PathLike[str]) -> np.ndarray:
+    return np.load(Path(run_dir) / "snapshots" / "zones.npy")
+
+
+def iter_frames(paths: list[Path]) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
+    """Yield ``(day, cells, damage)`` one snapshot at a time."""
+    for p in paths:
+        with np.load(p) as f:
+            yield float(f["day"]), f["cells"], f["damage"].astype(np.float32)
+
+
+def frame_days(paths: list[Path]) -> list[float]:
+    out = []
+    for p in paths:
+        with np.load(p) as f:
+            out.append(float(f["day"]))
+    return out
