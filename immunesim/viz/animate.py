@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import pandas as pd
 
 from immunesim.plot import read_run
 from immunesim.viz.snapshots import CATEGORIES, iter_frames, list_frames, read_zones
@@ -329,5 +328,65 @@ show(0); start();
     return n
 
 
-def timeseries_days(run_dir: str | Path) -> pd.Series:
-    return read_run(run_dir)[0]["day"]
+def animate_side_by_side(run_dirs: list[str | Path], out: str | Path, fps: float = 12.0,
+                         width: int = 640, first_day: float | None = None,
+                         last_day: float | None = None, every: int = 1) -> dict:
+    """Several runs next to each other, frame by frame on the days they all recorded."""
+    from immunesim.viz.snapshots import frame_days
+
+    out = Path(out)
+    renderers, selected = [], []
+    for d in run_dirs:
+        paths = select_frames(d, first_day, last_day)
+        selected.append(dict(zip(frame_days(paths), paths)))
+        renderers.append(FrameRenderer(d, width=width))
+    common = sorted(set.intersection(*(set(s) for s in selected)))[::max(1, every)]
+    if not common:
+        raise ValueError("the runs have no snapshot day in common")
+    for r in renderers:
+        r.set_x_range(common[0], common[-1])
+
+    def frames() -> Iterator[np.ndarray]:
+        for day in common:
+            parts = []
+            for r, sel in zip(renderers, selected):
+                (_, cells, damage), = iter_frames([sel[day]])
+                parts.append(r.render(day, cells, damage))
+            yield np.hstack(parts)
+
+    size = (sum(r.size[0] for r in renderers), renderers[0].size[1])
+    tmp = out.with_name(f".{out.name}.part")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        suffix = out.suffix.lower()
+        if suffix == ".mp4":
+            n = _write_mp4(frames(), tmp, size, fps)
+        elif suffix == ".gif":
+            n = _write_gif(frames(), tmp, fps)
+        elif suffix == ".html":
+            n = _write_html(frames(), tmp, size, fps)
+        else:
+            raise ValueError(f"{out}: the output must end in .mp4, .gif or .html")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        for r in renderers:
+            r.close()
+    return {"frames": n, "size": size, "path": out}
+
+
+def still(run_dir: str | Path, day: float, out: str | Path, width: int = 960) -> Path:
+    """One frame of a run (the snapshot nearest ``day``) as a PNG."""
+    from PIL import Image
+
+    from immunesim.viz.snapshots import frame_days
+
+    paths = list_frames(run_dir)
+    days = np.array(frame_days(paths))
+    k = int(np.argmin(np.abs(days - day)))
+    r = FrameRenderer(run_dir, width=width)
+    r.set_x_range(float(days[0]), float(days[-1]))
+    (d, cells, damage), = iter_frames([paths[k]])
+    Image.fromarray(r.render(d, cells, damage)).save(out)
+    r.close()
+    return Path(out)
