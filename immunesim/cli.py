@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -31,7 +32,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -157,7 +158,7 @@ def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet) -> None:
         table.add_column(col, justify="left" if col == "endpoint" else "right")
 
     def fmt(v):
-        return "-" if v is None else f"{v:.3g}"
+        return "-" if v is None else v if isinstance(v, str) else f"{v:.3g}"
 
     for name, st in summary["endpoints"].items():
         table.add_row(name, fmt(st["median"]), fmt(st["p5"]), fmt(st["p95"]),
@@ -197,11 +198,11 @@ def validate(
         try:
             s = load_scenario(f, set_ or [])
         except ScenarioError as exc:
-            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             bad += 1
             continue
         out.print(
-            f"ok  {f}  ({s.name}: {s.lattice.size}x{s.lattice.size} sites, "
+            f"ok  {escape(str(f))}  ({s.name}: {s.lattice.size}x{s.lattice.size} sites, "
             f"{s.time.run_in_days:g} d run-in + {s.time.follow_up_days:g} d, "
             f"{len(s.therapy)} therapy entries)"
         )
@@ -354,6 +355,38 @@ def animate(
     size = out_file.stat().st_size / 2**20
     out.print(f"wrote {out_file}: {info['frames']} frames, {info['size'][0]}x{info['size'][1]},"
               f" {size:.1f} MB")
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes only (a few minutes).")
+                     ] = False,
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results JSON.")
+                        ] = None,
+    steps: Annotated[int, typer.Option(help="Timed steps per configuration.", min=1)] = 48,
+) -> None:
+    """Throughput of the full model (cell-updates/s) per size and thread count, with the
+    per-phase breakdown, the random-walk floor and bytes per site plus cell."""
+    from immunesim.bench import FULL_SIZES, QUICK_SIZES, run_bench
+
+    res = run_bench(QUICK_SIZES if quick else FULL_SIZES, steps=steps)
+    table = Table(title=f"immunesim throughput on {res['hardware']['cpu']} "
+                        f"(JIT {res['jit_warm_up_seconds']:.1f} s apart)", header_style="bold")
+    for col in ("lattice", "cells", "threads", "cell-updates/s", "x floor", "B/(site+cell)",
+                "slowest phase"):
+        table.add_column(col, justify="right")
+    for r in res["results"]:
+        slow = max(r["phase_fraction"], key=r["phase_fraction"].get)
+        table.add_row(f"{r['lattice']}^2", f"{r['cells']:,}", str(r["threads"]),
+                      f"{r['cell_updates_per_second']:.3g}", f"{r['cost_vs_floor']:.1f}",
+                      f"{r['bytes_per_site_plus_cell']:.0f}",
+                      f"{slow} {100 * r['phase_fraction'][slow]:.0f}%")
+    out.print(table)
+    if out_file is not None:
+        from immunesim.io import write_json
+
+        write_json(out_file, res)
+        out.print(f"wrote {out_file}")
 
 
 @app.command()

@@ -85,7 +85,12 @@ def summarise(table: pd.DataFrame) -> dict[str, dict[str, float | int | None]]:
                         "median": None, "p5": None, "p95": None}
             continue
         values = pd.to_numeric(table[col], errors="coerce")
-        if table[col].dtype == object and values.isna().all():
+        if not pd.api.types.is_numeric_dtype(table[col]) and values.isna().all():
+            words = table[col].dropna().astype(str)
+            if len(words):  # a categorical endpoint: its most common value
+                mode = words.mode().iloc[0]
+                out[col] = {"n": int((words == mode).sum()), "of": int(len(table)),
+                            "median": mode, "p5": None, "p95": None}
             continue
         reached = values.dropna()
         out[col] = {

@@ -79,7 +79,9 @@ def load_run(path: str | Path) -> RunSummary:
         summary = json.loads((p / "cohort_summary.json").read_text())
         med = {k: v["median"] for k, v in summary["endpoints"].items()}
         for k, v in summary["endpoints"].items():
-            if v["median"] is None:  # yes/no endpoints: the majority
+            if v["median"] is None and v["p5"] is None and v["n"] is not None and \
+                    k in table and table[k].dropna().map(type).eq(bool).all():
+                # yes/no endpoints: the majority
                 med[k] = v["n"] * 2 > v["of"]
         first = sorted(p.glob("patient_*"))[0]
         df, manifest, _ = read_run(first)

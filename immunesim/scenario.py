@@ -11,6 +11,7 @@ Rates are given per day and turned into per-step probabilities as ``p = 1 - exp(
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import tomllib
@@ -46,7 +47,7 @@ class ScenarioError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- space and time
@@ -159,6 +160,18 @@ def _kind(**kw: Any) -> Any:
 
 class Cells(_Section):
     """Per-kind parameters (see the marker table in the README)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_kind_defaults(cls, data: Any) -> Any:
+        # A [cells.KIND] table updates that kind's defaults instead of replacing them.
+        if isinstance(data, dict):
+            data = dict(data)
+            for name, field in cls.model_fields.items():
+                given = data.get(name)
+                if isinstance(given, dict) and field.default_factory is not None:
+                    data[name] = {**field.default_factory().model_dump(), **given}
+        return data
 
     naive_b: CellKindParams = _kind(
         lifespan_days=40.0, move_rate_per_day=24.0, home="lymphoid", homing=0.5,
@@ -279,8 +292,8 @@ class Molecules(_Section):
     cytokine_per_damage: NonNeg = Field(
         0.005, description="Cytokine released per unit of damage per day."
     )
-    diffusion: Fraction = Field(
-        0.1, description="Fraction of a site's molecules that moves to each of its 4 "
+    diffusion: float = Field(
+        0.1, ge=0.0, description="Fraction of a site's molecules that moves to each of its 4 "
         "neighbours per step (must be at most 0.25).",
         le=0.25,
     )
@@ -300,7 +313,7 @@ class _Therapy(_Section):
 class Lymphodepletion(_Therapy):
     """Conditioning chemotherapy (e.g. fludarabine + cyclophosphamide)."""
 
-    type: Literal["lymphodepletion"]
+    type: Literal["lymphodepletion"] = Field(description="Kind of therapy entry.")
     days: list[float] = Field(min_length=1, description="Days of the course (day 0 = infusion).")
     targets: list[str] = Field(
         default_factory=lambda: ["CD19", "CD3"], description="Markers of the cells hit."
@@ -313,7 +326,7 @@ class Lymphodepletion(_Therapy):
 class CarT(_Therapy):
     """Infusion of CAR-T cells that kill cells bearing any of the target markers."""
 
-    type: Literal["car_t"]
+    type: Literal["car_t"] = Field(description="Kind of therapy entry.")
     day: float = Field(0.0, description="Infusion day.")
     dose_per_kg: NonNeg = Field(1.0e6, description="CAR-T cells per kg body weight.")
     targets: list[str] = Field(
@@ -346,7 +359,7 @@ class CarT(_Therapy):
 class AntiCD20(_Therapy):
     """An anti-CD20 antibody course (rituximab): depth differs between zones."""
 
-    type: Literal["anti_cd20"]
+    type: Literal["anti_cd20"] = Field(description="Kind of therapy entry.")
     days: list[float] = Field(min_length=1, description="Infusion days.")
     dose_mg: Pos = Field(1000.0, description="Dose per infusion (mg).")
     half_life_days: Pos = Field(21.0, description="Drug half-life (days).")
@@ -354,7 +367,9 @@ class AntiCD20(_Therapy):
         1.5, description="Kill rate of CD20+ cells per day at 1000 mg of circulating drug, "
         "scaled by the zone efficacy.",
     )
-    targets: list[str] = Field(default_factory=lambda: ["CD20"], min_length=1)
+    targets: list[str] = Field(
+        default_factory=lambda: ["CD20"], min_length=1, description="Target markers."
+    )
     marrow_efficacy: Fraction = Field(0.8, description="Relative depth in marrow.")
     lymphoid_efficacy: Fraction = Field(
         0.25, description="Relative depth in lymphoid tissue (incomplete)."
@@ -365,7 +380,7 @@ class AntiCD20(_Therapy):
 class Vaccination(_Therapy):
     """An antigen pulse for one vaccine antigen, spread over the lymphoid zone."""
 
-    type: Literal["vaccination"]
+    type: Literal["vaccination"] = Field(description="Kind of therapy entry.")
     day: float = Field(description="Day of vaccination.")
     antigen: str = Field(description="Vaccine antigen name (one of specificities.vaccines).")
     amount_per_site: Pos = Field(200.0, description="Antigen units added per lymphoid site.")
@@ -374,7 +389,7 @@ class Vaccination(_Therapy):
 class StandardOfCare(_Therapy):
     """Standard-of-care immunosuppression: lowers B-cell activation while it is given."""
 
-    type: Literal["standard_of_care"]
+    type: Literal["standard_of_care"] = Field(description="Kind of therapy entry.")
     start_day: float = Field(-1.0e9, description="First day of treatment.")
     stop_day: float = Field(1.0e9, description="Day the treatment stops (drug-free after).")
     activation_factor: Fraction = Field(
@@ -627,7 +642,10 @@ def _available_memory() -> int:
 
 
 def _loc_to_key(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in _UNION_TAGS)]
+    # pydantic puts the tag of a [[therapy]] entry after its index: therapy.1.car_t.day.
+    parts = [str(p) for i, p in enumerate(loc)
+             if not (p in _UNION_TAGS and i >= 2 and loc[i - 2] == "therapy"
+                     and isinstance(loc[i - 1], int))]
     return ".".join(parts)
 
 
@@ -760,7 +778,7 @@ def load_scenario(
         data = source.model_dump(mode="python")
         file = f"<scenario {source.name}>"
     elif isinstance(source, dict):
-        data, file = dict(source), "<dict>"
+        data, file = copy.deepcopy(source), "<dict>"
     else:
         data, file = read_toml(source), str(source)
     if overrides:

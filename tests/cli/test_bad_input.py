@@ -197,11 +197,9 @@ def test_unknown_backend_is_bad_input(cli, tmp_path):
     assert "numba" in proc.stderr  # says what was expected
 
 
-# --------------------------------------------------------------------------- known bugs
+# --------------------------------------------------------------------------- fixed bugs
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py prints ScenarioError text as rich markup: a "
-                   "value such as '[/x]' raises MarkupError (traceback); see the report")
 def test_bracketed_value_is_printed_verbatim(cli, tmp_path):
     path = tmp_path / "markup.toml"
     path.write_text('[lattice]\nsize = "[/x]"\n')
@@ -209,8 +207,6 @@ def test_bracketed_value_is_printed_verbatim(cli, tmp_path):
     _expect_bad_input(proc, path, "lattice.size", ("valid integer", "'[/x]'"))
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py prints ScenarioError text as rich markup: "
-                   "'[red]' in a file's path is swallowed; see the report")
 def test_bracketed_path_is_printed_verbatim(cli, tmp_path):
     folder = tmp_path / "d[red]x"
     folder.mkdir()
@@ -220,8 +216,6 @@ def test_bracketed_path_is_printed_verbatim(cli, tmp_path):
     _expect_bad_input(proc, path, "lattice.sise", ("unknown key",))
 
 
-@pytest.mark.xfail(strict=True, reason="scenario._loc_to_key drops 'car_t' from the key path "
-                   "(it is also a therapy type): the message says cells.lifespan_days")
 def test_car_t_cell_error_names_its_table(cli, tmp_path):
     path = tmp_path / "cart_cells.toml"
     path.write_text(NAIVE_B.format(life=-1, move=1).replace("naive_b", "car_t"))
@@ -229,8 +223,6 @@ def test_car_t_cell_error_names_its_table(cli, tmp_path):
     _expect_bad_input(proc, path, "cells.car_t.lifespan_days", ("greater than 0",))
 
 
-@pytest.mark.xfail(strict=True, reason="floats accept inf/nan: validate says ok and run "
-                   "dies with OverflowError; see the report")
 def test_infinite_follow_up_is_bad_input(cli, tmp_path):
     path = tmp_path / "base.toml"
     path.write_text(BASE)

@@ -49,8 +49,11 @@ def test_patients_do_not_depend_on_cohort_size_or_workers(tmp_path):
 def test_summary_counts_flags_and_skips_unreached():
     table = pd.DataFrame({"patient": [0, 1, 2], "seed": [1, 2, 3],
                           "relapse_day": [None, 300.0, 200.0],
-                          "remission_durable": [True, False, False]})
+                          "remission_durable": [True, False, False],
+                          "returning_b_phenotype": ["naive", "naive", None]})
     s = summarise(table)
+    assert s["returning_b_phenotype"] == {"n": 2, "of": 3, "median": "naive", "p5": None,
+                                          "p95": None}
     assert s["relapse_day"] == {"n": 2, "of": 3, "median": 250.0, "p5": 205.0, "p95": 295.0}
     assert s["remission_durable"]["n"] == 1 and s["remission_durable"]["median"] is None
 

@@ -104,8 +104,8 @@ SECTIONS: list = []
 LEAVES: list = []
 _walk(Scenario, "", SECTIONS, LEAVES)
 
-# Fields that have no description today (they show an empty "meaning" in docs/scenarios.md).
-UNDOCUMENTED = {
+# Fields that once had no description (they showed an empty "meaning" in docs/scenarios.md).
+ONCE_UNDOCUMENTED = {
     "therapy.lymphodepletion.type", "therapy.car_t.type", "therapy.anti_cd20.type",
     "therapy.vaccination.type", "therapy.standard_of_care.type",
     "therapy.anti_cd20.targets",
@@ -119,14 +119,11 @@ def test_the_schema_walk_reaches_every_section():
                 "therapy.car_t.dose_per_kg", "therapy.vaccination.antigen",
                 "variability.N.key", "run.seed", "name"):
         assert key in keys
-    assert UNDOCUMENTED <= keys
+    assert ONCE_UNDOCUMENTED <= keys
 
 
 @pytest.mark.parametrize("key,field", [
-    pytest.param(k, f, marks=pytest.mark.xfail(
-        strict=True, reason="no description in immunesim/scenario.py; see the report"))
-    if k in UNDOCUMENTED else (k, f)
-    for k, f in LEAVES
+    (k, f) for k, f in LEAVES
 ], ids=[k for k, _ in LEAVES])
 def test_every_field_has_a_description(key, field):
     assert (field.description or "").strip(), f"{key} has no description"
@@ -240,9 +237,7 @@ def test_vaccination_antigen_is_checked_against_this_scenarios_vaccines():
     ({"time": {"dt_hours": 0}}, "time.dt_hours", "greater than 0"),
     ({"time": {"dt_hours": 2, "sample_every_hours": 1}}, "time.sample_every_hours",
      "at least time.dt_hours"),
-    pytest.param({"molecules": {"diffusion": 0.3}}, "molecules.diffusion",
-                 "less than or equal to 0.25", marks=pytest.mark.xfail(
-                     strict=True, reason="Fraction's le=1 overrides diffusion's le=0.25")),
+    ({"molecules": {"diffusion": 0.3}}, "molecules.diffusion", "less than or equal to 0.25"),
     ({"cells": {"naive_b": {"lifespan_days": -4, "move_rate_per_day": 1, "home": "lymphoid"}}},
      "cells.naive_b.lifespan_days", "greater than 0"),
     ({"specificities": {"vaccines": []}}, "specificities.vaccines", "at least 1"),
@@ -392,11 +387,9 @@ def test_zone_map_layout_needs_a_file():
     assert "needs file" in err.expected
 
 
-# --------------------------------------------------------------------------- known bugs
+# --------------------------------------------------------------------------- fixed bugs
 
 
-@pytest.mark.xfail(strict=True, reason="load_scenario(dict, overrides) copies the dict "
-                   "shallowly and writes the overrides into the caller's nested tables")
 def test_loading_a_dict_with_overrides_leaves_the_dict_alone():
     data = base()
     before = copy.deepcopy(data)
@@ -404,8 +397,6 @@ def test_loading_a_dict_with_overrides_leaves_the_dict_alone():
     assert data == before
 
 
-@pytest.mark.xfail(strict=True, reason="a [cells.KIND] table replaces the kind's defaults "
-                   "instead of updating them: the other required keys go missing")
 def test_a_partial_cell_table_keeps_the_other_defaults(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text("[cells.naive_b]\nlifespan_days = 30\n")
@@ -414,7 +405,6 @@ def test_a_partial_cell_table_keeps_the_other_defaults(tmp_path):
     assert s.cells.naive_b.move_rate_per_day == Scenario().cells.naive_b.move_rate_per_day
 
 
-@pytest.mark.xfail(strict=True, reason="a partial override of a cell kind fails the same way")
 def test_overriding_one_cell_value(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(BASE_TOML)
@@ -422,8 +412,6 @@ def test_overriding_one_cell_value(tmp_path):
     assert s.cells.car_t.lifespan_days == 9.0
 
 
-@pytest.mark.xfail(strict=True, reason="floats accept inf and nan; run then dies with "
-                   "OverflowError/ValueError (a traceback) instead of exit 2")
 @pytest.mark.parametrize("override,key", [
     ("time.follow_up_days=inf", "time.follow_up_days"),
     ("therapy.1.day=nan", "therapy.1.day"),
@@ -434,8 +422,6 @@ def test_infinite_and_nan_values_are_rejected(override, key):
     assert err.key == key
 
 
-@pytest.mark.xfail(strict=True, reason="_loc_to_key drops every loc part named like a therapy "
-                   "type, so cells.car_t.* errors are reported as cells.*")
 def test_errors_in_the_car_t_cell_table_name_car_t():
     err = reject({"cells": {"car_t": {"lifespan_days": -1, "move_rate_per_day": 1,
                                       "home": "none"}}})
