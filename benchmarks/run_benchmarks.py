@@ -1,0 +1,59 @@
+"""Run the throughput benchmark and record the results with the hardware.
+
+    python benchmarks/run_benchmarks.py [--quick] [--steps 48]
+
+Writes benchmarks/results/<date>-<machine>.json (hardware, versions, every configuration)
+and prints the Markdown table that benchmarks/README.md shows. The same measurement is
+`immunesim bench [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+from pathlib import Path
+
+from immunesim.bench import FULL_SIZES, QUICK_SIZES, run_bench
+from immunesim.io import write_json
+
+HERE = Path(__file__).resolve().parent
+
+
+def markdown(res: dict) -> str:
+    hw = res["hardware"]
+    lines = [
+        f"{hw['cpu']}, {hw['cpu_count']} logical cores; numba {res['versions'].get('numba')}; "
+        f"JIT warm-up {res['jit_warm_up_seconds']:.1f} s (excluded)",
+        "",
+        "| lattice | cells | threads | cell-updates/s | full step / floor | bytes per (site + cell) "
+        "| slowest phase |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in res["results"]:
+        slow = max(r["phase_fraction"], key=r["phase_fraction"].get)
+        lines.append(
+            f"| {r['lattice']}^2 | {r['cells']:,} | {r['threads']} | "
+            f"{r['cell_updates_per_second']:.3g} | {r['cost_vs_floor']:.1f} | "
+            f"{r['bytes_per_site_plus_cell']:.0f} | {slow} "
+            f"({100 * r['phase_fraction'][slow]:.0f}%) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes only")
+    ap.add_argument("--steps", type=int, default=48, help="timed steps per configuration")
+    ap.add_argument("--out", type=Path, default=None, help="results file (JSON)")
+    args = ap.parse_args(argv)
+    res = run_bench(QUICK_SIZES if args.quick else FULL_SIZES, steps=args.steps)
+    stamp = datetime.date.today().isoformat()
+    out = args.out or HERE / "results" / f"{stamp}-{platform.node() or 'machine'}.json"
+    write_json(out, res)
+    print(markdown(res))
+    print(f"\nwrote {out}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
