@@ -6,7 +6,7 @@
   simulated value of each run, marked met or missed against the target's tolerance (for a
   cohort directory: the median, and how many patients met it);
 - the time course (CAR-T, B cells, anti-dsDNA, protective titre, disease score) of every
-  run, with the published points overlaid;
+  run (of a cohort: its first patient), with the published points overlaid;
 - the endpoints of all runs side by side.
 
 Markdown reports keep their figures as PNG files in ``<name>_files/``; HTML reports embed
