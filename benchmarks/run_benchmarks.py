@@ -26,8 +26,8 @@ def markdown(res: dict) -> str:
         f"{hw['cpu']}, {hw['cpu_count']} logical cores; numba {res['versions'].get('numba')}; "
         f"JIT warm-up {res['jit_warm_up_seconds']:.1f} s (excluded)",
         "",
-        "| lattice | cells | threads | cell-updates/s | full step / floor | bytes per (site + cell) "
-        "| slowest phase |",
+        "| lattice | cells | threads | cell-updates/s | full step / floor "
+        "| bytes per (site + cell) | slowest phase |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in res["results"]:

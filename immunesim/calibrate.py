@@ -10,9 +10,9 @@ kept, so the fit can be inspected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -82,7 +82,7 @@ def calibrate(
     err = (ok["median"] - target.point).abs()
     best = float(ok.loc[err.idxmin(), "value"])
     interp = None
-    for (_, a), (_, b) in zip(ok.iterrows(), ok.iloc[1:].iterrows()):
+    for (_, a), (_, b) in zip(ok.iterrows(), ok.iloc[1:].iterrows(), strict=False):
         da, db = a["median"] - target.point, b["median"] - target.point
         if da == 0:
             interp = float(a["value"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -40,13 +40,13 @@ def _fail(message: str) -> None:
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: run.seed).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: run.seed).")] = None,
     set_: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--set", help="Override a scenario value: key.path=value (repeatable)."),
     ] = None,
     backend: Annotated[
-        Optional[str], typer.Option(help="auto | numba (default: run.backend).")
+        str | None, typer.Option(help="auto | numba (default: run.backend).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     flush_seconds: Annotated[
@@ -55,12 +55,12 @@ def run(
                      min=0.0),
     ] = 30.0,
     patients: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(help="Run a cohort of this many virtual patients (see [[variability]]).",
                      min=1),
     ] = None,
     jobs: Annotated[
-        Optional[int], typer.Option(help="Worker processes for a cohort (default: cores).",
+        int | None, typer.Option(help="Worker processes for a cohort (default: cores).",
                                     min=1)
     ] = None,
 ) -> None:
@@ -187,7 +187,7 @@ def _print_endpoints(ends: dict, manifest: dict, out_dir: Path) -> None:
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Scenario files to check.")],
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Overrides to apply before checking.")
+        list[str] | None, typer.Option("--set", help="Overrides to apply before checking.")
     ] = None,
 ) -> None:
     """Check scenario files without running them."""
@@ -214,10 +214,10 @@ def validate(
 def plot(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by immunesim run.")],
     out_file: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Image to write (.png/.svg/.pdf).")
+        Path | None, typer.Option("--out", "-o", help="Image to write (.png/.svg/.pdf).")
     ] = None,
     first_day: Annotated[
-        Optional[float], typer.Option(help="First day shown (default: 30 d before therapy).")
+        float | None, typer.Option(help="First day shown (default: 30 d before therapy).")
     ] = None,
 ) -> None:
     """Plot a run's clinical course: cells, titres, disease activity, therapy events."""
@@ -260,10 +260,10 @@ def calibrate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the runs.")],
     points: Annotated[int, typer.Option(help="Grid points.", min=2)] = 5,
     patients: Annotated[int, typer.Option(help="Virtual patients per grid point.", min=1)] = 3,
-    seed: Annotated[Optional[int], typer.Option(help="Cohort seed.")] = None,
-    jobs: Annotated[Optional[int], typer.Option(help="Worker processes.", min=1)] = None,
+    seed: Annotated[int | None, typer.Option(help="Cohort seed.")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Worker processes.", min=1)] = None,
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Other overrides (key.path=value).")
+        list[str] | None, typer.Option("--set", help="Other overrides (key.path=value).")
     ] = None,
 ) -> None:
     """Fit one scenario value to one published target: a cohort per grid value, the value
@@ -290,7 +290,9 @@ def calibrate(
     for col in (param, "median", "5%", "95%", "reached"):
         table.add_column(col, justify="right")
     for _, r in res.grid.iterrows():
-        fmt = (lambda v: "-" if v is None or v != v else f"{v:.3g}")
+        def fmt(v):
+            return "-" if v is None or v != v else f"{v:.3g}"
+
         table.add_row(f"{r['value']:.4g}", fmt(r["median"]), fmt(r["p5"]), fmt(r["p95"]),
                       f"{int(r['reached'])}/{int(r['of'])}")
     out.print(table)
@@ -305,13 +307,13 @@ def animate(
     out_file: Annotated[Path, typer.Option("--out", "-o", help="reset.mp4, .gif or .html")],
     fps: Annotated[float, typer.Option(help="Frames per second.", min=0.1)] = 12.0,
     width: Annotated[int, typer.Option(help="Frame width in pixels (16:9).", min=320)] = 960,
-    days: Annotated[Optional[str], typer.Option(help="Day range FIRST:LAST, e.g. -30:365.")
+    days: Annotated[str | None, typer.Option(help="Day range FIRST:LAST, e.g. -30:365.")
                     ] = None,
     every: Annotated[int, typer.Option(help="Use every N-th snapshot.", min=1)] = 1,
-    overlay: Annotated[Optional[str], typer.Option(help="Molecular overlay: damage.")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option(
+    overlay: Annotated[str | None, typer.Option(help="Molecular overlay: damage.")] = None,
+    run_dir: Annotated[Path | None, typer.Option(
         help="Where to run a scenario given as SOURCE (default: next to --out).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option(
+    set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Overrides when SOURCE is a scenario.")] = None,
 ) -> None:
     """Animate the immune reset: lattice, time series with a cursor, phase captions."""
@@ -361,7 +363,7 @@ def animate(
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes only (a few minutes).")
                      ] = False,
-    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results JSON.")
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Results JSON.")
                         ] = None,
     steps: Annotated[int, typer.Option(help="Timed steps per configuration.", min=1)] = 48,
 ) -> None:

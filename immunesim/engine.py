@@ -15,9 +15,9 @@ One step (``dt`` hours) runs these phases in order (DESIGN section 2):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -73,7 +73,8 @@ def build_zones(s: Scenario, seed: int) -> tuple[np.ndarray, np.ndarray]:
         try:
             zone = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise ScenarioError(path, "lattice.zones.file", f"a readable .npy array ({exc})")
+            raise ScenarioError(path, "lattice.zones.file",
+                                f"a readable .npy array ({exc})") from None
         if zone.shape != (L, L) or not np.isin(zone, (0, 1, 2)).all():
             raise ScenarioError(
                 path,
@@ -118,7 +119,7 @@ class Simulation:
         self.phase_seconds = dict.fromkeys(PHASES, 0.0)
         #: Seconds spent compiling kernels before the run, when the runner measured it.
         self.jit_seconds: float | None = None
-        self._observers: list[tuple[int, int, Callable[["Simulation"], None]]] = []
+        self._observers: list[tuple[int, int, Callable[[Simulation], None]]] = []
         self._sample_every = max(1, int(round(scenario.time.sample_every_hours
                                               / scenario.time.dt_hours)))
         self._infused = 0
@@ -248,7 +249,7 @@ class Simulation:
                 fn(self)
         self._timed("observe", t)
 
-    def add_observer(self, fn: Callable[["Simulation"], None], every_steps: int,
+    def add_observer(self, fn: Callable[[Simulation], None], every_steps: int,
                      first_step: int = 0) -> None:
         """Call ``fn(simulation)`` after every ``every_steps`` steps from ``first_step``."""
         if every_steps < 1:
@@ -351,7 +352,7 @@ class Simulation:
 
     # ------------------------------------------------------------------ running
     def run(self, until_step: int | None = None,
-            callback: Callable[["Simulation"], None] | None = None) -> "Simulation":
+            callback: Callable[[Simulation], None] | None = None) -> Simulation:
         """Run to ``until_step`` (default: the end), calling ``callback`` after each sample."""
         end = self.total_steps if until_step is None else min(until_step, self.total_steps)
         n_rows = len(self.rows)

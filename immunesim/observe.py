@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from immunesim.scenario import Scenario
 
 
-def metrics_row(sim: "Simulation") -> dict[str, Any]:
+def metrics_row(sim: Simulation) -> dict[str, Any]:
     """Metrics of the simulation's current state."""
     st, p, s = sim.state, sim.params, sim.scenario
     counts = sim.backend.count_cells(st, p)  # [class, spec, zone]
@@ -70,9 +70,10 @@ def metrics_row(sim: "Simulation") -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- disease score
 
-def disease_score(df: pd.DataFrame, s: "Scenario") -> pd.Series:
+def disease_score(df: pd.DataFrame, s: Scenario) -> pd.Series:
     """SLEDAI-like disease activity: organ involvement ``12 * D / (D + D_half)`` from tissue
-    damage ``D`` (``D_half`` is ``endpoints.score_damage_half``), plus 2 points for raised anti-dsDNA and 2 for immune complexes
+    damage ``D`` (``D_half`` is ``endpoints.score_damage_half``), plus 2 points for raised
+    anti-dsDNA and 2 for immune complexes
     (complement consumption) above the seronegativity fraction of their baseline."""
     base = baseline(df, s)
     half = s.endpoints.score_damage_half
@@ -83,7 +84,7 @@ def disease_score(df: pd.DataFrame, s: "Scenario") -> pd.Series:
     return organ + dsdna + ic
 
 
-def baseline(df: pd.DataFrame, s: "Scenario") -> dict[str, float]:
+def baseline(df: pd.DataFrame, s: Scenario) -> dict[str, float]:
     """Values at the baseline day (the last row at or before ``endpoints.baseline_day``)."""
     rows = df[df["day"] <= s.endpoints.baseline_day + 1e-9]
     if rows.empty:
@@ -91,7 +92,7 @@ def baseline(df: pd.DataFrame, s: "Scenario") -> dict[str, float]:
     return rows.iloc[-1].to_dict()
 
 
-def with_score(df: pd.DataFrame, s: "Scenario") -> pd.DataFrame:
+def with_score(df: pd.DataFrame, s: Scenario) -> pd.DataFrame:
     """The time series with ``disease_score`` added."""
     out = df.copy()
     out["disease_score"] = disease_score(df, s) if len(df) else []
@@ -119,7 +120,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return float(a / b)
 
 
-def endpoints(df: pd.DataFrame, s: "Scenario", infused_car_t: int = 0) -> dict[str, Any]:
+def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str, Any]:
     """Clinical endpoints of a run (DESIGN section 6) from its scored time series.
 
     Days are relative to day 0 (infusion); ``None`` where an endpoint was not reached (or the
@@ -170,7 +171,7 @@ def endpoints(df: pd.DataFrame, s: "Scenario", infused_car_t: int = 0) -> dict[s
     for label, day in (("month3", 90.0), ("month12", 365.0)):
         rels = [_ratio(_value_at(df, f"antibody_{v}", day), base[f"antibody_{v}"])
                 for v in vaccines]
-        for v, r in zip(vaccines, rels):
+        for v, r in zip(vaccines, rels, strict=True):
             out[f"vaccine_{v}_{label}_relative"] = r
         known = [r for r in rels if r is not None]
         out[f"protective_titre_{label}_relative"] = float(np.mean(known)) if known else None

@@ -152,7 +152,7 @@ def plot_courses(runs: list[RunSummary], targets: list[Target], out: Path) -> Pa
             ("protective", protective / len(vaccines), "protective titre / baseline"),
             ("disease_score", df["disease_score"], "disease score"),
         ]
-        for ax, (_, y, ylabel) in zip(axes, series):
+        for ax, (_, y, ylabel) in zip(axes, series, strict=True):
             ax.plot(df["day"], y, color=colour, lw=1.6, label=r.label)
             ax.set_ylabel(ylabel)
     axes[0].set_yscale("log")

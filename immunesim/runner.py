@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -127,7 +128,7 @@ def run(
     sim = Simulation(s, seed=seed, backend=backend or s.run.backend)
     sim.jit_seconds = jit_seconds
     started = time.perf_counter()
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     last_flush = [started]
 
     def on_sample(sim_: Simulation) -> None:

@@ -16,7 +16,7 @@ import math
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -71,7 +71,7 @@ class Zones(_Section):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "Zones":
+    def _check(self) -> Zones:
         if self.layout == "bands":
             total = self.marrow + self.lymphoid + self.tissue
             if abs(total - 1.0) > 1e-9:
@@ -398,7 +398,7 @@ class StandardOfCare(_Therapy):
 
 
 Therapy = Annotated[
-    Union[Lymphodepletion, CarT, AntiCD20, Vaccination, StandardOfCare],
+    Lymphodepletion | CarT | AntiCD20 | Vaccination | StandardOfCare,
     Field(discriminator="type"),
 ]
 
@@ -503,7 +503,7 @@ class Variability(_Section):
     high: float | None = Field(None, description="uniform: upper bound.")
 
     @model_validator(mode="after")
-    def _parameters(self) -> "Variability":
+    def _parameters(self) -> Variability:
         need = {"lognormal": ("median", "sigma"), "normal": ("mean", "sd"),
                 "uniform": ("low", "high")}[self.distribution]
         missing = [n for n in need if getattr(self, n) is None]
@@ -553,7 +553,7 @@ class Scenario(_Section):
         return v
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Scenario":
+    def _cross_checks(self) -> Scenario:
         for i, t in enumerate(self.therapy):
             for field in ("targets",):
                 names = getattr(t, field, None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,34 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = REPO / "scenarios"
+
+#: A small valid scenario file (conditioning and CAR-T) for tests to break or extend.
+SMALL_SCENARIO_TOML = """\
+name = "small"
+
+[lattice]
+size = 32
+
+[time]
+run_in_days = 5
+follow_up_days = 5
+
+[[therapy]]
+type = "lymphodepletion"
+days = [-5, -4, -3]
+
+[[therapy]]
+type = "car_t"
+day = 0
+dose_per_kg = 1.0e6
+targets = ["CD19"]
+"""
+
+
+def immunesim_cmd() -> list[str]:
+    """The installed console script, or ``python -m immunesim.cli`` when it is not on PATH."""
+    exe = shutil.which("immunesim")
+    return [exe] if exe else [sys.executable, "-m", "immunesim.cli"]
 
 
 def small_cart(size: int = 40, run_in: float = 20.0, follow_up: float = 30.0,

@@ -12,8 +12,14 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from immunesim.kernels.common import next_generation
-from immunesim.kernels.common import ACTIVATED_B, CAR_T, MEMORY_B, NAIVE_B, PLASMABLAST
+from immunesim.kernels.common import (
+    ACTIVATED_B,
+    CAR_T,
+    MEMORY_B,
+    NAIVE_B,
+    PLASMABLAST,
+    next_generation,
+)
 from immunesim.kernels.contact import (
     CONV_ACTIVATED_TO_MEMORY,
     CONV_ACTIVATED_TO_PLASMABLAST,

@@ -15,10 +15,13 @@ from immunesim.kernels.common import (
     PLASMABLAST,
     S11,
     T_HELPER,
+    car_t_generation,
     neighbour_site,
     priority_key,
 )
+from immunesim.model.cells import STATE_CAR_T_MEMORY
 from immunesim.model.params import (
+    IP_CAR_MAX_GENERATIONS,
     IP_GC_DIVISIONS,
     IP_LAYER_AUTOAG,
     IP_LAYER_VACC0,
@@ -26,18 +29,15 @@ from immunesim.model.params import (
     IP_OTHER_AG,
     IP_THR_CAR_DIVIDE,
     IP_THR_CAR_KILL,
+    IP_THR_CAR_KILL_MEMORY,
     IP_THR_DIFFERENTIATE,
     IP_THR_GC_DIVIDE,
     IP_THR_LLPC,
     IP_THR_MEMORY_FATE,
-    IP_CAR_MAX_GENERATIONS,
-    IP_THR_CAR_KILL_MEMORY,
     LUT_BITS,
     LUT_SIZE,
     MOL_SHIFT,
 )
-from immunesim.kernels.common import car_t_generation
-from immunesim.model.cells import STATE_CAR_T_MEMORY
 from immunesim.rng import (
     S_ACTIVATE,
     S_DIFFERENTIATE,

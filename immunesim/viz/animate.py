@@ -15,9 +15,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -215,7 +215,7 @@ def select_frames(run_dir: str | Path, first_day: float | None, last_day: float 
         raise FileNotFoundError(
             f"{run_dir}: no snapshots; run with --set output.snapshot_every_hours=24")
     days = frame_days(paths)
-    keep = [p for p, d in zip(paths, days)
+    keep = [p for p, d in zip(paths, days, strict=True)
             if (first_day is None or d >= first_day) and (last_day is None or d <= last_day)]
     return keep[::max(1, every)]
 
@@ -338,7 +338,7 @@ def animate_side_by_side(run_dirs: list[str | Path], out: str | Path, fps: float
     renderers, selected = [], []
     for d in run_dirs:
         paths = select_frames(d, first_day, last_day)
-        selected.append(dict(zip(frame_days(paths), paths)))
+        selected.append(dict(zip(frame_days(paths), paths, strict=True)))
         renderers.append(FrameRenderer(d, width=width))
     common = sorted(set.intersection(*(set(s) for s in selected)))[::max(1, every)]
     if not common:
@@ -349,7 +349,7 @@ def animate_side_by_side(run_dirs: list[str | Path], out: str | Path, fps: float
     def frames() -> Iterator[np.ndarray]:
         for day in common:
             parts = []
-            for r, sel in zip(renderers, selected):
+            for r, sel in zip(renderers, selected, strict=True):
                 (_, cells, damage), = iter_frames([sel[day]])
                 parts.append(r.render(day, cells, damage))
             yield np.hstack(parts)

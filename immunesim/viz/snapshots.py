@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import io as _io
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

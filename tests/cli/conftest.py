@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import immunesim_cmd
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-def immunesim_cmd() -> list[str]:
-    """The installed console script, or ``python -m immunesim.cli`` when it is not on PATH."""
-    exe = shutil.which("immunesim")
-    return [exe] if exe else [sys.executable, "-m", "immunesim.cli"]
 
 
 def run_immunesim(*args: str | os.PathLike[str], cwd: Path | None = None,

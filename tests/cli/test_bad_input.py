@@ -11,27 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SMALL_SCENARIO_TOML
+
 # A small, valid scenario: therapy.0 is lymphodepletion, therapy.1 the CAR-T infusion.
-BASE = """\
-name = "bad_input_base"
-
-[lattice]
-size = 32
-
-[time]
-run_in_days = 5
-follow_up_days = 5
-
-[[therapy]]
-type = "lymphodepletion"
-days = [-5, -4, -3]
-
-[[therapy]]
-type = "car_t"
-day = 0
-dose_per_kg = 1.0e6
-targets = ["CD19"]
-"""
+BASE = SMALL_SCENARIO_TOML
 
 NAIVE_B = '[cells.naive_b]\nlifespan_days = {life}\nmove_rate_per_day = {move}\nhome = "lymphoid"\n'
 
@@ -182,7 +165,7 @@ def test_good_override_is_applied_by_the_command(cli, tmp_path):
     proc = cli("validate", path, "--set", "lattice.size=64", "--set", "time.follow_up_days=9")
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())  # the console wraps long lines
-    assert "(bad_input_base: 64x64 sites, 5 d run-in + 9 d, 2 therapy entries)" in text
+    assert "(small: 64x64 sites, 5 d run-in + 9 d, 2 therapy entries)" in text
 
 
 def test_unknown_backend_is_bad_input(cli, tmp_path):

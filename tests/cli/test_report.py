@@ -9,8 +9,7 @@ import pytest
 
 import immunesim
 from immunesim.report import Target, load_targets
-from tests.conftest import SCENARIOS
-from tests.regression.test_reproducible import immunesim_cmd
+from tests.conftest import SCENARIOS, immunesim_cmd
 
 
 def test_targets_are_shipped_with_their_sources():

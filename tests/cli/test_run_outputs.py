@@ -10,8 +10,7 @@ import time
 
 import pandas as pd
 
-from tests.conftest import SCENARIOS
-from tests.regression.test_reproducible import immunesim_cmd
+from tests.conftest import SCENARIOS, immunesim_cmd
 
 
 def test_run_writes_every_output(tmp_path):

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCENARIOS
+from tests.conftest import SCENARIOS, immunesim_cmd
 
 SMALL = ["--set", "lattice.size=40", "--set", "time.run_in_days=20",
          "--set", "time.follow_up_days=25", "--set", "therapy.2.dose_per_kg=4e6"]
 DATA_FILES = ("timeseries.csv", "timeseries.parquet", "endpoints.json", "events.json")
-
-
-def immunesim_cmd() -> list[str]:
-    exe = shutil.which("immunesim")
-    return [exe] if exe else [sys.executable, "-m", "immunesim.cli"]
 
 
 def run_cli(out: Path, seed: int, threads: int) -> dict:

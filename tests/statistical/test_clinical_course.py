@@ -35,7 +35,7 @@ def untreated(request):
 
 def test_car_t_expands_then_contracts_and_persists(cart):
     e, df = cart.endpoints, cart.timeseries
-    assert 5 <= e["car_t_peak_day"] <= 20           # published: days 7-14
+    assert 7 <= e["car_t_peak_day"] <= 14           # published range (seeds 1-8: 7-9)
     assert e["car_t_fold_expansion"] >= 10
     peak = df["car_t"].max()
     at60 = df.loc[df["day"] == 60, "car_t"].item()
@@ -45,9 +45,13 @@ def test_car_t_expands_then_contracts_and_persists(cart):
 
 def test_b_cell_aplasia_then_naive_return(cart):
     e = cart.endpoints
-    assert e["b_cell_depletion_day"] is not None and e["b_cell_depletion_day"] <= 30
+    # B cells below 1% of baseline within three weeks (seeds 1-8: days 9-18)
+    assert e["b_cell_depletion_day"] is not None and e["b_cell_depletion_day"] <= 21
+    # Published: 110 +/- 32 days (mean +/- SD of 5 patients). One simulated patient is held
+    # to the published mean +/- 2 SD, the band that holds about 95% of such patients; the
+    # 20-patient cohort at full size (docs/validation) meets mean +/- 1 SD with its median.
     assert e["b_cell_reconstitution_day"] is not None
-    assert 40 <= e["b_cell_reconstitution_day"] <= 300   # published: 110 +/- 32 days
+    assert 46 <= e["b_cell_reconstitution_day"] <= 174
     assert e["returning_b_naive_fraction"] >= 0.5        # returning cells are mostly naive
     assert e["returning_b_phenotype"] == "naive"
 
@@ -61,8 +65,12 @@ def test_anti_dsdna_falls_and_vaccine_titres_hold(cart):
 
 def test_drug_free_remission_lasts(cart):
     e = cart.endpoints
-    assert e["remission_day"] is not None and e["remission_day"] <= 120
-    assert e["relapse_day"] is None
+    assert e["remission_day"] is not None and e["remission_day"] <= 90  # by month 3
+    assert e["relapse_day"] is None                    # none through the follow-up
+
+
+def test_cytokine_release_is_mild(cart):
+    assert cart.endpoints["crs_proxy_grade"] <= 1      # published: grade 1 in 3/5, none >= 2
 
 
 def test_untreated_disease_persists(untreated):

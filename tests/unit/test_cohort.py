@@ -10,8 +10,7 @@ import pytest
 
 from immunesim.cohort import patient_seed, patient_values, run_cohort, summarise
 from immunesim.scenario import ScenarioError, load_scenario
-from tests.conftest import SCENARIOS
-from tests.regression.test_reproducible import immunesim_cmd
+from tests.conftest import SCENARIOS, immunesim_cmd
 
 SMALL = ["lattice.size=32", "time.run_in_days=15", "time.follow_up_days=10"]
 

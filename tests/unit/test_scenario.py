@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from immunesim import scenario as sc
 from immunesim.model.cells import Marker
 from immunesim.scenario import Scenario, ScenarioError, load_scenario, targets_mask
+from tests.conftest import SMALL_SCENARIO_TOML
 
 
 def base() -> dict[str, Any]:
@@ -32,22 +33,7 @@ def base() -> dict[str, Any]:
     }
 
 
-BASE_TOML = """\
-name = "unit"
-
-[lattice]
-size = 32
-
-[[therapy]]
-type = "lymphodepletion"
-days = [-5, -4, -3]
-
-[[therapy]]
-type = "car_t"
-day = 0
-dose_per_kg = 1.0e6
-targets = ["CD19"]
-"""
+BASE_TOML = SMALL_SCENARIO_TOML
 
 
 def reject(source, overrides=None) -> ScenarioError:

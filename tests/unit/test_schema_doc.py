@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from immunesim.schema_doc import reference_markdown
 from immunesim.scenario import Scenario
+from immunesim.schema_doc import reference_markdown
 from tests.conftest import REPO
 
 

@@ -13,8 +13,7 @@ import immunesim
 from immunesim.model.cells import Kind
 from immunesim.viz.animate import PALETTE, ZONE_COLOURS, FrameRenderer, animate, cells_to_rgb
 from immunesim.viz.snapshots import CATEGORIES, cell_map, list_frames
-from tests.conftest import SCENARIOS
-from tests.regression.test_reproducible import immunesim_cmd
+from tests.conftest import SCENARIOS, immunesim_cmd
 
 
 def test_cell_map_categories():
