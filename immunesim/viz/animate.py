@@ -24,15 +24,15 @@ import numpy as np
 from immunesim.plot import read_run
 from immunesim.viz.snapshots import CATEGORIES, iter_frames, list_frames, read_zones
 
-#: RGB of each cell category (Okabe-Ito colour-blind-safe palette); index 0 (empty) is
-#: replaced by the zone backdrop.
+#: RGB of each cell category (the Okabe-Ito colour-blind-safe palette, plus grey and white);
+#: index 0 (empty) is replaced by the zone backdrop.
 PALETTE = np.array([
     (0, 0, 0),        # empty (backdrop)
     (86, 180, 233),   # naive B: sky blue
     (213, 94, 0),     # autoreactive B: vermillion
     (0, 114, 178),    # activated B: blue
     (204, 121, 167),  # memory B: reddish purple
-    (230, 159, 0),    # plasmablast: orange
+    (245, 245, 245),  # plasmablast: white (antibody factories stand out on dark zones)
     (0, 158, 115),    # long-lived plasma cell: bluish green
     (170, 170, 170),  # T helper: grey
     (240, 228, 66),   # CAR-T: yellow
@@ -156,8 +156,8 @@ class FrameRenderer:
         ax2.plot(df["day"], prot, color="#009E73", lw=1.5, label="vaccine titre")
         ax2.set_ylabel("titre / baseline", fontsize=8)
         ax2.set_xlabel("day", fontsize=8)
-        finite = prot[np.isfinite(prot)]
-        ax2.set_ylim(0, max(1.3, float(finite.max()) * 1.05) if len(finite) else 1.3)
+        self._titres = np.vstack([np.asarray(prot, float),
+                                  np.asarray(df["anti_dsdna"] / base["anti_dsdna"], float)])
         ax2.legend(fontsize=7, loc="upper right")
         for ax in (ax1, ax2):
             ax.tick_params(labelsize=7)
@@ -176,8 +176,13 @@ class FrameRenderer:
         self._background = None
 
     def set_x_range(self, first: float, last: float) -> None:
+        """Days shown by the time series (the titre axis fits the titres in that range)."""
         for ax in self.ax_ts:
             ax.set_xlim(first, last)
+        days = self.df["day"].to_numpy()
+        shown = self._titres[:, (days >= first) & (days <= last)]
+        finite = shown[np.isfinite(shown)]
+        self.ax_ts[1].set_ylim(0, max(1.3, float(finite.max()) * 1.05) if finite.size else 1.3)
         self._background = None
 
     def render(self, day: float, cells: np.ndarray, damage: np.ndarray) -> np.ndarray:
@@ -265,7 +270,7 @@ def _write_mp4(frames: Iterator[np.ndarray], path: Path, size: tuple[int, int],
                          "pip install 'immunesim[viz]' (or write .gif or .html)") from None
     writer = imageio_ffmpeg.write_frames(
         str(path), size, fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
-        quality=7, macro_block_size=2, output_params=["-f", "mp4"],
+        quality=6, macro_block_size=2, output_params=["-f", "mp4"],
     )
     writer.send(None)
     n = 0
