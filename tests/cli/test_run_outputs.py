@@ -62,6 +62,9 @@ def test_ctrl_c_leaves_a_usable_partial_run(tmp_path):
         [*immunesim_cmd(), "run", str(SCENARIOS / "sle_cd19_cart.toml"), "--out", str(out),
          "--set", "lattice.size=120", "--quiet", "--flush-seconds", "0.2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and the
+        # child would inherit that: give it the default disposition, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 300
     while not (out / "timeseries.csv").exists() and time.time() < deadline:
