@@ -80,12 +80,6 @@ def rand53(seed, step, ident, stream):
     return hash64(seed, step, ident, stream) >> _S11
 
 
-@nb.njit(inline="always", cache=True)
-def bernoulli(seed, step, ident, stream, thr):
-    """True with probability ``thr / 2**53`` (``thr`` from :func:`threshold`)."""
-    return rand53(seed, step, ident, stream) < nb.uint64(thr)
-
-
 def threshold(p: float) -> int:
     """Integer threshold for probability ``p``: a draw ``rand53 < threshold(p)``."""
     p = min(max(float(p), 0.0), 1.0)

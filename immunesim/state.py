@@ -26,7 +26,8 @@ class State:
         counter: int16, divisions left (activated B) or stimulated steps left (CAR-T).
         car_mask: uint8, target marker mask of a CAR-T cell (0 otherwise).
         alive: uint8, 0 once a cell has died in this step (removed at compaction).
-        want: int32 scratch (proposed site or victim slot, -1 for none).
+        want: int32 scratch (proposed site or victim slot, -1 for none; the production
+            phase uses it per site for what a free site makes).
         key: int64 scratch (conflict priority: lowest wins).
 
     Site arrays (length ``L*L``, site index ``y*L + x``):
@@ -80,9 +81,6 @@ class State:
             for f in fields(self)
             if isinstance(getattr(self, f.name), np.ndarray)
         )
-
-    def site_of(self, slot: int) -> int:
-        return int(self.y[slot]) * self.L + int(self.x[slot])
 
 
 CLAIM_FREE = np.iinfo(np.int64).max

@@ -92,18 +92,6 @@ MARKERS = np.array(
     dtype=np.uint8,
 )
 
-#: Kinds counted as "B cells" in blood counts (CD19+ B lineage that circulates).
-B_CELL_KINDS = (Kind.NAIVE_B, Kind.ACTIVATED_B, Kind.MEMORY_B)
-
-#: Secreting kinds (their antibody goes to the layer of their specificity).
-SECRETING_KINDS = (Kind.PLASMABLAST, Kind.LLPC)
-
-
-def kinds_bearing(mask: int) -> list[Kind]:
-    """Kinds whose marker mask intersects ``mask`` (the cells a therapy would hit)."""
-    return [Kind(k) for k in range(N_KINDS) if int(MARKERS[k]) & mask]
-
-
 # Cell state bits (``State.state``, int8).
 #: CAR-T cell in the persistent memory pool (long-lived, lower killing).
 STATE_CAR_T_MEMORY = 1
