@@ -8,6 +8,7 @@ crash) leaves usable outputs whose manifest says ``"status": "interrupted"``.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -46,6 +47,12 @@ class RunResult:
     simulation: Simulation | None = field(default=None, repr=False)
 
 
+@functools.lru_cache(maxsize=1)
+def _software() -> tuple[dict[str, str], str | None]:
+    """Package versions and git revision (fixed for the life of the process)."""
+    return io.versions(), io.git_revision()
+
+
 def _results(sim: Simulation, status: str, started: float, started_at: str,
              argv: list[str] | None) -> RunResult:
     s = sim.scenario
@@ -53,9 +60,9 @@ def _results(sim: Simulation, status: str, started: float, started_at: str,
     ends = compute_endpoints(df, s, sim.infused_car_t) if len(df) else {}
     wall = time.perf_counter() - started
     steps = sim.step_index
-    n_cells = float(pd.DataFrame(sim.rows)[["naive_b", "activated_b", "memory_b",
-                                            "plasmablast", "llpc", "t_helper",
-                                            "car_t"]].sum(axis=1).mean())
+    n_cells = float(df[["naive_b", "activated_b", "memory_b", "plasmablast", "llpc",
+                        "t_helper", "car_t"]].sum(axis=1).mean())
+    versions, revision = _software()
     manifest = {
         "immunesim_manifest": 1,
         "status": status,
@@ -67,8 +74,8 @@ def _results(sim: Simulation, status: str, started: float, started_at: str,
         "last_day": sim.day,
         "lattice_sites": s.lattice.size**2,
         "command": argv,
-        "versions": io.versions(),
-        "git_revision": io.git_revision(),
+        "versions": versions,
+        "git_revision": revision,
         "hardware": io.hardware(),
         "scenario": s.model_dump(mode="json"),
         "timing": {
