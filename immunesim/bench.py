@@ -16,6 +16,7 @@ Results are a list of dicts, written as JSON with the hardware and package versi
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -43,9 +44,9 @@ def _scenario(size: int, run_in_days: float):
 def floor_rate(sim: Simulation, steps: int) -> float:
     """Cell-updates per second of a bare random walk of the simulation's cells."""
     st, p = sim.state, sim.params
-    walk = type(p)(**{**p.__dict__, "thr_move": np.full_like(p.thr_move, ONE53),
-                      "thr_stay": np.zeros_like(p.thr_stay),
-                      "thr_homing": np.zeros_like(p.thr_homing)})
+    walk = dataclasses.replace(p, thr_move=np.full_like(p.thr_move, ONE53),
+                               thr_stay=np.zeros_like(p.thr_stay),
+                               thr_homing=np.zeros_like(p.thr_homing))
     move = sim.backend.move
     move(st, walk, sim.seed, 10**7)  # compile
     t0 = time.perf_counter()

@@ -148,7 +148,7 @@ class Simulation:
         sched: dict[int, list] = {}
         s = self.scenario
         for t in s.therapy:
-            if isinstance(t, Lymphodepletion):
+            if isinstance(t, (Lymphodepletion, AntiCD20)):
                 for d in t.days:
                     sched.setdefault(s.step_of_day(d), []).append(t)
             elif isinstance(t, (CarT, Vaccination)):
@@ -285,6 +285,8 @@ class Simulation:
                 lymph = st.zone == ZONE_CODE["lymphoid"]
                 st.mol[layer, lymph] += int(round(t.amount_per_site * MOL_SCALE))
                 self._log(step, "vaccination", t.label or f"vaccination ({t.antigen})")
+            elif isinstance(t, AntiCD20):  # the infusion; its effect follows the drug level
+                self._log(step, "anti_cd20", t.label or "anti-CD20 infusion")
         # anti-CD20: drug level from the infusions given so far (first-order elimination)
         for t in s.therapy:
             if isinstance(t, AntiCD20):
@@ -293,8 +295,6 @@ class Simulation:
                     for d in t.days
                     if d <= day
                 )
-                if any(abs(day - d) * s.steps_per_day < 0.5 for d in t.days):
-                    self._log(step, "anti_cd20", t.label or "anti-CD20 infusion")
                 if level > 1e-3:
                     eff = (t.marrow_efficacy, t.lymphoid_efficacy, t.tissue_efficacy)
                     thr = np.array(
