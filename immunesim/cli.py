@@ -46,7 +46,9 @@ def run(
         typer.Option("--set", help="Override a scenario value: key.path=value (repeatable)."),
     ] = None,
     backend: Annotated[
-        str | None, typer.Option(help="auto | numba (default: run.backend).")
+        str | None,
+        typer.Option(help="auto | numba | cuda (default: run.backend; auto takes a GPU when "
+                          "there is one)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     flush_seconds: Annotated[
@@ -413,8 +415,9 @@ def info() -> None:
     out.print(f"{'cpu':>12}: {hw['cpu']} ({hw['cpu_count']} logical cores)")
     out.print(f"{'threads':>12}: {numba.get_num_threads()} numba threads "
               f"(set NUMBA_NUM_THREADS to change)")
-    for name, ok in available().items():
-        out.print(f"{'backend':>12}: {name} {'available' if ok else 'not available'}")
+    for name, where in available().items():
+        out.print(f"{'backend':>12}: {name} " + (f"available ({where})" if where
+                                                  else "not available"))
 
 
 def main() -> None:

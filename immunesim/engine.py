@@ -94,7 +94,7 @@ class Simulation:
     Args:
         scenario: a validated :class:`~immunesim.scenario.Scenario`.
         seed: random seed (defaults to ``scenario.run.seed``).
-        backend: ``"auto"`` or a backend name (``"numba"``).
+        backend: ``"auto"`` or a backend name (``"numba"``, ``"cuda"``).
 
     Attributes:
         step_index: steps done so far (step 0 is the start of the run-in).
@@ -128,6 +128,7 @@ class Simulation:
         self._schedule = self._compile_schedule()
         self._n_lymphoid_sites = int(np.count_nonzero(zone == ZONE_CODE["lymphoid"]))
         self._initialise()
+        self.state, self.params = self.backend.prepare(self.state, self.params)
         self._record()
 
     # ------------------------------------------------------------------ set-up
@@ -214,6 +215,7 @@ class Simulation:
 
     # ------------------------------------------------------------------ one step
     def _timed(self, phase: str, t0: float) -> float:
+        self.backend.synchronize()
         t1 = time.perf_counter()
         self.phase_seconds[phase] += t1 - t0
         return t1
@@ -282,7 +284,7 @@ class Simulation:
                           cells=placed)
             elif isinstance(t, Vaccination):
                 layer = p.layers.vaccine_antigen(s.specificities.vaccines.index(t.antigen))
-                lymph = st.zone == ZONE_CODE["lymphoid"]
+                lymph = st.zone == ZONE_CODE["lymphoid"]  # on the backend's device
                 st.mol[layer, lymph] += int(round(t.amount_per_site * MOL_SCALE))
                 self._log(step, "vaccination", t.label or f"vaccination ({t.antigen})")
             elif isinstance(t, AntiCD20):  # the infusion; its effect follows the drug level
@@ -314,28 +316,28 @@ class Simulation:
             self._lut_naive, self._lut_memory = p.activation_luts(factor)
 
     def _infuse(self, step: int, t: CarT) -> int:
-        s, st = self.scenario, self.state
+        s, st, xp = self.scenario, self.state, self.backend.xp
         L = st.L
         n_sites = L * L
         count = int(round(t.dose_per_kg * s.scale.weight_kg * n_sites / s.scale.body_cells))
         keys = np.empty(n_sites, np.uint64)
         site_keys(self.seed, step, S_INFUSE, n_sites, keys)
-        free = np.flatnonzero(st.occ < 0)
+        free = np.flatnonzero(self.backend.to_host(st.occ) < 0)
         count = min(count, free.size)
         chosen = np.sort(free[np.argsort(keys[free], kind="stable")[:count]])
         n = st.n
         sl = slice(n, n + count)
-        st.uid[sl] = np.arange(st.next_uid, st.next_uid + count)
+        st.uid[sl] = xp.asarray(np.arange(st.next_uid, st.next_uid + count))
         st.kind[sl] = Kind.CAR_T
         st.state[sl] = 0
         st.spec[sl] = self.params.layers.n_spec - 1
-        st.x[sl] = chosen % L
-        st.y[sl] = chosen // L
+        st.x[sl] = xp.asarray(chosen % L)
+        st.y[sl] = xp.asarray(chosen // L)
         st.age[sl] = 0
         st.counter[sl] = 0
         st.car_mask[sl] = marker_mask(t.targets)
         st.alive[sl] = 1
-        st.occ[chosen] = np.arange(n, n + count, dtype=np.int32)
+        st.occ[xp.asarray(chosen)] = xp.asarray(np.arange(n, n + count, dtype=np.int32))
         st.n += count
         st.next_uid += count
         st.ledger[Kind.CAR_T, 0] += count

@@ -53,7 +53,7 @@ def metrics_row(sim: Simulation) -> dict[str, Any]:
     cd20 = by_kind[Kind.NAIVE_B] + by_kind[Kind.ACTIVATED_B] + by_kind[Kind.MEMORY_B]
     row["naive_fraction"] = float(by_kind[Kind.NAIVE_B] / cd20) if cd20 else math.nan
     n_sites = st.L * st.L
-    totals = st.mol.sum(axis=1)
+    totals = sim.backend.to_host(st.mol.sum(axis=1))
     for i, spec in enumerate(p.spec_names):
         row[f"antibody_{spec}"] = totals[i] / MOL_SCALE / n_sites
     row["anti_dsdna"] = row["antibody_self"]
@@ -62,7 +62,7 @@ def metrics_row(sim: Simulation) -> dict[str, Any]:
     row["immune_complex"] = totals[L.immune_complex] / MOL_SCALE / n_sites
     row["cytokine"] = totals[L.cytokine] / MOL_SCALE / n_sites
     tissue = st.zone == ZONE_CODE["tissue"]
-    n_tissue = max(1, int(np.count_nonzero(tissue)))
+    n_tissue = max(1, int(tissue.sum()))
     row["damage"] = float(st.mol[L.damage, tissue].sum()) / MOL_SCALE / n_tissue
     row["kills"] = int(sim.kills_since_sample)
     return row

@@ -149,7 +149,8 @@ def run(
     if out is not None and s.output.snapshot_every_hours > 0:
         from immunesim.viz.snapshots import SnapshotWriter
 
-        writer = SnapshotWriter(out, sim.state.zone.reshape(s.lattice.size, s.lattice.size))
+        writer = SnapshotWriter(out, sim.backend.to_host(sim.state.zone).reshape(
+            s.lattice.size, s.lattice.size))
         every = max(1, int(round(s.output.snapshot_every_hours / s.time.dt_hours)))
         sim.add_observer(writer.write, every, s.step_of_day(s.output.snapshot_from_day))
 

@@ -518,7 +518,9 @@ class RunSettings(_Section):
     """Defaults for a run; the command line overrides them."""
 
     seed: int = Field(1, ge=0, lt=2**63, description="Random seed.")
-    backend: Literal["auto", "numba"] = Field("auto", description="Execution backend.")
+    backend: Literal["auto", "numba", "cuda"] = Field(
+        "auto", description="Execution backend: auto takes a GPU (cuda) when there is one, "
+                            "else the CPU (numba).")
 
 
 class Scenario(_Section):

@@ -7,7 +7,7 @@ compacted once per step, keeping order; a cell's identity is its persistent ``ui
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -44,6 +44,11 @@ class State:
     Bookkeeping:
         n: number of used slots. next_uid: next uid to hand out.
         ledger: int64[N_KINDS, 4] cumulative born, died, converted in, converted out.
+        aux: the backend's own buffers and cached values (the CUDA backend's spare cell
+            arrays for compaction, for instance).
+
+    On the CPU the arrays are numpy arrays; a GPU backend's ``prepare`` gives a copy whose
+    arrays live on the device (CuPy).
     """
 
     L: int
@@ -69,18 +74,17 @@ class State:
     ledger: np.ndarray
     n: int = 0
     next_uid: int = 0
+    aux: dict = field(default_factory=dict)
 
     @property
     def capacity(self) -> int:
         return self.uid.shape[0]
 
     def nbytes(self) -> int:
-        """Bytes held by the state's arrays."""
-        return sum(
-            getattr(self, f.name).nbytes
-            for f in fields(self)
-            if isinstance(getattr(self, f.name), np.ndarray)
-        )
+        """Bytes held by the state's arrays, the backend's buffers included."""
+        arrays = [getattr(self, f.name) for f in fields(self)]
+        arrays += [a for v in self.aux.values() if isinstance(v, dict) for a in v.values()]
+        return sum(int(a.nbytes) for a in arrays if hasattr(a, "nbytes") and hasattr(a, "shape"))
 
 
 CLAIM_FREE = np.iinfo(np.int64).max

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import copy
-import shutil
-import sys
-from pathlib import Path
-from typing import Any
+import os
 
-import pytest
+# The CUDA backend's tests run its kernels in numba's CUDA simulator unless told otherwise
+# (``NUMBA_ENABLE_CUDASIM=0 pytest tests/backends`` on a machine with a GPU runs them there).
+# numba reads this when it is first imported, so it is set before anything imports numba.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import copy  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = REPO / "scenarios"

@@ -2,15 +2,22 @@
 
 A backend is a module that maps the scalar rules of :mod:`immunesim.kernels` over cells and
 sites: ``deplete``, ``produce``, ``move``, ``kill``, ``activate``, ``divide``, ``molecules``,
-``death``, ``count_cells``. ``auto`` picks the best available one.
+``death``, ``count_cells``; and on the host side ``xp`` (the array module of its state),
+``prepare`` (state and parameters as its kernels take them), ``to_host``, ``synchronize``,
+``is_available``, ``auto_eligible`` and ``describe``.
+
+``auto`` takes the first backend of :data:`BACKENDS` that is eligible: ``cuda`` on a machine
+with a real GPU (never numba's CUDA simulator, which must be asked for by name), else
+``numba``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from types import ModuleType
 
 #: Backends in order of preference for ``auto``.
-BACKENDS = ("numba",)
+BACKENDS = ("cuda", "numba")
 
 
 class BackendError(RuntimeError):
@@ -22,29 +29,45 @@ def _load(name: str) -> ModuleType:
         from immunesim.backends import numba_cpu
 
         return numba_cpu
+    if name == "cuda":
+        try:
+            from immunesim.backends import cuda
+        except ImportError as exc:  # numba without its CUDA target
+            raise BackendError(
+                f"backend 'cuda' cannot be loaded ({exc}); install the GPU extra: "
+                "pip install 'immunesim[gpu]'") from None
+        return cuda
     raise BackendError(f"unknown backend {name!r}; expected one of auto, {', '.join(BACKENDS)}")
 
 
-def available() -> dict[str, bool]:
-    """Which backends can run on this machine."""
-    out = {}
+def available() -> dict[str, str | None]:
+    """Each backend's description where it can run on this machine, else ``None``."""
+    out: dict[str, str | None] = {}
     for name in BACKENDS:
         try:
-            out[name] = bool(_load(name).is_available())
-        except Exception:  # pragma: no cover - an import failure means "not available"
-            out[name] = False
+            mod = _load(name)
+            out[name] = mod.describe() if mod.is_available() else None
+        except Exception:  # an import or driver failure means "not available"
+            out[name] = None
     return out
 
 
 def get_backend(name: str = "auto") -> tuple[str, ModuleType]:
-    """Return ``(name, module)`` of a backend; ``auto`` takes the first available one."""
+    """Return ``(name, module)`` of a backend; ``auto`` takes the first eligible one."""
     if name == "auto":
         for cand in BACKENDS:
-            mod = _load(cand)
-            if mod.is_available():
+            if cand == "cuda" and importlib.util.find_spec("cupy") is None:
+                continue  # no GPU arrays without CuPy: skip loading numba's CUDA target
+            try:
+                mod = _load(cand)
+            except BackendError:
+                continue
+            if mod.auto_eligible():
                 return cand, mod
         raise BackendError("no backend is available")  # pragma: no cover
     mod = _load(name)
     if not mod.is_available():
-        raise BackendError(f"backend {name!r} is not available on this machine")
+        reason = getattr(mod, "unavailable_reason", lambda: "")()
+        raise BackendError(f"backend {name!r} is not available on this machine"
+                           + (f": {reason}" if reason else ""))
     return name, mod

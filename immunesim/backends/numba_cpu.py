@@ -480,5 +480,32 @@ def count_cells(st, p) -> np.ndarray:
     return out
 
 
+# --------------------------------------------------------------------------- host side
+
+#: Array module of the state's arrays.
+xp = np
+
+
 def is_available() -> bool:
     return True
+
+
+def auto_eligible() -> bool:
+    return True
+
+
+def describe() -> str:
+    return f"CPU, {nb.get_num_threads()} numba threads"
+
+
+def prepare(st, p):
+    """The state and parameters as the kernels take them: on the CPU, as they are."""
+    return st, p
+
+
+def to_host(a) -> np.ndarray:
+    return a
+
+
+def synchronize() -> None:
+    """Kernels return when they are done: nothing to wait for."""

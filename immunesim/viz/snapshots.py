@@ -69,10 +69,11 @@ class SnapshotWriter:
         self.count = len(list(self.dir.glob("frame_*.npz")))
 
     def write(self, sim) -> Path:
-        st = sim.state
+        st, host = sim.state, sim.backend.to_host
         n, L = st.n, st.L
-        cells = cell_map(st.kind[:n], st.spec[:n], st.x[:n], st.y[:n], L)
-        damage = (st.mol[sim.params.layers.damage].reshape(L, L) / MOL_SCALE).astype(np.float16)
+        cells = cell_map(host(st.kind[:n]), host(st.spec[:n]), host(st.x[:n]), host(st.y[:n]), L)
+        damage = (host(st.mol[sim.params.layers.damage]).reshape(L, L) / MOL_SCALE
+                  ).astype(np.float16)
         buf = _io.BytesIO()
         np.savez_compressed(buf, cells=cells, damage=damage, day=np.float64(sim.day))
         path = self.dir / f"frame_{self.count:05d}.npz"

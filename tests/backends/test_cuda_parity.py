@@ -1,0 +1,155 @@
+"""The CUDA backend computes the same bits as the numba CPU backend.
+
+In CI the CUDA kernels run in numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set by
+``tests/conftest.py``) with numpy arrays in place of CuPy; on a machine with a GPU,
+``NUMBA_ENABLE_CUDASIM=0 pytest tests/backends`` runs the same tests on it. Every comparison
+is exact: the two backends share the rule functions, the integer arithmetic and the
+counter-based random numbers, and the GPU's conflict resolution (atomic min) and prefix sums
+reproduce the CPU's serial passes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+
+from immunesim.backends import BackendError, get_backend
+from immunesim.engine import Simulation
+from immunesim.model.cells import marker_mask
+from immunesim.scenario import load_scenario
+from tests.conftest import SCENARIOS
+
+cuda_backend = pytest.importorskip("immunesim.backends.cuda")
+if not cuda_backend.is_available():  # pragma: no cover - NUMBA_ENABLE_CUDASIM=0 without a GPU
+    pytest.skip("no GPU and the CUDA simulator is off", allow_module_level=True)
+
+#: The default scenario made small: a 16 x 16 lattice, conditioning and the infusion moved
+#: into a short run-in, and a dose that puts CAR-T cells on such a lattice.
+SHORT = [
+    "lattice.size=16",
+    "time.run_in_days=1.5",
+    "time.follow_up_days=2.5",
+    "therapy.0.stop_day=-1.25",
+    "therapy.1.days=[-1.0, -0.5]",
+    "therapy.1.kill_fraction_per_day=0.2",
+    "therapy.2.dose_per_kg=5e7",
+]
+
+CELL_ARRAYS = ("uid", "kind", "state", "spec", "x", "y", "age", "counter", "car_mask", "alive")
+
+
+def short_scenario():
+    return load_scenario(SCENARIOS / "sle_cd19_cart.toml", SHORT)
+
+
+def assert_same_state(cpu, gpu) -> None:
+    """Every cell, site and molecule array and the bookkeeping are bit-for-bit equal."""
+    host = cuda_backend.to_host
+    assert (cpu.n, cpu.next_uid) == (gpu.n, gpu.next_uid)
+    for name in CELL_ARRAYS:
+        np.testing.assert_array_equal(getattr(cpu, name)[: cpu.n],
+                                      host(getattr(gpu, name))[: gpu.n], err_msg=name)
+    for name in ("occ", "mol", "ledger", "claim"):
+        np.testing.assert_array_equal(getattr(cpu, name), host(getattr(gpu, name)),
+                                      err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def mid_course():
+    """A CPU simulation at the infusion: CAR-T cells next to B cells, so every phase (kills
+    and CAR-T divisions included) has work to do."""
+    sim = Simulation(short_scenario(), seed=7, backend="numba")
+    sim.run(until_step=sim.scenario.run_in_steps)
+    assert sim.infused_car_t > 0
+    return sim
+
+
+def _pair(sim):
+    """Independent copies of a CPU state: one for each backend."""
+    _, cpu = get_backend("numba")
+    st_cpu = copy.deepcopy(sim.state)
+    p_cpu = sim.params
+    st_gpu, p_gpu = cuda_backend.prepare(copy.deepcopy(sim.state), sim.params)
+    return cpu, st_cpu, p_cpu, st_gpu, p_gpu
+
+
+def _deplete(b, st, p, sim, step):
+    thr = np.array([2**52, 2**51, 2**50], np.uint64)  # per-zone kill probability 1/2, 1/4, 1/8
+    return int(b.deplete(st, p, sim.seed, step, marker_mask(("CD19", "CD3")), thr))
+
+
+PHASES = {
+    "produce": lambda b, st, p, sim, step: b.produce(st, p, sim.seed, step, 2**50),
+    "move": lambda b, st, p, sim, step: b.move(st, p, sim.seed, step),
+    "kill": lambda b, st, p, sim, step: int(b.kill(st, p, sim.seed, step)),
+    "activate": lambda b, st, p, sim, step: b.activate(st, p, sim.seed, step,
+                                                       *p.activation_luts(1.0)),
+    "divide": lambda b, st, p, sim, step: b.divide(st, p, sim.seed, step),
+    "molecules": lambda b, st, p, sim, step: b.molecules(st, p),
+    "deplete": lambda b, st, p, sim, step: _deplete(b, st, p, sim, step),
+    # compaction has work only where cells died: a depletion first
+    "death": lambda b, st, p, sim, step: (_deplete(b, st, p, sim, step),
+                                          b.death(st, p, sim.seed, step)),
+    "count_cells": lambda b, st, p, sim, step: b.count_cells(st, p).tolist(),
+}
+
+
+@pytest.mark.parametrize("phase", list(PHASES))
+def test_each_phase_matches_the_cpu(mid_course, phase):
+    """One phase applied to the same state on both backends, at several steps (so that
+    different random draws and conflicts are exercised), gives identical states and returns."""
+    cpu, st_cpu, p_cpu, st_gpu, p_gpu = _pair(mid_course)
+    run = PHASES[phase]
+    changed = False
+    for k in range(3):
+        step = mid_course.step_index + 1 + k
+        before = copy.deepcopy(st_cpu)
+        got_cpu = run(cpu, st_cpu, p_cpu, mid_course, step)
+        got_gpu = run(cuda_backend, st_gpu, p_gpu, mid_course, step)
+        assert got_cpu == got_gpu
+        assert_same_state(st_cpu, st_gpu)
+        changed |= not all(np.array_equal(getattr(before, f), getattr(st_cpu, f))
+                           for f in ("x", "y", "kind", "age", "alive", "mol", "ledger", "occ"))
+        changed |= bool(got_cpu)
+    assert changed, f"phase {phase} did nothing here: the comparison would prove nothing"
+
+
+def test_a_short_sle_cd19_cart_run_matches_the_cpu():
+    """The whole default scenario, shortened: conditioning, infusion, expansion; the time
+    series, the events and the final state are identical on both backends."""
+    s = short_scenario()
+    cpu = Simulation(s, seed=3, backend="numba").run()
+    gpu = Simulation(s, seed=3, backend="cuda").run()
+    assert cpu.backend_name == "numba" and gpu.backend_name == "cuda"
+    assert max(r["car_t"] for r in cpu.rows) > 0 and sum(r["kills"] for r in cpu.rows) > 0
+    assert cpu.rows == gpu.rows
+    assert [dataclasses.astuple(e) for e in cpu.events] == \
+        [dataclasses.astuple(e) for e in gpu.events]
+    assert_same_state(cpu.state, gpu.state)
+
+
+def test_prepare_copies_and_leaves_the_host_state_alone(mid_course):
+    st, _ = cuda_backend.prepare(mid_course.state, mid_course.params)
+    st.mol[0, 0] += 12345
+    assert cuda_backend.to_host(st.mol)[0, 0] != mid_course.state.mol[0, 0]
+
+
+def test_auto_never_picks_the_simulator():
+    """``numba.cuda.is_available()`` is true under the simulator; ``auto`` must not be
+    fooled into running on it."""
+    if cuda_backend.real_gpu():  # pragma: no cover - on a GPU machine auto takes the GPU
+        assert get_backend("auto")[0] == "cuda"
+    else:
+        assert cuda_backend.SIMULATED
+        assert get_backend("auto")[0] == "numba"
+        assert get_backend("cuda")[0] == "cuda"  # asked for by name, the simulator runs
+
+
+def test_cuda_without_a_gpu_or_the_simulator_is_refused(monkeypatch):
+    monkeypatch.setattr(cuda_backend, "SIMULATED", False)
+    monkeypatch.setattr(cuda_backend, "real_gpu", lambda: False)
+    with pytest.raises(BackendError, match=r"immunesim\[gpu\]"):
+        get_backend("cuda")
