@@ -35,8 +35,6 @@ from numba import cuda
 from immunesim.kernels.common import (
     ACTIVATED_B,
     CAR_T,
-    NAIVE_B,
-    T_HELPER,
     next_generation,
 )
 from immunesim.kernels.contact import activation_rule, division_proposal, kill_proposal
@@ -45,12 +43,12 @@ from immunesim.kernels.lifecycle import (
     PRODUCE_T_HELPER,
     depleted,
     dies,
-    new_specificity,
     production_at,
     secretion,
 )
 from immunesim.kernels.molecules import circulate_site, diffuse_decay, portion, react_site
 from immunesim.kernels.move import move_proposal
+from immunesim.kernels.slots import copy_cell, newborn, write_cell
 from immunesim.model.cells import STATE_CAR_T_MEMORY
 from immunesim.model.params import (
     FX_DIFFUSION,
@@ -87,10 +85,10 @@ if SIMULATED:
         call.__name__ = rule.__name__
         return call
 
-    (activation_rule, division_proposal, kill_proposal, depleted, dies, new_specificity,
-     production_at, react_site, move_proposal, secretion) = map(_unwrapping, (
-        activation_rule, division_proposal, kill_proposal, depleted, dies, new_specificity,
-        production_at, react_site, move_proposal, secretion))
+    (activation_rule, division_proposal, kill_proposal, depleted, dies, newborn, write_cell,
+     copy_cell, production_at, react_site, move_proposal, secretion) = map(_unwrapping, (
+        activation_rule, division_proposal, kill_proposal, depleted, dies, newborn, write_cell,
+        copy_cell, production_at, react_site, move_proposal, secretion))
 
 
 # --------------------------------------------------------------------------- device
@@ -147,7 +145,8 @@ def describe() -> str:
     if real_gpu():
         dev = cuda.get_current_device()
         name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
-        return f"{name} (compute capability {dev.compute_capability[0]}.{dev.compute_capability[1]})"
+        major, minor = dev.compute_capability
+        return f"{name} (compute capability {major}.{minor})"
     return "not available"
 
 
@@ -273,19 +272,9 @@ def _place_births(n_sites, n, next_uid, L, seed, step, flag, offset, spec_cum, u
         code = flag[s]
         if code == PRODUCE_NAIVE_B or code == PRODUCE_T_HELPER:
             j = offset[s] - 1
-            m = n + j
-            k = NAIVE_B if code == PRODUCE_NAIVE_B else T_HELPER
-            uid[m] = next_uid + j
-            kind[m] = k
-            state[m] = 0
-            spec[m] = new_specificity(seed, step, s, spec_cum) if k == NAIVE_B else n_other_spec
-            x[m] = s % L
-            y[m] = s // L
-            age[m] = 0
-            counter[m] = 0
-            car_mask[m] = 0
-            alive[m] = 1
-            occ[s] = m
+            k, sp = newborn(code, seed, step, s, spec_cum, n_other_spec)
+            write_cell(n + j, next_uid + j, k, 0, sp, s, L, 0, 0, uid, kind, state, spec, x, y,
+                       age, counter, car_mask, alive, occ)
             cuda.atomic.add(ledger, (k, BORN), 1)
 
 
@@ -442,8 +431,6 @@ def _place_daughters(n, next_uid, seed, step, L, want, won, offset, uid, kind, s
         if k == ACTIVATED_B:
             c = c - 1
             counter[i] = c
-        uid[m] = next_uid + j
-        kind[m] = k
         st = state[i]
         if k == CAR_T:
             st = next_generation(st)
@@ -452,15 +439,8 @@ def _place_daughters(n, next_uid, seed, step, L, want, won, offset, uid, kind, s
                 st = st | STATE_CAR_T_MEMORY
             else:
                 st = st & ~STATE_CAR_T_MEMORY
-        state[m] = st
-        spec[m] = spec[i]
-        x[m] = t % L
-        y[m] = t // L
-        age[m] = 0
-        counter[m] = c
-        car_mask[m] = car_mask[i]
-        alive[m] = 1
-        occ[t] = m
+        write_cell(m, next_uid + j, k, st, spec[i], t, L, c, car_mask[i], uid, kind, state, spec,
+                   x, y, age, counter, car_mask, alive, occ)
         cuda.atomic.add(ledger, (k, BORN), 1)
 
 
@@ -584,16 +564,8 @@ def _compact(n, L, offset, uid, kind, state, spec, x, y, age, counter, car_mask,
         s = y[i] * L + x[i]
         if alive[i] != 0:
             w = offset[i] - 1
-            uid2[w] = uid[i]
-            kind2[w] = kind[i]
-            state2[w] = state[i]
-            spec2[w] = spec[i]
-            x2[w] = x[i]
-            y2[w] = y[i]
-            age2[w] = age[i]
-            counter2[w] = counter[i]
-            car_mask2[w] = car_mask[i]
-            alive2[w] = 1
+            copy_cell(i, w, uid, kind, state, spec, x, y, age, counter, car_mask, uid2, kind2,
+                      state2, spec2, x2, y2, age2, counter2, car_mask2, alive2)
             occ[s] = w
         else:
             occ[s] = -1

@@ -35,12 +35,12 @@ from immunesim.kernels.lifecycle import (
     PRODUCE_T_HELPER,
     depleted,
     dies,
-    new_specificity,
     production_at,
     secretion,
 )
 from immunesim.kernels.molecules import circulate_site, diffuse_decay, portion, react_site
 from immunesim.kernels.move import move_proposal
+from immunesim.kernels.slots import copy_cell, newborn, write_cell
 from immunesim.model.cells import STATE_CAR_T_MEMORY, Kind
 from immunesim.model.params import (
     FX_DIFFUSION,
@@ -119,18 +119,9 @@ def _append_births(n, next_uid, L, n_sites, seed, step, flag, spec_cum, uid, kin
     for s in range(n_sites):
         code = flag[s]
         if code == PRODUCE_NAIVE_B or code == PRODUCE_T_HELPER:
-            k = NAIVE_B if code == PRODUCE_NAIVE_B else _T_HELPER
-            uid[n] = next_uid
-            kind[n] = k
-            state[n] = 0
-            spec[n] = new_specificity(seed, step, s, spec_cum) if k == NAIVE_B else n_other_spec
-            x[n] = s % L
-            y[n] = s // L
-            age[n] = 0
-            counter[n] = 0
-            car_mask[n] = 0
-            alive[n] = 1
-            occ[s] = n
+            k, sp = newborn(code, seed, step, s, spec_cum, n_other_spec)
+            write_cell(n, next_uid, k, 0, sp, s, L, 0, 0, uid, kind, state, spec, x, y, age,
+                       counter, car_mask, alive, occ)
             ledger[k, 0] += 1
             n += 1
             next_uid += 1
@@ -290,8 +281,6 @@ def _append_daughters(n, next_uid, seed, step, L, want, key, claim, uid, kind, s
             if k == ACTIVATED_B:
                 c = c - 1
                 counter[i] = c
-            uid[m] = next_uid
-            kind[m] = k
             st = state[i]
             if k == CAR_T:
                 st = next_generation(st)
@@ -300,15 +289,8 @@ def _append_daughters(n, next_uid, seed, step, L, want, key, claim, uid, kind, s
                     st = st | STATE_CAR_T_MEMORY
                 else:
                     st = st & ~STATE_CAR_T_MEMORY
-            state[m] = st
-            spec[m] = spec[i]
-            x[m] = t % L
-            y[m] = t // L
-            age[m] = 0
-            counter[m] = c
-            car_mask[m] = car_mask[i]
-            alive[m] = 1
-            occ[t] = m
+            write_cell(m, next_uid, k, st, spec[i], t, L, c, car_mask[i], uid, kind, state, spec,
+                       x, y, age, counter, car_mask, alive, occ)
             ledger[k, 0] += 1
             m += 1
             next_uid += 1
@@ -428,16 +410,8 @@ def _compact(n, L, uid, kind, state, spec, x, y, age, counter, car_mask, alive, 
         s = y[i] * L + x[i]
         if alive[i] != 0:
             if w != i:
-                uid[w] = uid[i]
-                kind[w] = kind[i]
-                state[w] = state[i]
-                spec[w] = spec[i]
-                x[w] = x[i]
-                y[w] = y[i]
-                age[w] = age[i]
-                counter[w] = counter[i]
-                car_mask[w] = car_mask[i]
-                alive[w] = 1
+                copy_cell(i, w, uid, kind, state, spec, x, y, age, counter, car_mask, uid, kind,
+                          state, spec, x, y, age, counter, car_mask, alive)
             occ[s] = w
             w += 1
         else:
