@@ -13,10 +13,10 @@ the rules are mapped over cells and sites:
 - counts (ledger, kills, cell counts) are integer atomic adds, exact and order-free; the
   circulation pool is an exact integer sum of per-thread partial sums.
 
-So a run gives the same bits as on the CPU. The host reads back two scalars per step (the
-number of cells after births and after compaction, which size the next launches, and the
-T-helper count that sets the production rate); everything else stays on the device until a
-sampling step.
+So a run gives the same bits as on the CPU. The host reads back four integers per step: the
+number of cells after production, division and compaction (they size the next launches) and
+the T-helper count, which sets the production rate (a float computation kept on the host so
+that it rounds as on the CPU). Everything else stays on the device until a sampling step.
 
 Without a GPU, the backend runs under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``)
 with numpy arrays standing in for CuPy: the same kernel code, executed by Python threads,

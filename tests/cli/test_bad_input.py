@@ -7,6 +7,7 @@ Every case runs the real console command (``immunesim validate FILE`` or ``immun
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,23 @@ def test_unknown_backend_is_bad_input(cli, tmp_path):
     assert proc.returncode == 2, both
     assert proc.stderr.startswith("error: --backend: unknown backend 'opencl'")
     assert "numba" in proc.stderr  # says what was expected
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_bad_input_and_says_how_to_get_one(cli, tmp_path):
+    """Without a GPU (and with numba's CUDA simulator off), --backend cuda is refused with
+    exit status 2 and a message that names the GPU extra; nothing is written."""
+    path = tmp_path / "base.toml"
+    path.write_text(BASE)
+    out = tmp_path / "o"
+    proc = cli("run", path, "--out", out, "--quiet", "--backend", "cuda",
+               env={"NUMBA_ENABLE_CUDASIM": "0"})
+    both = proc.stdout + proc.stderr
+    assert "Traceback" not in both, both
+    assert proc.returncode == 2, both
+    assert proc.stderr.startswith("error: --backend: backend 'cuda' is not available")
+    assert "pip install 'immunesim[gpu]'" in proc.stderr
+    assert not (out / "manifest.json").exists()
 
 
 # --------------------------------------------------------------------------- fixed bugs
