@@ -121,6 +121,16 @@ _cp = _cupy()
 #: Array module of the device arrays: CuPy on a GPU, numpy under the simulator.
 xp: ModuleType = _cp if _cp is not None else np
 
+if _cp is not None:
+    # CuPy's work and these kernels all go to the default stream, which orders them, so numba
+    # need not synchronise the stream CuPy names for every array of every launch (its default
+    # for foreign arrays, which would stall the GPU at each kernel).
+    try:
+        from numba.cuda.core import config as _cuda_config  # numba-cuda
+    except ImportError:  # numba's built-in CUDA target
+        from numba.core import config as _cuda_config
+    _cuda_config.CUDA_ARRAY_INTERFACE_SYNC = False
+
 
 def is_available() -> bool:
     """A real GPU, or numba's CUDA simulator when asked for explicitly."""
