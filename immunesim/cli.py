@@ -361,6 +361,45 @@ def animate(
               f" {size:.1f} MB")
 
 
+@app.command("app")
+def serve_app(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8765,
+    scenario: Annotated[Path | None, typer.Option(
+        help="Scenario with a car_t entry (default: scenarios/sle_cd19_cart.toml).")] = None,
+) -> None:
+    """Serve the interactive educator app in the browser: CAR-T dose, targets and
+    autoreactive fraction as controls, the lattice and the clinical course live."""
+    import importlib.util
+    import os
+    import socket
+
+    if importlib.util.find_spec("solara") is None:
+        _fail("the interactive app needs Solara: pip install 'immunesim[app]'")
+    from immunesim.scenario import ScenarioError
+    from immunesim.viz.live import SCENARIO_ENV, load_app_scenario
+
+    try:
+        load_app_scenario(scenario)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        _fail(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})")
+    env = dict(os.environ)
+    if scenario is not None:
+        env[SCENARIO_ENV] = str(scenario.resolve())
+    env.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "false")  # no usage reports
+    out.print(f"immunesim app: open http://{host}:{port} in a browser (Ctrl-C stops it)")
+    sys.stdout.flush()
+    # The server replaces this process, so Ctrl-C and signals reach it directly.
+    os.execve(sys.executable, [sys.executable, "-m", "solara", "run", "immunesim.viz.app",
+                               "--host", host, "--port", str(port), "--production",
+                               "--no-open", "--no-check-version"], env)
+
+
 @app.command()
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes only (a few minutes).")
