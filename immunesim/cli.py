@@ -366,7 +366,8 @@ def serve_app(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8765,
     scenario: Annotated[Path | None, typer.Option(
-        help="Scenario with a car_t entry (default: scenarios/sle_cd19_cart.toml).")] = None,
+        help="Scenario with a car_t entry (default: the lupus CAR-T scenario, "
+             "scenarios/sle_cd19_cart.toml).")] = None,
 ) -> None:
     """Serve the interactive educator app in the browser: CAR-T dose, targets and
     autoreactive fraction as controls, the lattice and the clinical course live."""

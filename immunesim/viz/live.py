@@ -39,8 +39,10 @@ from immunesim.scenario import CarT, Scenario, ScenarioError, load_scenario
 from immunesim.viz.animate import caption_at, cells_to_rgb, phases
 from immunesim.viz.snapshots import cell_map
 
-#: The scenario the app opens when none is given (the repository's default scenario).
-DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "sle_cd19_cart.toml"
+#: The scenario the app opens when none is given: the default scenario
+#: (``scenarios/sle_cd19_cart.toml``), of which the package keeps a copy so that the app also
+#: works from a plain install (a test keeps the two identical).
+DEFAULT_SCENARIO = Path(__file__).resolve().parents[1] / "data" / "sle_cd19_cart.toml"
 #: Environment variable through which ``immunesim app`` names the scenario to the server.
 SCENARIO_ENV = "IMMUNESIM_APP_SCENARIO"
 #: Lattice side of the app's runs: small, so that a simulated day takes about 25 ms.

@@ -139,3 +139,11 @@ def test_cli_without_solara_says_what_to_install():
                           timeout=60)
     assert proc.returncode == 2
     assert "pip install 'immunesim[app]'" in proc.stderr
+
+
+def test_the_packaged_default_scenario_is_the_repository_one():
+    """The app opens the copy of ``scenarios/sle_cd19_cart.toml`` that the package carries
+    (so a plain ``pip install`` has it); the two must not drift apart."""
+    from immunesim.viz.live import DEFAULT_SCENARIO
+
+    assert DEFAULT_SCENARIO.read_bytes() == (SCENARIOS / "sle_cd19_cart.toml").read_bytes()
