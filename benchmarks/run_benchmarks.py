@@ -2,9 +2,9 @@
 
     python benchmarks/run_benchmarks.py [--quick] [--steps 48]
 
-Writes benchmarks/results/<date>-<machine>.json (hardware, versions, every configuration)
-and prints the Markdown table that benchmarks/README.md shows. The same measurement is
-`immunesim bench [--quick]`.
+Writes benchmarks/results/<date>-<machine>.json (hardware, versions, every configuration,
+the comparison with the Mesa reference) and prints the Markdown tables that
+benchmarks/README.md shows. The same measurement is `immunesim bench [--quick]`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ import datetime
 import platform
 from pathlib import Path
 
-from immunesim.bench import FULL_SIZES, QUICK_SIZES, run_bench
+from immunesim.bench import (
+    COMPARISON_COLUMNS,
+    FULL_SIZES,
+    QUICK_SIZES,
+    comparison_rows,
+    run_bench,
+)
 from immunesim.io import write_json
 
 HERE = Path(__file__).resolve().parent
@@ -37,6 +43,18 @@ def markdown(res: dict) -> str:
             f"{r['cell_updates_per_second']:.3g} | {r['cost_vs_floor']:.1f} | "
             f"{r['bytes_per_site_plus_cell']:.0f} | {slow} "
             f"({100 * r['phase_fraction'][slow]:.0f}%) |")
+    cmp = res.get("mesa_comparison")
+    if cmp:
+        lines += [
+            "",
+            f"Speed-up over the Mesa reference (mesa {res['versions'].get('mesa')}; "
+            f"{cmp['mesa']['steps']} reference and {cmp['fast'][0]['steps']} fast steps "
+            "from the same state):",
+            "",
+            "| " + " | ".join(COMPARISON_COLUMNS) + " |",
+            "|" + "---|" * len(COMPARISON_COLUMNS),
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in comparison_rows(cmp)]
     return "\n".join(lines)
 
 

@@ -410,8 +410,15 @@ def bench(
     steps: Annotated[int, typer.Option(help="Timed steps per configuration.", min=1)] = 48,
 ) -> None:
     """Throughput of the full model (cell-updates/s) per size and thread count, with the
-    per-phase breakdown, the random-walk floor and bytes per site plus cell."""
-    from immunesim.bench import FULL_SIZES, QUICK_SIZES, run_bench
+    per-phase breakdown, the random-walk floor and bytes per site plus cell; then the
+    speed-up over the Mesa reference implementation, measured on the same cells."""
+    from immunesim.bench import (
+        COMPARISON_COLUMNS,
+        FULL_SIZES,
+        QUICK_SIZES,
+        comparison_rows,
+        run_bench,
+    )
 
     res = run_bench(QUICK_SIZES if quick else FULL_SIZES, steps=steps)
     table = Table(title=f"immunesim throughput on {res['hardware']['cpu']} "
@@ -426,6 +433,13 @@ def bench(
                       f"{r['bytes_per_site_plus_cell']:.0f}",
                       f"{slow} {100 * r['phase_fraction'][slow]:.0f}%")
     out.print(table)
+    cmp = Table(title="speed-up over the Mesa reference (same scenario, lattice and cells)",
+                header_style="bold")
+    for col in COMPARISON_COLUMNS:
+        cmp.add_column(col, justify="right")
+    for row in comparison_rows(res["mesa_comparison"]):
+        cmp.add_row(*row)
+    out.print(cmp)
     if out_file is not None:
         from immunesim.io import write_json
 

@@ -55,6 +55,13 @@ def neighbour_site(x, y, d, L):
 
 
 @nb.njit(inline="always", cache=True)
+def bears(markers, kind, mask):
+    """Whether a cell of ``kind`` carries any marker of ``mask`` (``markers``: the marker
+    table, :data:`immunesim.model.cells.MARKERS`). Therapies and CARs hit cells by marker."""
+    return (markers[kind] & mask) != 0
+
+
+@nb.njit(inline="always", cache=True)
 def car_t_generation(state):
     """Generation (divisions since infusion) held in bits 1..6 of a CAR-T cell's state."""
     return (state >> GENERATION_SHIFT) & GENERATION_MAX

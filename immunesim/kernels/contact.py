@@ -15,8 +15,10 @@ from immunesim.kernels.common import (
     PLASMABLAST,
     S11,
     T_HELPER,
+    bears,
     car_t_generation,
     neighbour_site,
+    next_generation,
     priority_key,
 )
 from immunesim.model.cells import STATE_CAR_T_MEMORY
@@ -63,6 +65,83 @@ CONV_ACTIVATED_TO_PLASMABLAST = 4
 CONV_PLASMABLAST_TO_LLPC = 5
 
 
+# --------------------------------------------------------------------------- scalar rules
+# What a cell does, given its attributes and uniform 53-bit draws; the array rules below
+# (and the Mesa reference, :mod:`immunesim.reference`) decide with these.
+
+
+@nb.njit(inline="always", cache=True)
+def kill_threshold(state, ip):
+    """Per-step kill threshold of a CAR-T cell in ``state``: memory cells kill less."""
+    if (state & STATE_CAR_T_MEMORY) != 0:
+        return nb.uint64(ip[IP_THR_CAR_KILL_MEMORY])
+    return nb.uint64(ip[IP_THR_CAR_KILL])
+
+
+@nb.njit(inline="always", cache=True)
+def activation_threshold(k, a, lut_naive, lut_memory):
+    """Per-step activation threshold of a naive or memory B cell (kind ``k``) that sees
+    antigen index ``a`` (:func:`antigen_at`) and has T help."""
+    return lut_naive[a] if k == NAIVE_B else lut_memory[a]
+
+
+@nb.njit(inline="always", cache=True)
+def activated(k, ip):
+    """``(kind, counter, code)`` of a naive or memory B cell (kind ``k``) that activates:
+    an activated B cell with the germinal-centre divisions to go."""
+    code = CONV_NAIVE_TO_ACTIVATED if k == NAIVE_B else CONV_MEMORY_TO_ACTIVATED
+    return ACTIVATED_B, nb.int16(ip[IP_GC_DIVISIONS]), code
+
+
+@nb.njit(inline="always", cache=True)
+def differentiated(fate_draw, ip):
+    """``(kind, counter, code)`` of an activated B cell that differentiates: memory B when
+    ``fate_draw`` falls below the memory-fate threshold, else a plasmablast."""
+    if fate_draw < nb.uint64(ip[IP_THR_MEMORY_FATE]):
+        return MEMORY_B, nb.int16(0), CONV_ACTIVATED_TO_MEMORY
+    return PLASMABLAST, nb.int16(0), CONV_ACTIVATED_TO_PLASMABLAST
+
+
+@nb.njit(inline="always", cache=True)
+def division_threshold(k, state, counter, thr_divide, ip):
+    """Per-step division threshold of a cell of kind ``k`` (0: it cannot divide now).
+
+    Activated B cells divide while they have divisions left, CAR-T cells while stimulated
+    (``counter > 0``) and below their generation limit; other kinds at their homeostatic
+    rate (``thr_divide``).
+    """
+    if k == ACTIVATED_B:
+        if counter <= 0:
+            return nb.uint64(0)
+        return nb.uint64(ip[IP_THR_GC_DIVIDE])
+    if k == CAR_T:
+        if car_t_generation(state) >= ip[IP_CAR_MAX_GENERATIONS] or counter <= 0:
+            return nb.uint64(0)
+        return nb.uint64(ip[IP_THR_CAR_DIVIDE])
+    return nb.uint64(thr_divide[k])
+
+
+@nb.njit(inline="always", cache=True)
+def daughter_states(k, state, counter, joins_memory):
+    """``(parent state, daughter state, counter of both)`` after a cell of kind ``k``
+    divides: an activated B cell spends one division (its daughter has as many left); a
+    CAR-T cell goes up a generation and its daughter joins the memory pool when
+    ``joins_memory``, or leaves it otherwise."""
+    if k == ACTIVATED_B:
+        counter = counter - 1
+    daughter = state
+    if k == CAR_T:
+        state = next_generation(state)
+        if joins_memory:
+            daughter = state | STATE_CAR_T_MEMORY
+        else:
+            daughter = state & ~STATE_CAR_T_MEMORY
+    return state, daughter, counter
+
+
+# --------------------------------------------------------------------------- array rules
+
+
 @nb.njit(cache=True)
 def kill_proposal(i, seed, step, L, uid, kind, state, x, y, alive, car_mask, occ, markers, ip):
     """Victim slot a CAR-T cell ``i`` attacks this step, and its key; ``(-1, 0)`` for none.
@@ -73,9 +152,7 @@ def kill_proposal(i, seed, step, L, uid, kind, state, x, y, alive, car_mask, occ
     if alive[i] == 0 or kind[i] != CAR_T:
         return -1, 0
     u = uid[i]
-    memory = (state[i] & STATE_CAR_T_MEMORY) != 0
-    thr = ip[IP_THR_CAR_KILL_MEMORY] if memory else ip[IP_THR_CAR_KILL]
-    if rand53(seed, step, u, S_KILL) >= nb.uint64(thr):
+    if rand53(seed, step, u, S_KILL) >= kill_threshold(state[i], ip):
         return -1, 0
     mask = car_mask[i]
     xi = x[i]
@@ -85,7 +162,7 @@ def kill_proposal(i, seed, step, L, uid, kind, state, x, y, alive, car_mask, occ
         s = neighbour_site(xi, yi, d, L)
         if s >= 0:
             j = occ[s]
-            if j >= 0 and alive[j] != 0 and (markers[kind[j]] & mask) != 0:
+            if j >= 0 and alive[j] != 0 and bears(markers, kind[j], mask):
                 count += 1
     if count == 0:
         return -1, 0
@@ -95,7 +172,7 @@ def kill_proposal(i, seed, step, L, uid, kind, state, x, y, alive, car_mask, occ
         s = neighbour_site(xi, yi, d, L)
         if s >= 0:
             j = occ[s]
-            if j >= 0 and alive[j] != 0 and (markers[kind[j]] & mask) != 0:
+            if j >= 0 and alive[j] != 0 and bears(markers, kind[j], mask):
                 if pick == 0:
                     return j, priority_key(h, u)
                 pick -= 1
@@ -149,16 +226,13 @@ def activation_rule(i, seed, step, L, uid, kind, spec, x, y, alive, counter, occ
     if k == NAIVE_B or k == MEMORY_B:
         site = y[i] * L + x[i]
         a = antigen_at(spec[i], site, mol, ip)
-        thr = lut_naive[a] if k == NAIVE_B else lut_memory[a]
+        thr = activation_threshold(k, a, lut_naive, lut_memory)
         if rand53(seed, step, u, S_ACTIVATE) < thr:
             if has_t_help(x[i], y[i], L, occ, kind, alive):
-                code = CONV_NAIVE_TO_ACTIVATED if k == NAIVE_B else CONV_MEMORY_TO_ACTIVATED
-                return ACTIVATED_B, nb.int16(ip[IP_GC_DIVISIONS]), code
+                return activated(k, ip)
     elif k == ACTIVATED_B:
         if c == 0 and rand53(seed, step, u, S_DIFFERENTIATE) < nb.uint64(ip[IP_THR_DIFFERENTIATE]):
-            if rand53(seed, step, u, S_FATE) < nb.uint64(ip[IP_THR_MEMORY_FATE]):
-                return MEMORY_B, nb.int16(0), CONV_ACTIVATED_TO_MEMORY
-            return PLASMABLAST, nb.int16(0), CONV_ACTIVATED_TO_PLASMABLAST
+            return differentiated(rand53(seed, step, u, S_FATE), ip)
     elif k == PLASMABLAST:
         site = y[i] * L + x[i]
         if niche[site] != 0 and rand53(seed, step, u, S_LLPC) < nb.uint64(ip[IP_THR_LLPC]):
@@ -179,17 +253,10 @@ def division_proposal(i, seed, step, L, uid, kind, state, x, y, alive, counter, 
         return -1, 0
     k = kind[i]
     u = uid[i]
-    if k == ACTIVATED_B:
-        if counter[i] <= 0 or rand53(seed, step, u, S_DIVIDE) >= nb.uint64(ip[IP_THR_GC_DIVIDE]):
-            return -1, 0
-    elif k == CAR_T:
-        if car_t_generation(state[i]) >= ip[IP_CAR_MAX_GENERATIONS]:
-            return -1, 0
-        if counter[i] <= 0 or rand53(seed, step, u, S_DIVIDE) >= nb.uint64(ip[IP_THR_CAR_DIVIDE]):
-            return -1, 0
-    else:
-        if rand53(seed, step, u, S_HOMEO_DIVIDE) >= thr_divide[k]:
-            return -1, 0
+    thr = division_threshold(k, state[i], counter[i], thr_divide, ip)
+    stream = S_DIVIDE if k == ACTIVATED_B or k == CAR_T else S_HOMEO_DIVIDE
+    if thr == 0 or rand53(seed, step, u, stream) >= thr:
+        return -1, 0
     xi = x[i]
     yi = y[i]
     free = 0
@@ -211,6 +278,12 @@ def division_proposal(i, seed, step, L, uid, kind, state, x, y, alive, counter, 
 
 
 __all__ = [
+    "kill_threshold",
+    "activation_threshold",
+    "activated",
+    "differentiated",
+    "division_threshold",
+    "daughter_states",
     "kill_proposal",
     "activation_rule",
     "division_proposal",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numba as nb
 
-from immunesim.kernels.common import CAR_T, LLPC, PLASMABLAST
+from immunesim.kernels.common import CAR_T, LLPC, PLASMABLAST, bears
 from immunesim.model.cells import N_KINDS, STATE_CAR_T_MEMORY
 from immunesim.model.params import IP_SECRETE_LLPC, IP_SECRETE_PB
 from immunesim.rng import S_DEATH, S_DEPLETE, S_PRODUCE, S_PRODUCE_SPEC, S_T_HELPER, rand53
@@ -36,9 +36,20 @@ def dies(i, seed, step, uid, kind, state, alive, thr_death):
 @nb.njit(cache=True)
 def depleted(i, seed, step, uid, kind, zone_of_cell, alive, markers, target_mask, thr_zone):
     """Whether a therapy that hits ``target_mask`` kills cell ``i`` (depth per zone)."""
-    if alive[i] == 0 or (markers[kind[i]] & target_mask) == 0:
+    if alive[i] == 0 or not bears(markers, kind[i], target_mask):
         return False
     return rand53(seed, step, uid[i], S_DEPLETE) < thr_zone[zone_of_cell]
+
+
+@nb.njit(inline="always", cache=True)
+def production(z, thr_produce, thr_t_helper):
+    """``(PRODUCE_* code, per-step threshold)`` of a free site in zone ``z``: naive B cells
+    in marrow, T helpers in lymphoid tissue, nothing in tissue."""
+    if z == 0:
+        return PRODUCE_NAIVE_B, nb.uint64(thr_produce)
+    if z == 1:
+        return PRODUCE_T_HELPER, nb.uint64(thr_t_helper)
+    return PRODUCE_NONE, nb.uint64(0)
 
 
 @nb.njit(cache=True)
@@ -47,25 +58,30 @@ def production_at(site, seed, step, occ, zone, thr_produce, thr_t_helper):
     lymphoid tissue."""
     if occ[site] >= 0:
         return PRODUCE_NONE
-    z = zone[site]
-    if z == 0:
-        if rand53(seed, step, site, S_PRODUCE) < thr_produce:
-            return PRODUCE_NAIVE_B
-    elif z == 1:
-        if rand53(seed, step, site, S_T_HELPER) < thr_t_helper:
-            return PRODUCE_T_HELPER
+    code, thr = production(zone[site], thr_produce, thr_t_helper)
+    if code == PRODUCE_NONE:
+        return PRODUCE_NONE
+    stream = S_PRODUCE if code == PRODUCE_NAIVE_B else S_T_HELPER
+    if rand53(seed, step, site, stream) < thr:
+        return code
     return PRODUCE_NONE
+
+
+@nb.njit(cache=True)
+def specificity(draw, spec_cum):
+    """Specificity class of a new naive B cell for a uniform 53-bit ``draw`` (``spec_cum``:
+    cumulative thresholds of the marrow output)."""
+    n = spec_cum.shape[0]
+    for s in range(n):
+        if draw < spec_cum[s]:
+            return s
+    return n
 
 
 @nb.njit(cache=True)
 def new_specificity(seed, step, site, spec_cum):
     """Specificity class of a naive B cell made at ``site`` (cumulative thresholds)."""
-    r = rand53(seed, step, site, S_PRODUCE_SPEC)
-    n = spec_cum.shape[0]
-    for s in range(n):
-        if r < spec_cum[s]:
-            return s
-    return n
+    return specificity(rand53(seed, step, site, S_PRODUCE_SPEC), spec_cum)
 
 
 @nb.njit(cache=True)

@@ -15,6 +15,27 @@ from immunesim.kernels.common import S11, direction, neighbour_site, priority_ke
 from immunesim.rng import S_DIR, S_MOVE, S_STAY, hash64, rand53
 
 
+@nb.njit(inline="always", cache=True)
+def heading(k, site, here, d_random, homing_draw, toward, thr_homing, home):
+    """Moore direction (0..7) of a move attempt by a cell of kind ``k`` at ``site`` in zone
+    ``here``: outside its home zone it heads home along ``toward`` when ``homing_draw`` (a
+    uniform 53-bit integer) falls below its homing threshold; otherwise ``d_random``."""
+    hz = home[k]
+    if hz >= 0 and here != hz and homing_draw < thr_homing[k]:
+        td = toward[hz, site]
+        if td >= 0:
+            return td
+    return d_random
+
+
+@nb.njit(inline="always", cache=True)
+def leaves_home(k, here, there, home):
+    """Whether a step from zone ``here`` to zone ``there`` takes a cell of kind ``k`` out of
+    its home zone (such a move is refused with the kind's ``stay`` probability)."""
+    hz = home[k]
+    return hz >= 0 and here == hz and there != hz
+
+
 @nb.njit(cache=True)
 def move_proposal(i, seed, step, L, uid, kind, x, y, alive, occ, zone, toward,
                   thr_move, thr_homing, thr_stay, home):
@@ -29,17 +50,12 @@ def move_proposal(i, seed, step, L, uid, kind, x, y, alive, occ, zone, toward,
     xi = x[i]
     yi = y[i]
     site = yi * L + xi
-    hz = home[k]
     here = zone[site]
-    d = direction(h)
-    if hz >= 0 and here != hz and (h >> S11) < thr_homing[k]:
-        td = toward[hz, site]
-        if td >= 0:
-            d = td
+    d = heading(k, site, here, direction(h), h >> S11, toward, thr_homing, home)
     target = neighbour_site(xi, yi, d, L)
     if target < 0 or occ[target] >= 0:
         return -1, 0
-    if hz >= 0 and here == hz and zone[target] != hz:
+    if leaves_home(k, here, zone[target], home):
         if rand53(seed, step, u, S_STAY) < thr_stay[k]:
             return -1, 0
     return target, priority_key(h, u)

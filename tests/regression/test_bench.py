@@ -5,8 +5,9 @@ from __future__ import annotations
 import runpy
 
 import numba
+import pytest
 
-from immunesim.bench import bench_one
+from immunesim.bench import bench_one, comparison_rows, mesa_comparison
 from immunesim.engine import PHASES
 from tests.conftest import REPO
 
@@ -25,9 +26,34 @@ def test_benchmark_script_writes_results(tmp_path, monkeypatch):
     import immunesim.bench as bench
 
     monkeypatch.setattr(bench, "QUICK_SIZES", (16,))
+    monkeypatch.setattr(bench, "MESA_SIZE", 20)
+    monkeypatch.setattr(bench, "MESA_STEPS", 2)
     script = runpy.run_path(str(REPO / "benchmarks" / "run_benchmarks.py"))
     out = tmp_path / "r.json"
     res = script["main"](["--quick", "--steps", "2", "--out", str(out)])
     assert out.is_file()
     assert {r["lattice"] for r in res["results"]} == {16}
-    assert "| 16^2 |" in script["markdown"](res)
+    assert res["mesa_comparison"]["lattice"] == 20
+    text = script["markdown"](res)
+    assert "| 16^2 |" in text and "| 20^2 |" in text and "Mesa reference" in text
+
+
+def test_mesa_comparison_times_both_engines_on_the_same_cells():
+    r = mesa_comparison(size=24, threads=[1], steps=4, mesa_steps=3, run_in_days=2.0,
+                        repeats=2)
+    mesa, (fast,) = r["mesa"], r["fast"]
+    assert r["lattice"] == 24 and r["sites"] == 576
+    assert mesa["steps"] == 3 and fast["steps"] == 4 and fast["threads"] == 1
+    assert mesa["repeats"] == fast["repeats"] == 2
+    assert mesa["wall_seconds"] > 0 and mesa["setup_seconds"] > 0
+    # both start from the fast engine's state after its run-in: the same cells, give or
+    # take what a few steps change
+    assert 0 < mesa["cells"] <= 576 and abs(mesa["cells"] - fast["cells"]) < 0.2 * fast["cells"]
+    for e in (mesa, fast):
+        assert e["cell_updates_per_second"] == \
+            pytest.approx(e["cells"] * e["steps"] / e["wall_seconds"], rel=0.05)
+    assert fast["speedup_over_mesa"] == pytest.approx(
+        fast["cell_updates_per_second"] / mesa["cell_updates_per_second"])
+    rows = comparison_rows(r)
+    assert [row[2] for row in rows] == ["Mesa reference", "immunesim (numba)"]
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)

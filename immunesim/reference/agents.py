@@ -1,0 +1,217 @@
+"""The cells of the reference model as Mesa agents on a Moore grid.
+
+Each agent is a :class:`mesa.discrete_space.CellAgent` with the attributes the fast
+engine keeps in its arrays (kind, specificity, state bits, counter, age) and one method per
+phase in which it acts. Every decision compares a draw of the model's random generator,
+``random.getrandbits(53)``, with the same 53-bit integer threshold the fast engine compares
+its counter-based hash with (``Params`` holds them), through the kernels' scalar rules
+(:mod:`immunesim.reference.rules`).
+
+What differs from the fast engine is only how the rules are executed: agents act one at a
+time in a random order and see what the agents before them did (a site another cell has
+just left can be entered, a victim already killed is not attacked again), and a cell that
+dies leaves the grid at once. The fast engine updates synchronously instead: every cell
+decides from the state at the start of the phase and conflicts go to the lowest priority
+key.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mesa.discrete_space import CellAgent
+
+from immunesim.model.cells import STATE_CAR_T_MEMORY, Kind
+from immunesim.model.params import (
+    IP_CAR_STIM_STEPS,
+    IP_CYTO_PER_KILL,
+    IP_LAYER_CYTO,
+    IP_THR_CAR_MEMORY,
+    IP_THR_DIFFERENTIATE,
+    IP_THR_LLPC,
+)
+from immunesim.reference import rules
+from immunesim.state import DX, DY
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mesa.discrete_space import Cell
+
+    from immunesim.reference.model import ReferenceModel
+
+#: Offsets of the Moore directions 0..7 as Mesa connection keys (the kernels' order).
+DIRECTIONS = tuple(zip(DX.tolist(), DY.tolist(), strict=True))
+
+_NAIVE_B, _ACTIVATED_B, _MEMORY_B = int(Kind.NAIVE_B), int(Kind.ACTIVATED_B), int(Kind.MEMORY_B)
+_PLASMABLAST, _LLPC, _CAR_T = int(Kind.PLASMABLAST), int(Kind.LLPC), int(Kind.CAR_T)
+
+
+class ImmuneCell(CellAgent):
+    """A cell on the lattice; the behaviour every kind shares (movement, division, death).
+
+    Attributes:
+        kind: its :class:`~immunesim.model.cells.Kind` as an ``int``.
+        spec: specificity class (0 self, 1..V vaccines, V+1 other).
+        state: state bits (CAR-T cells: memory flag and generation).
+        counter: divisions left (activated B) or stimulated steps left (CAR-T).
+        age: steps since birth.
+    """
+
+    model: ReferenceModel
+
+    def __init__(self, model: ReferenceModel, cell: Cell, kind: int, spec: int,
+                 state: int = 0, counter: int = 0, age: int = 0):
+        super().__init__(model)
+        self.kind = int(kind)
+        self.spec = int(spec)
+        self.state = int(state)
+        self.counter = int(counter)
+        self.age = int(age)
+        self.cell = cell
+
+    @property
+    def site(self) -> int:
+        """Index of the agent's site in the molecular layers (``y * L + x``)."""
+        x, y = self.cell.coordinate
+        return y * self.model.L + x
+
+    def draw(self) -> int:
+        """A uniform 53-bit integer, compared with the rules' thresholds."""
+        return self.random.getrandbits(53)
+
+    # ------------------------------------------------------------------ phases
+    def move(self) -> None:
+        """Random walk with homing: a step to a free Moore neighbour."""
+        p = self.model.params
+        k = self.kind
+        if self.draw() >= p.thr_move[k]:
+            return
+        here = self.cell
+        zone = here.zone
+        d = rules.heading(k, self.site, zone, self.random.randrange(8), self.draw(),
+                          self.model.state.toward, p.thr_homing, p.home)
+        target = here.connections.get(DIRECTIONS[d])  # None off the lattice
+        if target is None or not target.is_empty:
+            return
+        if rules.leaves_home(k, zone, target.zone, p.home) and self.draw() < p.thr_stay[k]:
+            return
+        self.move_to(target)
+
+    def divide(self) -> None:
+        """Division into a random free Moore neighbour, at the kind's rate."""
+        p = self.model.params
+        thr = rules.division_threshold(self.kind, self.state, self.counter, p.thr_divide, p.ip)
+        if thr == 0 or self.draw() >= thr:
+            return
+        free = [c for c in self.cell.neighborhood if c.is_empty]
+        if not free:
+            return
+        joins_memory = self.kind == _CAR_T and self.draw() < p.ip[IP_THR_CAR_MEMORY]
+        self.state, daughter, self.counter = rules.daughter_states(
+            self.kind, self.state, self.counter, joins_memory)
+        self.daughter(self.random.choice(free), daughter)
+
+    def daughter(self, cell: Cell, state: int) -> ImmuneCell:
+        """A new cell of the same kind, specificity and counter on ``cell``."""
+        return type(self)(self.model, cell, self.kind, self.spec, state, self.counter)
+
+    def grow_old(self) -> bool:
+        """Death at the rate of the cell's lifespan, else one step older; whether it lives."""
+        p = self.model.params
+        if self.draw() < p.thr_death[rules.death_class(self.kind, self.state)]:
+            self.remove()
+            return False
+        self.age += 1
+        return True
+
+
+class BCell(ImmuneCell):
+    """A B-lineage cell: naive, activated, memory B, plasmablast or long-lived plasma cell
+    (its ``kind`` changes as it activates and differentiates)."""
+
+    def activate(self) -> None:
+        """Activation with antigen and T help, differentiation, settling in a niche."""
+        m = self.model
+        ip = m.params.ip
+        k = self.kind
+        if k == _NAIVE_B or k == _MEMORY_B:
+            a = rules.antigen_at(self.spec, self.site, m.state.mol, ip)
+            thr = rules.activation_threshold(k, a, *m.activation_tables)
+            if self.draw() < thr and self.has_t_help():
+                self.kind, self.counter, _ = rules.activated(k, ip)
+        elif k == _ACTIVATED_B:
+            if self.counter == 0 and self.draw() < ip[IP_THR_DIFFERENTIATE]:
+                self.kind, self.counter, _ = rules.differentiated(self.draw(), ip)
+        elif k == _PLASMABLAST:
+            if self.cell.niche and self.draw() < ip[IP_THR_LLPC]:
+                self.kind, self.counter = _LLPC, 0
+
+    def has_t_help(self) -> bool:
+        """Whether a T helper sits on a Moore neighbour."""
+        return any(isinstance(a, THelper) for a in self.cell.neighborhood.agents)
+
+    def secrete(self) -> None:
+        """Plasmablasts and plasma cells add antibody of their specificity to their site."""
+        amount = rules.secretion(self.kind, self.model.params.ip)
+        if amount > 0:
+            self.model.state.mol[self.spec, self.site] += amount
+
+
+class THelper(ImmuneCell):
+    """A CD4 T helper: gives help to B cells on its Moore neighbours."""
+
+
+class CarTCell(ImmuneCell):
+    """A CAR-T cell: kills neighbours bearing its target markers, divides while stimulated,
+    joins the memory pool or contracts.
+
+    Attributes:
+        car_mask: the marker mask its CAR recognises.
+    """
+
+    def __init__(self, model: ReferenceModel, cell: Cell, spec: int, car_mask: int,
+                 state: int = 0, counter: int = 0, age: int = 0):
+        super().__init__(model, cell, _CAR_T, spec, state, counter, age)
+        self.car_mask = int(car_mask)
+
+    @property
+    def memory(self) -> bool:
+        """Whether the cell belongs to the persistent memory pool."""
+        return bool(self.state & STATE_CAR_T_MEMORY)
+
+    def kill(self) -> None:
+        """Kill one random neighbour bearing a target marker, at the kill rate; a kill
+        releases cytokine at the victim's site and stimulates the cell."""
+        m = self.model
+        ip = m.params.ip
+        if self.draw() >= rules.kill_threshold(self.state, ip):
+            return
+        markers = m.params.markers
+        targets = [a for a in self.cell.neighborhood.agents
+                   if rules.bears(markers, a.kind, self.car_mask)]
+        if not targets:
+            return
+        victim = self.random.choice(targets)
+        m.state.mol[ip[IP_LAYER_CYTO], victim.site] += ip[IP_CYTO_PER_KILL]
+        victim.remove()
+        self.counter = int(ip[IP_CAR_STIM_STEPS])
+        m.kills_since_sample += 1
+
+    def daughter(self, cell: Cell, state: int) -> CarTCell:
+        return CarTCell(self.model, cell, self.spec, self.car_mask, state, self.counter)
+
+    def grow_old(self) -> bool:
+        """Death (memory cells live longer), else one step older and less stimulated."""
+        alive = super().grow_old()
+        if alive and self.counter > 0:
+            self.counter -= 1
+        return alive
+
+
+#: Agent class of each cell kind.
+AGENT_CLASS: dict[int, type[ImmuneCell]] = {
+    **dict.fromkeys((_NAIVE_B, _ACTIVATED_B, _MEMORY_B, _PLASMABLAST, _LLPC), BCell),
+    int(Kind.T_HELPER): THelper,
+    _CAR_T: CarTCell,
+}
+
+__all__ = ["AGENT_CLASS", "BCell", "CarTCell", "ImmuneCell", "THelper"]

@@ -1,0 +1,327 @@
+"""``ReferenceModel``: the scenario's rules executed the Mesa way, one agent at a time.
+
+The model holds an :class:`~mesa.discrete_space.OrthogonalMooreGrid` (no wrap-around, one
+agent per cell: the fast engine's lattice), the zone map and LLPC niches as property layers
+of the grid, and the molecular layers as the fast engine's integer array. One ``step()`` is
+one step of ``dt`` hours, in the engine's phase order:
+
+1. therapy events (the engine's own schedule code);
+2. production of naive B cells at free marrow sites and T helpers at free lymphoid sites;
+3. movement, 4. CAR-T killing, B-cell activation and differentiation, division: each a
+   ``shuffle_do`` over the agents concerned, in a fresh random order;
+5. secretion, then diffusion, decay, circulation and reactions of the molecular layers;
+6. death by lifespan;
+7. a row of metrics (:func:`immunesim.observe.metrics_row`) on sampling steps.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import mesa
+import numpy as np
+import pandas as pd
+from mesa.discrete_space import OrthogonalMooreGrid, PropertyLayer
+
+from immunesim.engine import Simulation
+from immunesim.kernels.lifecycle import PRODUCE_NAIVE_B
+from immunesim.model.cells import N_KINDS, Kind, marker_mask
+from immunesim.model.params import FX_DIFFUSION, ZONE_CODE, Params, build_params
+from immunesim.observe import endpoints, with_score
+from immunesim.reference import rules
+from immunesim.reference.agents import AGENT_CLASS, BCell, CarTCell, ImmuneCell, THelper
+from immunesim.runner import RunResult
+from immunesim.scenario import CarT, Scenario, load_scenario
+
+_CAR_T_MEMORY_CLASS = N_KINDS  # row of memory CAR-T cells in count_cells
+
+
+@dataclass
+class Sites:
+    """The lattice's per-site arrays (site index ``y * L + x``), under the names the
+    engine's schedule code and :func:`immunesim.observe.metrics_row` read.
+
+    Attributes:
+        L: sites per side.
+        zone: uint8[L*L], 0 marrow, 1 lymphoid, 2 tissue.
+        toward: int8[3, L*L], Moore direction toward the nearest site of each zone.
+        mol: int64[n_layers, L*L], molecular layers in internal units.
+    """
+
+    L: int
+    zone: np.ndarray
+    toward: np.ndarray
+    mol: np.ndarray
+
+
+class AgentBackend:
+    """The part of the backend interface that the engine's event code and
+    :func:`~immunesim.observe.metrics_row` call, carried out on the reference's agents."""
+
+    xp = np
+
+    def __init__(self, model: ReferenceModel):
+        self.model = model
+
+    def deplete(self, st, p, seed, step, target_mask, thr_zone) -> int:
+        return self.model.deplete(int(target_mask), thr_zone)
+
+    def count_cells(self, st, p) -> np.ndarray:
+        return self.model.count_cells()
+
+    @staticmethod
+    def to_host(a) -> np.ndarray:
+        return np.asarray(a)
+
+
+class ReferenceModel(mesa.Model):
+    """A scenario run as a classic Mesa model: cells are agents on a Moore grid.
+
+    Args:
+        scenario: scenario path, dict of raw values or :class:`Scenario`.
+        seed: random seed (default: the scenario's ``run.seed``); it seeds Mesa's
+            ``random``, which every decision draws from, and the initial lattice.
+        overrides: ``key.path=value`` strings.
+        start: a fast-engine simulation (on the CPU) to continue from, whose scenario and
+            seed are then used (see :meth:`from_simulation`).
+
+    The initial lattice is the fast engine's (:class:`~immunesim.engine.Simulation` with
+    the same scenario and seed): the two differ only in how they execute the steps.
+
+    Attributes:
+        grid: the lattice; ``cell.zone`` and ``cell.niche`` are property layers.
+        state: the per-site arrays (:class:`Sites`), molecular layers included.
+        params: the per-step parameters (:func:`~immunesim.model.params.build_params`).
+        step_index: engine steps done (step 0 is the start of the run-in); one ``step()``
+            is one step of ``time.dt_hours``.
+        rows: the sampled metrics, one dict per sampling step (the fast engine's columns).
+        events: therapy events as they happened.
+    """
+
+    # The fast engine's therapy schedule, metrics hook and clocks, shared rather than copied:
+    # they read only what this model provides under the engine's names (scenario, seed,
+    # params, state.zone and state.mol, backend.deplete and count_cells, _infuse, rows).
+    _compile_schedule = Simulation._compile_schedule
+    _events = Simulation._events
+    _log = Simulation._log
+    _t_helper_threshold = Simulation._t_helper_threshold
+    _record = Simulation._record
+    total_steps = Simulation.total_steps
+    day = Simulation.day
+    finished = Simulation.finished
+    infused_car_t = Simulation.infused_car_t
+
+    def __init__(
+        self,
+        scenario: str | os.PathLike[str] | dict[str, Any] | Scenario | None,
+        seed: int | None = None,
+        *,
+        overrides: list[str] | None = None,
+        start: Simulation | None = None,
+    ):
+        if start is None:
+            s = load_scenario(scenario, overrides)
+            seed = int(s.run.seed if seed is None else seed)
+            start = Simulation(s, seed=seed, backend="numba")
+        s, seed = start.scenario, start.seed
+        super().__init__(seed=seed)
+        self.scenario = s
+        self.seed = seed
+        self.params: Params = build_params(s, seed)
+        self.backend = AgentBackend(self)
+        self.L = L = s.lattice.size
+        st = start.state
+        self.state = Sites(L, np.array(st.zone), np.array(st.toward), np.array(st.mol))
+        self.grid = OrthogonalMooreGrid((L, L), torus=False, capacity=1, random=self.random)
+        # property layers are indexed by the cell coordinate (x, y); the arrays by y * L + x
+        for name, values in (("zone", st.zone), ("niche", st.niche)):
+            layer = PropertyLayer.from_data(name, np.asarray(values).reshape(L, L).T.copy())
+            self.grid.add_property_layer(layer)
+        self._producing = [c for c in self.grid.all_cells
+                           if c.zone in (ZONE_CODE["marrow"], ZONE_CODE["lymphoid"])]
+        self._n_lymphoid_sites = int(np.count_nonzero(self.state.zone == ZONE_CODE["lymphoid"]))
+        self._n_neighbours = _von_neumann_neighbours(L)
+        for i in np.flatnonzero(np.asarray(st.alive[: st.n]) != 0):
+            self._place(int(st.kind[i]), self.grid[int(st.x[i]), int(st.y[i])],
+                        spec=st.spec[i], state=st.state[i], counter=st.counter[i],
+                        age=st.age[i], car_mask=st.car_mask[i])
+
+        self.step_index = start.step_index
+        self.rows: list[dict] = []
+        self.events = []
+        self.kills_since_sample = 0
+        self._infused = start.infused_car_t
+        self._sample_every = max(1, int(round(s.time.sample_every_hours / s.time.dt_hours)))
+        self._soc_factor = None
+        self._lut_naive, self._lut_memory = self.params.activation_luts(1.0)
+        self._schedule = self._compile_schedule()
+        self.wall_seconds = 0.0
+        self._record()
+        self.running = not self.finished
+
+    @classmethod
+    def from_simulation(cls, sim: Simulation) -> ReferenceModel:
+        """The reference continuing a fast-engine simulation from its current state (same
+        scenario, seed, step, cells and molecular layers; the schedule's events to come)."""
+        return cls(None, start=sim)
+
+    @property
+    def activation_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Activation thresholds of naive and memory B cells by antigen, scaled by the
+        immunosuppression in force (the engine's event code updates them)."""
+        return self._lut_naive, self._lut_memory
+
+    def _place(self, kind: int, cell, **attrs) -> ImmuneCell:
+        """A new agent of ``kind`` on ``cell`` (``car_mask`` is for CAR-T cells only)."""
+        car_mask = attrs.pop("car_mask", 0)
+        cls = AGENT_CLASS[kind]
+        if cls is CarTCell:
+            return CarTCell(self, cell, car_mask=car_mask, **attrs)
+        return cls(self, cell, kind, **attrs)
+
+    def _agents_of(self, cls: type[ImmuneCell]) -> mesa.agent.AgentSet:
+        """The live agents of a class (an empty set before the first one exists)."""
+        return self.agents_by_type.get(cls) or mesa.agent.AgentSet([], random=self.random)
+
+    # ------------------------------------------------------------------ one step
+    def step(self) -> None:
+        """Advance one step of ``dt`` hours."""
+        if self.finished:
+            raise RuntimeError("the model has already reached its last step")
+        t0 = time.perf_counter()
+        step = self.step_index + 1
+        self._events(step)
+        self.produce()
+        self.agents.shuffle_do("move")
+        self._agents_of(CarTCell).shuffle_do("kill")
+        self._agents_of(BCell).shuffle_do("activate")
+        self.agents.shuffle_do("divide")
+        self.molecules()
+        self.agents.do("grow_old")  # independent draws: the order does not matter
+        self.step_index = step
+        if step % self._sample_every == 0 or step == self.total_steps:
+            self._record()
+        self.running = not self.finished
+        self.wall_seconds += time.perf_counter() - t0
+
+    def produce(self) -> None:
+        """New naive B cells at free marrow sites and T helpers at free lymphoid sites."""
+        p = self.params
+        thr_t_helper = self._t_helper_threshold(len(self._agents_of(THelper)))
+        other = p.layers.n_spec - 1
+        for cell in self._producing:
+            if not cell.is_empty:
+                continue
+            code, thr = rules.production(cell.zone, p.thr_produce, thr_t_helper)
+            if self.random.getrandbits(53) < thr:
+                if code == PRODUCE_NAIVE_B:
+                    spec = rules.specificity(self.random.getrandbits(53), p.spec_cum)
+                    BCell(self, cell, Kind.NAIVE_B, spec)
+                else:
+                    THelper(self, cell, Kind.T_HELPER, other)
+
+    def molecules(self) -> None:
+        """Secretion, then diffusion and decay, exchange with the circulation and the
+        disease reactions of every molecular layer (the kernels' rules, site by site)."""
+        self._agents_of(BCell).do("secrete")
+        p, mol, L = self.params, self.state.mol, self.L
+        n_sites = L * L
+        for layer in range(mol.shape[0]):
+            q = mol[layer].reshape(L, L)  # [y, x]
+            west, east, north, south = (np.zeros_like(q) for _ in range(4))
+            west[:, 1:], east[:, :-1] = q[:, :-1], q[:, 1:]
+            north[1:, :], south[:-1, :] = q[:-1, :], q[1:, :]
+            d = p.fx[FX_DIFFUSION] if p.diffuses[layer] else 0
+            q = rules.diffuse_decay(q, west, east, north, south, self._n_neighbours, d,
+                                    p.decay[layer])
+            c = p.circulate[layer]
+            if c > 0:  # the pool is shared equally, the remainder to the lowest sites
+                share, rest = divmod(int(rules.portion(q, c).sum()), n_sites)
+                extra = (np.arange(n_sites) < rest).astype(np.int64).reshape(L, L)
+                q = rules.circulate_site(q, c, share, extra)
+            mol[layer] = q.reshape(-1)
+        zone, ip, fx, fp = self.state.zone, p.ip, p.fx, p.fp
+        for site in range(n_sites):
+            rules.react_site(site, mol, zone, ip, fx, fp)
+
+    # ------------------------------------------------------------------ therapies
+    def deplete(self, target_mask: int, thr_zone: np.ndarray) -> int:
+        """Kill each cell bearing ``target_mask`` with its zone's threshold; the number
+        killed."""
+        markers = self.params.markers
+        hit = self.agents.select(lambda a: rules.bears(markers, a.kind, target_mask))
+        killed = 0
+        for agent in hit:
+            if self.random.getrandbits(53) < thr_zone[agent.cell.zone]:
+                agent.remove()
+                killed += 1
+        return killed
+
+    def _infuse(self, step: int, t: CarT) -> int:
+        """CAR-T cells at random free sites, as many as the dose gives on this lattice."""
+        s = self.scenario
+        count = int(round(t.dose_per_kg * s.scale.weight_kg * self.L**2 / s.scale.body_cells))
+        free = list(self.grid.empties)
+        chosen = self.random.sample(free, min(count, len(free)))
+        mask = marker_mask(t.targets)
+        for cell in chosen:
+            CarTCell(self, cell, spec=self.params.layers.n_spec - 1, car_mask=mask)
+        self._infused += len(chosen)
+        return len(chosen)
+
+    # ------------------------------------------------------------------ observation
+    def count_cells(self) -> np.ndarray:
+        """Cell counts, int64[N_KINDS + 1, n_spec, 3] by kind class (memory CAR-T last),
+        specificity and zone: what the fast engine's ``count_cells`` returns."""
+        out = np.zeros((N_KINDS + 1, self.params.layers.n_spec, 3), np.int64)
+        for a in self.agents:
+            k = _CAR_T_MEMORY_CLASS if isinstance(a, CarTCell) and a.memory else a.kind
+            out[k, a.spec, a.cell.zone] += 1
+        return out
+
+    def run(self) -> RunResult:
+        """Run to the end of the scenario; the time series, endpoints and events in the
+        form :func:`immunesim.run` gives them."""
+        while not self.finished:
+            self.step()
+        return self.result()
+
+    def result(self) -> RunResult:
+        """The results so far (:class:`~immunesim.runner.RunResult`)."""
+        s = self.scenario
+        df = with_score(pd.DataFrame(self.rows), s)
+        ends = endpoints(df, s, self.infused_car_t) if len(df) else {}
+        manifest = {
+            "scenario_name": s.name,
+            "seed": self.seed,
+            "backend": "mesa-reference",
+            "steps_done": self.step_index,
+            "steps_total": self.total_steps,
+            "last_day": self.day,
+            "lattice_sites": self.L**2,
+            "scenario": s.model_dump(mode="json"),
+            "timing": {"wall_seconds": self.wall_seconds},
+        }
+        return RunResult(df, ends, manifest, [asdict(e) for e in self.events])
+
+
+def _von_neumann_neighbours(L: int) -> np.ndarray:
+    """int64[L, L]: how many of its 4 von Neumann neighbours each site has (2 to 4)."""
+    inside = np.full(L, 2, np.int64)
+    inside[[0, -1]] = 1
+    return inside[:, None] + inside[None, :]
+
+
+def run_reference(
+    scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
+    seed: int | None = None,
+    overrides: list[str] | None = None,
+) -> RunResult:
+    """Run a scenario on the reference model (a top-level function, for process pools)."""
+    return ReferenceModel(scenario, seed, overrides=overrides).run()
+
+
+__all__ = ["AgentBackend", "ReferenceModel", "Sites", "run_reference"]

@@ -1,0 +1,99 @@
+"""The scalar rules of :mod:`immunesim.kernels`, as the reference's agents call them.
+
+Every name here is a rule function of the kernels run as the plain Python it is written in
+(its ``py_func``: the very source numba compiles for the fast engine), so the reference holds
+no second copy of the biology. Compiled rules would cost numba's argument dispatch from
+interpreted code, 0.5 to 2 microseconds a call and more than the rule itself.
+
+Run as Python, a rule's numba casts (``nb.uint64(x)``, ``nb.int16(x)``) would build numpy
+scalars through numba's type objects, at 3 microseconds each; here they are plain ``int``,
+which is exact for the values the rules cast (thresholds in ``[0, 2**53]``, small counters).
+The rules a rule calls (``car_t_generation``, ``portion``, ...) run as Python too.
+
+The elementwise molecular rules (:func:`diffuse_decay`, :func:`circulate_site`,
+:func:`portion`) take whole layers as numpy arrays. :func:`react_site` stays compiled: it is
+called once per site, and its branches do not vectorise.
+"""
+
+from __future__ import annotations
+
+import types
+
+from numba.core.registry import CPUDispatcher
+
+from immunesim.kernels import common, contact, lifecycle, molecules, move
+
+#: What ``nb`` means to a rule run as Python: numba's scalar casts as ``int``.
+_PY_NUMBA = types.SimpleNamespace(int16=int, int64=int, uint64=int)
+
+
+def python_rule(rule: CPUDispatcher, _done: dict | None = None) -> types.FunctionType:
+    """The Python function a numba rule was compiled from, with ``nb`` casts as ``int`` and
+    the compiled rules it calls replaced by their Python functions likewise."""
+    done = {} if _done is None else _done
+    if rule in done:
+        return done[rule]
+    src = rule.py_func
+    env = dict(src.__globals__)
+    func = types.FunctionType(src.__code__, env, src.__name__, src.__defaults__,
+                              src.__closure__)
+    func.__doc__ = src.__doc__
+    done[rule] = func
+    for name in src.__code__.co_names:
+        value = env.get(name)
+        if name == "nb":
+            env[name] = _PY_NUMBA
+        elif isinstance(value, CPUDispatcher):
+            env[name] = python_rule(value, done)
+    return func
+
+
+# cells and markers
+bears = python_rule(common.bears)
+
+# movement
+heading = python_rule(move.heading)
+leaves_home = python_rule(move.leaves_home)
+
+# contact
+kill_threshold = python_rule(contact.kill_threshold)
+antigen_at = python_rule(contact.antigen_at)
+activation_threshold = python_rule(contact.activation_threshold)
+activated = python_rule(contact.activated)
+differentiated = python_rule(contact.differentiated)
+division_threshold = python_rule(contact.division_threshold)
+daughter_states = python_rule(contact.daughter_states)
+
+# birth, death, secretion
+production = python_rule(lifecycle.production)
+specificity = python_rule(lifecycle.specificity)
+death_class = python_rule(lifecycle.death_class)
+secretion = python_rule(lifecycle.secretion)
+
+# molecular layers: elementwise on whole layers; the reactions compiled, site by site
+portion = python_rule(molecules.portion)
+diffuse_decay = python_rule(molecules.diffuse_decay)
+circulate_site = python_rule(molecules.circulate_site)
+react_site = molecules.react_site
+
+__all__ = [
+    "activated",
+    "activation_threshold",
+    "antigen_at",
+    "bears",
+    "circulate_site",
+    "daughter_states",
+    "death_class",
+    "differentiated",
+    "diffuse_decay",
+    "division_threshold",
+    "heading",
+    "kill_threshold",
+    "leaves_home",
+    "portion",
+    "production",
+    "python_rule",
+    "react_site",
+    "secretion",
+    "specificity",
+]
