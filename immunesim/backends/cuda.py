@@ -33,9 +33,7 @@ import numpy as np
 from numba import cuda
 
 from immunesim.kernels.common import (
-    ACTIVATED_B,
     CAR_T,
-    next_generation,
 )
 from immunesim.kernels.contact import activation_rule, division_proposal, kill_proposal
 from immunesim.kernels.lifecycle import (
@@ -48,7 +46,7 @@ from immunesim.kernels.lifecycle import (
 )
 from immunesim.kernels.molecules import circulate_site, diffuse_decay, portion, react_site
 from immunesim.kernels.move import move_proposal
-from immunesim.kernels.slots import copy_cell, newborn, write_cell
+from immunesim.kernels.slots import copy_cell, newborn, place_daughter, write_cell
 from immunesim.model.cells import STATE_CAR_T_MEMORY
 from immunesim.model.params import (
     FX_DIFFUSION,
@@ -57,7 +55,6 @@ from immunesim.model.params import (
     IP_LAYER_CYTO,
     IP_THR_CAR_MEMORY,
 )
-from immunesim.rng import S_CAR_MEMORY, rand53
 from immunesim.state import CLAIM_FREE, State
 
 #: Whether numba's CUDA simulator stands in for a GPU (set before numba is imported).
@@ -86,9 +83,10 @@ if SIMULATED:
         return call
 
     (activation_rule, division_proposal, kill_proposal, depleted, dies, newborn, write_cell,
-     copy_cell, production_at, react_site, move_proposal, secretion) = map(_unwrapping, (
-        activation_rule, division_proposal, kill_proposal, depleted, dies, newborn, write_cell,
-        copy_cell, production_at, react_site, move_proposal, secretion))
+     copy_cell, place_daughter, production_at, react_site, move_proposal, secretion) = map(
+        _unwrapping, (activation_rule, division_proposal, kill_proposal, depleted, dies,
+                      newborn, write_cell, copy_cell, place_daughter, production_at, react_site,
+                      move_proposal, secretion))
 
 
 # --------------------------------------------------------------------------- device
@@ -431,27 +429,11 @@ def _winners(n, want, key, claim, won):
 def _place_daughters(n, next_uid, seed, step, L, want, won, offset, uid, kind, state, spec, x,
                      y, age, counter, car_mask, alive, occ, ledger, thr_car_memory):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        if won[i] == 0:
-            continue
-        t = want[i]
-        j = offset[i] - 1
-        m = n + j
-        k = kind[i]
-        c = counter[i]
-        if k == ACTIVATED_B:
-            c = c - 1
-            counter[i] = c
-        st = state[i]
-        if k == CAR_T:
-            st = next_generation(st)
-            state[i] = st
-            if rand53(seed, step, uid[i], S_CAR_MEMORY) < thr_car_memory:
-                st = st | STATE_CAR_T_MEMORY
-            else:
-                st = st & ~STATE_CAR_T_MEMORY
-        write_cell(m, next_uid + j, k, st, spec[i], t, L, c, car_mask[i], uid, kind, state, spec,
-                   x, y, age, counter, car_mask, alive, occ)
-        cuda.atomic.add(ledger, (k, BORN), 1)
+        if won[i] != 0:
+            j = offset[i] - 1
+            k = place_daughter(i, n + j, next_uid + j, want[i], L, seed, step, thr_car_memory,
+                               uid, kind, state, spec, x, y, age, counter, car_mask, alive, occ)
+            cuda.atomic.add(ledger, (k, BORN), 1)
 
 
 def divide(st, p, seed, step):

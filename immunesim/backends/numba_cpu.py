@@ -18,7 +18,6 @@ from immunesim.kernels.common import (
     MEMORY_B,
     NAIVE_B,
     PLASMABLAST,
-    next_generation,
 )
 from immunesim.kernels.contact import (
     CONV_ACTIVATED_TO_MEMORY,
@@ -40,7 +39,7 @@ from immunesim.kernels.lifecycle import (
 )
 from immunesim.kernels.molecules import circulate_site, diffuse_decay, portion, react_site
 from immunesim.kernels.move import move_proposal
-from immunesim.kernels.slots import copy_cell, newborn, write_cell
+from immunesim.kernels.slots import copy_cell, newborn, place_daughter, write_cell
 from immunesim.model.cells import STATE_CAR_T_MEMORY, Kind
 from immunesim.model.params import (
     FX_DIFFUSION,
@@ -49,7 +48,6 @@ from immunesim.model.params import (
     IP_LAYER_CYTO,
     IP_THR_CAR_MEMORY,
 )
-from immunesim.rng import S_CAR_MEMORY, rand53
 
 CLAIM_FREE = np.iinfo(np.int64).max
 _LLPC = int(Kind.LLPC)
@@ -276,21 +274,8 @@ def _append_daughters(n, next_uid, seed, step, L, want, key, claim, uid, kind, s
     for i in range(n):
         t = want[i]
         if t >= 0 and claim[t] == key[i]:
-            k = kind[i]
-            c = counter[i]
-            if k == ACTIVATED_B:
-                c = c - 1
-                counter[i] = c
-            st = state[i]
-            if k == CAR_T:
-                st = next_generation(st)
-                state[i] = st
-                if rand53(seed, step, uid[i], S_CAR_MEMORY) < thr_car_memory:
-                    st = st | STATE_CAR_T_MEMORY
-                else:
-                    st = st & ~STATE_CAR_T_MEMORY
-            write_cell(m, next_uid, k, st, spec[i], t, L, c, car_mask[i], uid, kind, state, spec,
-                       x, y, age, counter, car_mask, alive, occ)
+            k = place_daughter(i, m, next_uid, t, L, seed, step, thr_car_memory, uid, kind, state,
+                               spec, x, y, age, counter, car_mask, alive, occ)
             ledger[k, 0] += 1
             m += 1
             next_uid += 1

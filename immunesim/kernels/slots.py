@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numba as nb
 
-from immunesim.kernels.common import NAIVE_B, T_HELPER
+from immunesim.kernels.common import CAR_T, NAIVE_B, T_HELPER
+from immunesim.kernels.contact import daughter_states
 from immunesim.kernels.lifecycle import PRODUCE_NAIVE_B, new_specificity
+from immunesim.rng import S_CAR_MEMORY, rand53
 
 
 @nb.njit(inline="always", cache=True)
@@ -55,3 +57,20 @@ def copy_cell(i, w, uid, kind, state, spec, x, y, age, counter, car_mask, uid2, 
     counter2[w] = counter[i]
     car_mask2[w] = car_mask[i]
     alive2[w] = 1
+
+
+@nb.njit(inline="always", cache=True)
+def place_daughter(i, m, u, site, L, seed, step, thr_car_memory, uid, kind, state, spec, x, y,
+                   age, counter, car_mask, alive, occ):
+    """Divide cell ``i`` into slot ``m`` (uid ``u``) on ``site``: the parent's state and
+    counter change as :func:`immunesim.kernels.contact.daughter_states` says (a CAR-T
+    daughter joins the memory pool with probability ``thr_car_memory / 2**53``). Returns the
+    kind, for the ledger."""
+    k = kind[i]
+    joins = k == CAR_T and rand53(seed, step, uid[i], S_CAR_MEMORY) < thr_car_memory
+    parent, daughter, c = daughter_states(k, state[i], counter[i], joins)
+    state[i] = parent
+    counter[i] = c
+    write_cell(m, u, k, daughter, spec[i], site, L, c, car_mask[i], uid, kind, state, spec, x,
+               y, age, counter, car_mask, alive, occ)
+    return k
