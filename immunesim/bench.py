@@ -1,6 +1,7 @@
 """Throughput benchmark (``immunesim bench``): cell-updates per second of the full model.
 
-For each lattice size and numba thread count it builds the untreated disease (the default
+For each lattice size and backend (the numba CPU backend at each thread count; the CUDA
+backend on a GPU with ``backends=("numba", "cuda")``) it builds the untreated disease (the default
 cell and molecule parameters), compiles the kernels in an untimed warm-up (reported apart),
 runs a short untimed run-in from the initial densities, then times a fixed number of steps
 and reports:
@@ -9,7 +10,8 @@ and reports:
 - the "floor": a bare random walk of the same cells with the same conflict resolution (the
   movement phase with every cell moving every step), so the full step's cost can be
   stated as a multiple of it;
-- bytes of state per lattice site plus cell.
+- bytes of state per lattice site plus cell (on a GPU: device memory, the spare buffers of
+  compaction included).
 
 It then compares the fast engine with the Mesa reference implementation
 (:mod:`immunesim.reference`, the same rules executed as Mesa agents) on one lattice of about
@@ -56,15 +58,16 @@ def _scenario(size: int, run_in_days: float):
 
 def floor_rate(sim: Simulation, steps: int) -> float:
     """Cell-updates per second of a bare random walk of the simulation's cells."""
-    st, p = sim.state, sim.params
-    walk = dataclasses.replace(p, thr_move=np.full_like(p.thr_move, ONE53),
-                               thr_stay=np.zeros_like(p.thr_stay),
-                               thr_homing=np.zeros_like(p.thr_homing))
-    move = sim.backend.move
-    move(st, walk, sim.seed, 10**7)  # compile
+    st, p, b = sim.state, sim.params, sim.backend
+    walk = dataclasses.replace(p, thr_move=b.xp.full_like(p.thr_move, ONE53),
+                               thr_stay=b.xp.zeros_like(p.thr_stay),
+                               thr_homing=b.xp.zeros_like(p.thr_homing))
+    b.move(st, walk, sim.seed, 10**7)  # compile
+    b.synchronize()
     t0 = time.perf_counter()
     for k in range(steps):
-        move(st, walk, sim.seed, 10**7 + k)
+        b.move(st, walk, sim.seed, 10**7 + k)
+    b.synchronize()
     return st.n * steps / (time.perf_counter() - t0)
 
 
@@ -80,9 +83,12 @@ def timed_steps(step: Callable[[], None], count: Callable[[], int],
     return float(np.mean(cells)), time.perf_counter() - t0
 
 
-def bench_one(size: int, threads: int, steps: int, run_in_days: float) -> dict[str, Any]:
+def bench_one(size: int, threads: int, steps: int, run_in_days: float,
+              backend: str = "numba") -> dict[str, Any]:
+    """One configuration: ``size`` x ``size`` sites on ``backend`` (``threads`` numba
+    threads; a GPU backend ignores them)."""
     numba.set_num_threads(threads)
-    sim = Simulation(_scenario(size, run_in_days), seed=1)
+    sim = Simulation(_scenario(size, run_in_days), seed=1, backend=backend)
     sim.run(until_step=sim.scenario.run_in_steps - steps)
     before = dict(sim.phase_seconds)
     mean_cells, wall = timed_steps(sim.step, lambda: sim.state.n, steps)
@@ -90,6 +96,8 @@ def bench_one(size: int, threads: int, steps: int, run_in_days: float) -> dict[s
     full = mean_cells * steps / wall
     floor = floor_rate(sim, steps)
     return {
+        "backend": sim.backend_name,
+        "device": sim.backend.describe(),
         "lattice": size,
         "sites": size * size,
         "cells": int(round(mean_cells)),
@@ -159,18 +167,21 @@ def comparison_rows(cmp: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def run_bench(sizes=QUICK_SIZES, threads=None, steps: int = 48,
-              run_in_days: float = 3.0, mesa: bool = True) -> dict[str, Any]:
-    """Benchmark every size at every thread count, then (with ``mesa``) the comparison with
-    the Mesa reference at :data:`MESA_SIZE`; returns results with hardware info."""
+              run_in_days: float = 3.0, mesa: bool = True,
+              backends: tuple[str, ...] = ("numba",)) -> dict[str, Any]:
+    """Benchmark every size on every backend (the numba backend at every thread count),
+    then (with ``mesa``) the comparison with the Mesa reference at :data:`MESA_SIZE`;
+    returns results with hardware info. Compilation is timed apart, per backend."""
     threads = threads or sorted({1, numba.config.NUMBA_NUM_THREADS})
-    jit = warm_up()
+    jit = {b: warm_up(b) for b in backends}
     results = []
     for size in sizes:
-        for t in threads:
-            results.append(bench_one(size, t, steps, run_in_days))
+        for b in backends:
+            for t in (threads if b == "numba" else [numba.config.NUMBA_NUM_THREADS]):
+                results.append(bench_one(size, t, steps, run_in_days, b))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    res = {"jit_warm_up_seconds": jit, "hardware": io.hardware(), "versions": io.versions(),
-           "results": results}
+    res = {"jit_warm_up_seconds": sum(jit.values()), "jit_seconds_per_backend": jit,
+           "hardware": io.hardware(), "versions": io.versions(), "results": results}
     if mesa:
         res["mesa_comparison"] = mesa_comparison(MESA_SIZE, threads, steps, MESA_STEPS,
                                                  run_in_days)

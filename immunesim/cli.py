@@ -408,10 +408,20 @@ def bench(
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Results JSON.")
                         ] = None,
     steps: Annotated[int, typer.Option(help="Timed steps per configuration.", min=1)] = 48,
+    backend: Annotated[
+        list[str] | None,
+        typer.Option(help="Backend to measure (repeatable: --backend numba --backend cuda; "
+                          "default numba)."),
+    ] = None,
+    sizes: Annotated[
+        str | None,
+        typer.Option(help="Lattice sides, comma-separated (default: the --quick or full set)."),
+    ] = None,
 ) -> None:
     """Throughput of the full model (cell-updates/s) per size and thread count, with the
     per-phase breakdown, the random-walk floor and bytes per site plus cell; then the
     speed-up over the Mesa reference implementation, measured on the same cells."""
+    from immunesim.backends import BackendError, get_backend
     from immunesim.bench import (
         COMPARISON_COLUMNS,
         FULL_SIZES,
@@ -420,19 +430,36 @@ def bench(
         run_bench,
     )
 
-    res = run_bench(QUICK_SIZES if quick else FULL_SIZES, steps=steps)
+    backends = tuple(dict.fromkeys(backend or ["numba"]))
+    try:
+        for b in backends:
+            get_backend(b)
+        side = [int(v) for v in sizes.split(",")] if sizes else None
+    except BackendError as exc:
+        _fail(f"--backend: {exc}")
+    except ValueError:
+        _fail(f"--sizes: expected lattice sides as comma-separated integers, got {sizes!r}")
+    if side is not None and any(v < 8 for v in side):
+        _fail(f"--sizes: expected lattice sides of at least 8, got {sizes!r}")
+    res = run_bench(side or (QUICK_SIZES if quick else FULL_SIZES), steps=steps,
+                    backends=backends, mesa="numba" in backends)
     table = Table(title=f"immunesim throughput on {res['hardware']['cpu']} "
                         f"(JIT {res['jit_warm_up_seconds']:.1f} s apart)", header_style="bold")
-    for col in ("lattice", "cells", "threads", "cell-updates/s", "x floor", "B/(site+cell)",
-                "slowest phase"):
+    for col in ("lattice", "cells", "backend", "threads", "cell-updates/s", "x floor",
+                "B/(site+cell)", "slowest phase"):
         table.add_column(col, justify="right")
     for r in res["results"]:
         slow = max(r["phase_fraction"], key=r["phase_fraction"].get)
-        table.add_row(f"{r['lattice']}^2", f"{r['cells']:,}", str(r["threads"]),
+        gpu = r["backend"] != "numba"
+        table.add_row(f"{r['lattice']}^2", f"{r['cells']:,}", r["backend"],
+                      "-" if gpu else str(r["threads"]),
                       f"{r['cell_updates_per_second']:.3g}", f"{r['cost_vs_floor']:.1f}",
                       f"{r['bytes_per_site_plus_cell']:.0f}",
                       f"{slow} {100 * r['phase_fraction'][slow]:.0f}%")
     out.print(table)
+    if "mesa_comparison" not in res:
+        _write_bench(res, out_file)
+        return
     cmp = Table(title="speed-up over the Mesa reference (same scenario, lattice and cells)",
                 header_style="bold")
     for col in COMPARISON_COLUMNS:
@@ -440,6 +467,10 @@ def bench(
     for row in comparison_rows(res["mesa_comparison"]):
         cmp.add_row(*row)
     out.print(cmp)
+    _write_bench(res, out_file)
+
+
+def _write_bench(res: dict, out_file: Path | None) -> None:
     if out_file is not None:
         from immunesim.io import write_json
 

@@ -198,6 +198,18 @@ def test_cuda_without_a_gpu_is_bad_input_and_says_how_to_get_one(cli, tmp_path):
     assert not (out / "manifest.json").exists()
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sizes", "100,x"], "error: --sizes: expected lattice sides as comma-separated integers"),
+    (["--sizes", "4"], "error: --sizes: expected lattice sides of at least 8"),
+    (["--backend", "opencl"], "error: --backend: unknown backend 'opencl'"),
+])
+def test_bench_bad_options_are_bad_input(cli, args, message):
+    proc = cli("bench", *args)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(message), proc.stderr
+
+
 # --------------------------------------------------------------------------- fixed bugs
 
 

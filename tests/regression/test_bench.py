@@ -22,6 +22,21 @@ def test_bench_one_reports_every_phase_and_the_state_size():
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 
+def test_bench_measures_the_cuda_backend_on_the_same_cells():
+    """On the CUDA backend (here in numba's simulator) the same scenario runs: the same
+    cells as on the CPU after the run-in (the backends compute the same bits), and the
+    configuration says which backend and device it measured."""
+    cpu = bench_one(size=12, threads=1, steps=2, run_in_days=1.0, backend="numba")
+    gpu = bench_one(size=12, threads=1, steps=2, run_in_days=1.0, backend="cuda")
+    assert (cpu["backend"], gpu["backend"]) == ("numba", "cuda")
+    assert gpu["device"] and gpu["device"] != cpu["device"]
+    assert gpu["cells"] == cpu["cells"] and gpu["sites"] == cpu["sites"] == 144
+    assert set(gpu["phase_fraction"]) == set(PHASES)
+    # the GPU state holds the compaction's spare cell arrays as well
+    assert gpu["bytes_per_site_plus_cell"] > cpu["bytes_per_site_plus_cell"]
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
 def test_benchmark_script_writes_results(tmp_path, monkeypatch):
     import immunesim.bench as bench
 
