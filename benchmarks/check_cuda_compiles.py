@@ -14,7 +14,7 @@ if a kernel fails to compile or a kernel was added without a signature here.
 import argparse
 
 import numba.cuda.dispatcher as D
-from numba import cuda, types
+from numba import cuda
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--cc", default="9.0", help="compute capability (default 9.0, H100/H200)")
@@ -30,143 +30,53 @@ D.get_current_device = lambda: _Device()
 
 import immunesim.backends.cuda as C  # noqa: E402
 
-i64, i32, i16, i8 = types.int64, types.int32, types.int16, types.int8
-u8, u64, f64 = types.uint8, types.uint64, types.float64
-
-
-def A(t, nd=1):  # noqa: N802 - a C-contiguous array type, as CuPy hands them over
-    return types.Array(t, nd, "C")
-
-
-#: The cell arrays in CELL_FIELDS order (dtypes of immunesim.state.State).
-cell = (A(i64), A(i8), A(i8), A(i8), A(i32), A(i32), A(i32), A(i16), A(u8), A(u8))
-#: Argument types of each kernel, as the backend launches it.
+# Argument types of each kernel, as the backend launches it (numba's type strings; ``[::1]``
+# is a C-contiguous array, as CuPy hands them over). Scalars: int64, uint8, uint64.
+CELLS = ("int64[::1], int8[::1], int8[::1], int8[::1], int32[::1], int32[::1], int32[::1], "
+         "int16[::1], uint8[::1], uint8[::1]")  # the cell arrays, in CELL_FIELDS order
+I4 = "int64, int64, int64, int64"
+# fmt: off
 sig = {
-    "_scatter_min": (i64, A(i32), A(i64), A(i64)),
-    "_release_claims": (i64, A(i32), A(i64)),
-    "_deplete": (
-        i64,
-        i64,
-        i64,
-        i64,
-        A(i64),
-        A(i8),
-        A(i32),
-        A(i32),
-        A(u8),
-        A(u8),
-        A(u8),
-        u8,
-        A(u64),
-        A(i64),
-    ),
-    "_production_flags": (i64, i64, i64, A(i32), A(u8), u64, u64, A(i32)),
-    "_place_births": (i64, i64, i64, i64, i64, i64, A(i32), A(i64), A(u64))
-    + cell
-    + (A(i32), A(i64, 2), i64),
-    "_move_proposals": (
-        i64,
-        i64,
-        i64,
-        i64,
-        A(i64),
-        A(i8),
-        A(i32),
-        A(i32),
-        A(u8),
-        A(i32),
-        A(u8),
-        A(i8, 2),
-        A(u64),
-        A(u64),
-        A(u64),
-        A(i8),
-        A(i32),
-        A(i64),
-    ),
-    "_apply_moves": (i64, i64, A(i32), A(i32), A(i32), A(i32), A(i64), A(i64)),
-    "_kill_proposals": (
-        i64,
-        i64,
-        i64,
-        i64,
-        A(i64),
-        A(i8),
-        A(i8),
-        A(i32),
-        A(i32),
-        A(u8),
-        A(u8),
-        A(i32),
-        A(u8),
-        A(i64),
-        A(i32),
-        A(i64),
-    ),
-    "_apply_kills": (
-        i64,
-        i64,
-        A(i32),
-        A(i32),
-        A(u8),
-        A(i16),
-        A(i32),
-        A(i64),
-        A(i64),
-        A(i64, 2),
-        A(i64),
-        A(i64),
-    ),
-    "_activate": (
-        i64,
-        i64,
-        i64,
-        i64,
-        A(i64),
-        A(i8),
-        A(i8),
-        A(i32),
-        A(i32),
-        A(u8),
-        A(i16),
-        A(i32),
-        A(u8),
-        A(i64, 2),
-        A(i64),
-        A(u64),
-        A(u64),
-        A(i64, 2),
-    ),
-    "_division_proposals": (
-        i64,
-        i64,
-        i64,
-        i64,
-        A(i64),
-        A(i8),
-        A(i8),
-        A(i32),
-        A(i32),
-        A(u8),
-        A(i16),
-        A(i32),
-        A(u64),
-        A(i64),
-        A(i32),
-        A(i64),
-    ),
-    "_winners": (i64, A(i32), A(i64), A(i64), A(i32)),
-    "_place_daughters": (i64, i64, i64, i64, i64, A(i32), A(i32), A(i64))
-    + cell
-    + (A(i32), A(i64, 2), u64),
-    "_secrete": (i64, i64, A(i8), A(i8), A(i32), A(i32), A(u8), A(i64, 2), A(i64)),
-    "_diffuse_decay": (i64, A(i64, 2), A(i64, 2), A(u8), A(i64), i64, A(i64), A(i64, 2)),
-    "_circulate": (i64, A(i64, 2), A(i64), A(i64), A(i64)),
-    "_react": (i64, A(i64, 2), A(u8), A(i64), A(i64), A(f64)),
-    "_death": (i64, i64, i64, A(i64), A(i8), A(i8), A(u8), A(i32), A(i16), A(u64)),
-    "_compact": (i64, i64, A(i64)) + cell + (A(i32), A(i64, 2)) + cell,
-    "_count": (i64, i64, A(i8), A(i8), A(i8), A(i32), A(i32), A(u8), A(u8), A(i64, 3)),
+    "_scatter_min": "int64, int32[::1], int64[::1], int64[::1]",
+    "_release_claims": "int64, int32[::1], int64[::1]",
+    "_deplete": f"{I4}, int64[::1], int8[::1], int32[::1], int32[::1], uint8[::1], uint8[::1], "
+                "uint8[::1], uint8, uint64[::1], int64[::1]",
+    "_production_flags": "int64, int64, int64, int32[::1], uint8[::1], uint64, uint64, "
+                         "int32[::1]",
+    "_place_births": f"{I4}, int64, int64, int32[::1], int64[::1], uint64[::1], {CELLS}, "
+                     "int32[::1], int64[:, ::1], int64",
+    "_move_proposals": f"{I4}, int64[::1], int8[::1], int32[::1], int32[::1], uint8[::1], "
+                       "int32[::1], uint8[::1], int8[:, ::1], uint64[::1], uint64[::1], "
+                       "uint64[::1], int8[::1], int32[::1], int64[::1]",
+    "_apply_moves": "int64, int64, int32[::1], int32[::1], int32[::1], int32[::1], int64[::1], "
+                    "int64[::1]",
+    "_kill_proposals": f"{I4}, int64[::1], int8[::1], int8[::1], int32[::1], int32[::1], "
+                       "uint8[::1], uint8[::1], int32[::1], uint8[::1], int64[::1], int32[::1], "
+                       "int64[::1]",
+    "_apply_kills": "int64, int64, int32[::1], int32[::1], uint8[::1], int16[::1], int32[::1], "
+                    "int64[::1], int64[::1], int64[:, ::1], int64[::1], int64[::1]",
+    "_activate": f"{I4}, int64[::1], int8[::1], int8[::1], int32[::1], int32[::1], uint8[::1], "
+                 "int16[::1], int32[::1], uint8[::1], int64[:, ::1], int64[::1], uint64[::1], "
+                 "uint64[::1], int64[:, ::1]",
+    "_division_proposals": f"{I4}, int64[::1], int8[::1], int8[::1], int32[::1], int32[::1], "
+                           "uint8[::1], int16[::1], int32[::1], uint64[::1], int64[::1], "
+                           "int32[::1], int64[::1]",
+    "_winners": "int64, int32[::1], int64[::1], int64[::1], int32[::1]",
+    "_place_daughters": f"{I4}, int64, int32[::1], int32[::1], int64[::1], {CELLS}, "
+                        "int32[::1], int64[:, ::1], uint64",
+    "_secrete": "int64, int64, int8[::1], int8[::1], int32[::1], int32[::1], uint8[::1], "
+                "int64[:, ::1], int64[::1]",
+    "_diffuse_decay": "int64, int64[:, ::1], int64[:, ::1], uint8[::1], int64[::1], int64, "
+                      "int64[::1], int64[:, ::1]",
+    "_circulate": "int64, int64[:, ::1], int64[::1], int64[::1], int64[::1]",
+    "_react": "int64, int64[:, ::1], uint8[::1], int64[::1], int64[::1], float64[::1]",
+    "_death": "int64, int64, int64, int64[::1], int8[::1], int8[::1], uint8[::1], int32[::1], "
+              "int16[::1], uint64[::1]",
+    "_compact": f"int64, int64, int64[::1], {CELLS}, int32[::1], int64[:, ::1], {CELLS}",
+    "_count": "int64, int64, int8[::1], int8[::1], int8[::1], int32[::1], int32[::1], "
+              "uint8[::1], uint8[::1], int64[:, :, ::1]",
 }
+# fmt: on
 kernels = {
     n for n, v in vars(C).items() if type(v).__name__ == "CUDADispatcher" and n.startswith("_")
 }
@@ -175,7 +85,7 @@ if missing:
     raise SystemExit(f"kernels without a signature here: {sorted(missing)}")
 fused = 0
 for name, args in sig.items():
-    ptx, _ = cuda.compile_ptx(getattr(C, name).py_func, args, cc=cc)
+    ptx, _ = cuda.compile_ptx(getattr(C, name).py_func, f"({args},)", cc=cc)
     fma = sum(1 for line in ptx.splitlines() if "fma.rn.f64" in line)
     fused += fma
     print(f"{name:22s} {len(ptx):7d} characters of PTX, fused f64 multiply-adds: {fma}")
