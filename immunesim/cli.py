@@ -443,16 +443,20 @@ def bench(
         _fail(f"--sizes: expected lattice sides of at least 8, got {sizes!r}")
     res = run_bench(side or (QUICK_SIZES if quick else FULL_SIZES), steps=steps,
                     backends=backends, mesa="numba" in backends)
-    table = Table(title=f"immunesim throughput on {res['hardware']['cpu']} "
-                        f"(JIT {res['jit_warm_up_seconds']:.1f} s apart)", header_style="bold")
-    for col in ("lattice", "cells", "backend", "threads", "cell-updates/s", "x floor",
-                "B/(site+cell)", "slowest phase"):
+    from rich import box
+
+    table = Table(title=f"immunesim throughput on {res['hardware']['cpu']}",
+                  caption=f"JIT compilation ({res['jit_warm_up_seconds']:.1f} s) excluded; "
+                          "x floor: the full step's cost over a bare random walk's; bytes of "
+                          "state per site plus cell",
+                  header_style="bold", box=box.SIMPLE_HEAD)
+    for col in ("lattice", "cells", "backend", "updates/s", "x floor", "bytes",
+                "slowest phase"):
         table.add_column(col, justify="right")
     for r in res["results"]:
         slow = max(r["phase_fraction"], key=r["phase_fraction"].get)
-        gpu = r["backend"] != "numba"
-        table.add_row(f"{r['lattice']}^2", f"{r['cells']:,}", r["backend"],
-                      "-" if gpu else str(r["threads"]),
+        where = "cuda" if r["backend"] != "numba" else f"numba x{r['threads']}"
+        table.add_row(f"{r['lattice']}^2", f"{r['cells']:,}", where,
                       f"{r['cell_updates_per_second']:.3g}", f"{r['cost_vs_floor']:.1f}",
                       f"{r['bytes_per_site_plus_cell']:.0f}",
                       f"{slow} {100 * r['phase_fraction'][slow]:.0f}%")
@@ -461,7 +465,7 @@ def bench(
         _write_bench(res, out_file)
         return
     cmp = Table(title="speed-up over the Mesa reference (same scenario, lattice and cells)",
-                header_style="bold")
+                header_style="bold", box=box.SIMPLE_HEAD)
     for col in COMPARISON_COLUMNS:
         cmp.add_column(col, justify="right")
     for row in comparison_rows(res["mesa_comparison"]):
