@@ -88,7 +88,111 @@ def build_zones(s: Scenario, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return zone, niche.reshape(L, L).astype(np.uint8)
 
 
-class Simulation:
+class Course:
+    """The clock, the therapy schedule and the metrics hook of a run, shared by the fast
+    engine (:class:`Simulation`) and the Mesa reference
+    (:class:`immunesim.reference.ReferenceModel`), so both give the same therapies at the same
+    steps and record the same metrics.
+
+    A subclass provides ``scenario``, ``seed``, ``params``, ``state`` (``zone`` and ``mol``
+    at least), ``backend`` (``deplete``, ``count_cells``, ``xp``, ``to_host``), ``rows``,
+    ``events``, ``kills_since_sample``, ``step_index``, ``_infused``, ``_soc_factor``,
+    ``_lut_naive``/``_lut_memory``, ``_n_lymphoid_sites``, ``_schedule`` (from
+    :meth:`_compile_schedule`) and ``_infuse(step, car_t)``.
+    """
+
+    @property
+    def total_steps(self) -> int:
+        return self.scenario.total_steps
+
+    @property
+    def day(self) -> float:
+        """Simulated day of the current state (day 0: end of the run-in, infusion)."""
+        return self.scenario.day_of_step(self.step_index)
+
+    @property
+    def finished(self) -> bool:
+        return self.step_index >= self.total_steps
+
+    def _compile_schedule(self) -> dict[int, list]:
+        sched: dict[int, list] = {}
+        s = self.scenario
+        for t in s.therapy:
+            if isinstance(t, (Lymphodepletion, AntiCD20)):
+                for d in t.days:
+                    sched.setdefault(s.step_of_day(d), []).append(t)
+            elif isinstance(t, (CarT, Vaccination)):
+                sched.setdefault(s.step_of_day(t.day), []).append(t)
+        return sched
+
+    def _t_helper_threshold(self, count: int) -> int:
+        pr = self.scenario.production
+        target = pr.t_helper_target_density * self._n_lymphoid_sites
+        if target <= 0:
+            return 0
+        drive = max(0.0, 1.0 - count / target)
+        return rate_threshold(pr.t_helper_per_site_per_day * drive, self.scenario.time.dt_hours)
+
+    def _events(self, step: int) -> None:
+        s, st, p = self.scenario, self.state, self.params
+        day = s.day_of_step(step)
+        for t in self._schedule.get(step, ()):
+            if isinstance(t, Lymphodepletion):
+                thr = np.full(3, threshold(t.kill_fraction_per_day), np.uint64)
+                killed = self.backend.deplete(st, p, self.seed, step, marker_mask(t.targets), thr)
+                self._log(step, "lymphodepletion", t.label or "lymphodepletion",
+                          killed=int(killed))
+            elif isinstance(t, CarT):
+                placed = self._infuse(step, t)
+                self._log(step, "car_t", t.label or f"CAR-T ({'+'.join(t.targets)})",
+                          cells=placed)
+            elif isinstance(t, Vaccination):
+                layer = p.layers.vaccine_antigen(s.specificities.vaccines.index(t.antigen))
+                lymph = st.zone == ZONE_CODE["lymphoid"]  # on the backend's device
+                st.mol[layer, lymph] += int(round(t.amount_per_site * MOL_SCALE))
+                self._log(step, "vaccination", t.label or f"vaccination ({t.antigen})")
+            elif isinstance(t, AntiCD20):  # the infusion; its effect follows the drug level
+                self._log(step, "anti_cd20", t.label or "anti-CD20 infusion")
+        # anti-CD20: drug level from the infusions given so far (first-order elimination)
+        for t in s.therapy:
+            if isinstance(t, AntiCD20):
+                level = sum(
+                    t.dose_mg / 1000.0 * 0.5 ** ((day - d) / t.half_life_days)
+                    for d in t.days
+                    if d <= day
+                )
+                if level > 1e-3:
+                    eff = (t.marrow_efficacy, t.lymphoid_efficacy, t.tissue_efficacy)
+                    thr = np.array(
+                        [rate_threshold(t.kill_rate_per_day * level * e, s.time.dt_hours)
+                         for e in eff],
+                        np.uint64,
+                    )
+                    self.backend.deplete(st, p, self.seed, step, marker_mask(t.targets), thr)
+        factor = 1.0
+        for t in s.therapy:
+            if isinstance(t, StandardOfCare) and t.start_day <= day < t.stop_day:
+                factor *= t.activation_factor
+        if factor != self._soc_factor:
+            if self._soc_factor is not None:
+                self._log(step, "standard_of_care", f"immunosuppression factor {factor:g}")
+            self._soc_factor = factor
+            self._lut_naive, self._lut_memory = p.activation_luts(factor)
+
+    def _log(self, step: int, kind: str, label: str, **detail) -> None:
+        self.events.append(Event(step, self.scenario.day_of_step(step), kind, label, detail))
+
+    def _record(self) -> None:
+        row = metrics_row(self)
+        self.kills_since_sample = 0
+        self.rows.append(row)
+
+    @property
+    def infused_car_t(self) -> int:
+        return self._infused
+
+
+class Simulation(Course):
     """One simulated patient: state, schedule and the time series it records.
 
     Args:
@@ -132,30 +236,6 @@ class Simulation:
         self._record()
 
     # ------------------------------------------------------------------ set-up
-    @property
-    def total_steps(self) -> int:
-        return self.scenario.total_steps
-
-    @property
-    def day(self) -> float:
-        """Simulated day of the current state (day 0: end of the run-in, infusion)."""
-        return self.scenario.day_of_step(self.step_index)
-
-    @property
-    def finished(self) -> bool:
-        return self.step_index >= self.total_steps
-
-    def _compile_schedule(self) -> dict[int, list]:
-        sched: dict[int, list] = {}
-        s = self.scenario
-        for t in s.therapy:
-            if isinstance(t, (Lymphodepletion, AntiCD20)):
-                for d in t.days:
-                    sched.setdefault(s.step_of_day(d), []).append(t)
-            elif isinstance(t, (CarT, Vaccination)):
-                sched.setdefault(s.step_of_day(t.day), []).append(t)
-        return sched
-
     def _initialise(self) -> None:
         s, p, st = self.scenario, self.params, self.state
         L = st.L
@@ -261,60 +341,6 @@ class Simulation:
                 (self.step_index - max(0, first_step)) % every_steps == 0:
             fn(self)
 
-    def _t_helper_threshold(self, count: int) -> int:
-        pr = self.scenario.production
-        target = pr.t_helper_target_density * self._n_lymphoid_sites
-        if target <= 0:
-            return 0
-        drive = max(0.0, 1.0 - count / target)
-        return rate_threshold(pr.t_helper_per_site_per_day * drive, self.scenario.time.dt_hours)
-
-    def _events(self, step: int) -> None:
-        s, st, p = self.scenario, self.state, self.params
-        day = s.day_of_step(step)
-        for t in self._schedule.get(step, ()):
-            if isinstance(t, Lymphodepletion):
-                thr = np.full(3, threshold(t.kill_fraction_per_day), np.uint64)
-                killed = self.backend.deplete(st, p, self.seed, step, marker_mask(t.targets), thr)
-                self._log(step, "lymphodepletion", t.label or "lymphodepletion",
-                          killed=int(killed))
-            elif isinstance(t, CarT):
-                placed = self._infuse(step, t)
-                self._log(step, "car_t", t.label or f"CAR-T ({'+'.join(t.targets)})",
-                          cells=placed)
-            elif isinstance(t, Vaccination):
-                layer = p.layers.vaccine_antigen(s.specificities.vaccines.index(t.antigen))
-                lymph = st.zone == ZONE_CODE["lymphoid"]  # on the backend's device
-                st.mol[layer, lymph] += int(round(t.amount_per_site * MOL_SCALE))
-                self._log(step, "vaccination", t.label or f"vaccination ({t.antigen})")
-            elif isinstance(t, AntiCD20):  # the infusion; its effect follows the drug level
-                self._log(step, "anti_cd20", t.label or "anti-CD20 infusion")
-        # anti-CD20: drug level from the infusions given so far (first-order elimination)
-        for t in s.therapy:
-            if isinstance(t, AntiCD20):
-                level = sum(
-                    t.dose_mg / 1000.0 * 0.5 ** ((day - d) / t.half_life_days)
-                    for d in t.days
-                    if d <= day
-                )
-                if level > 1e-3:
-                    eff = (t.marrow_efficacy, t.lymphoid_efficacy, t.tissue_efficacy)
-                    thr = np.array(
-                        [rate_threshold(t.kill_rate_per_day * level * e, s.time.dt_hours)
-                         for e in eff],
-                        np.uint64,
-                    )
-                    self.backend.deplete(st, p, self.seed, step, marker_mask(t.targets), thr)
-        factor = 1.0
-        for t in s.therapy:
-            if isinstance(t, StandardOfCare) and t.start_day <= day < t.stop_day:
-                factor *= t.activation_factor
-        if factor != self._soc_factor:
-            if self._soc_factor is not None:
-                self._log(step, "standard_of_care", f"immunosuppression factor {factor:g}")
-            self._soc_factor = factor
-            self._lut_naive, self._lut_memory = p.activation_luts(factor)
-
     def _infuse(self, step: int, t: CarT) -> int:
         s, st, xp = self.scenario, self.state, self.backend.xp
         L = st.L
@@ -344,14 +370,6 @@ class Simulation:
         self._infused += count
         return count
 
-    def _log(self, step: int, kind: str, label: str, **detail) -> None:
-        self.events.append(Event(step, self.scenario.day_of_step(step), kind, label, detail))
-
-    def _record(self) -> None:
-        row = metrics_row(self)
-        self.kills_since_sample = 0
-        self.rows.append(row)
-
     # ------------------------------------------------------------------ running
     def run(self, until_step: int | None = None,
             callback: Callable[[Simulation], None] | None = None) -> Simulation:
@@ -364,10 +382,6 @@ class Simulation:
                 n_rows = len(self.rows)
                 callback(self)
         return self
-
-    @property
-    def infused_car_t(self) -> int:
-        return self._infused
 
     def wall_seconds(self) -> float:
         return sum(self.phase_seconds.values())
@@ -393,4 +407,4 @@ def warm_up(backend: str = "auto") -> float:
     return time.perf_counter() - t0
 
 
-__all__ = ["Simulation", "Event", "PHASES", "build_zones", "warm_up"]
+__all__ = ["Simulation", "Course", "Event", "PHASES", "build_zones", "warm_up"]

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from mesa.discrete_space import OrthogonalMooreGrid, PropertyLayer
 
-from immunesim.engine import Simulation
+from immunesim.engine import Course, Simulation
 from immunesim.kernels.lifecycle import PRODUCE_NAIVE_B
 from immunesim.model.cells import N_KINDS, Kind, marker_mask
 from immunesim.model.params import FX_DIFFUSION, ZONE_CODE, Params, build_params
@@ -77,7 +77,7 @@ class AgentBackend:
         return np.asarray(a)
 
 
-class ReferenceModel(mesa.Model):
+class ReferenceModel(Course, mesa.Model):
     """A scenario run as a classic Mesa model: cells are agents on a Moore grid.
 
     Args:
@@ -100,19 +100,6 @@ class ReferenceModel(mesa.Model):
         rows: the sampled metrics, one dict per sampling step (the fast engine's columns).
         events: therapy events as they happened.
     """
-
-    # The fast engine's therapy schedule, metrics hook and clocks, shared rather than copied:
-    # they read only what this model provides under the engine's names (scenario, seed,
-    # params, state.zone and state.mol, backend.deplete and count_cells, _infuse, rows).
-    _compile_schedule = Simulation._compile_schedule
-    _events = Simulation._events
-    _log = Simulation._log
-    _t_helper_threshold = Simulation._t_helper_threshold
-    _record = Simulation._record
-    total_steps = Simulation.total_steps
-    day = Simulation.day
-    finished = Simulation.finished
-    infused_car_t = Simulation.infused_car_t
 
     def __init__(
         self,
