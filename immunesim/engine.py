@@ -149,7 +149,8 @@ class Course:
             elif isinstance(t, Vaccination):
                 layer = p.layers.vaccine_antigen(s.specificities.vaccines.index(t.antigen))
                 lymph = st.zone == ZONE_CODE["lymphoid"]  # on the backend's device
-                st.mol[layer, lymph] += int(round(t.amount_per_site * MOL_SCALE))
+                antigen = st.mol[layer]  # a view: plain boolean indexing on NumPy and CuPy
+                antigen[lymph] += int(round(t.amount_per_site * MOL_SCALE))
                 self._log(step, "vaccination", t.label or f"vaccination ({t.antigen})")
             elif isinstance(t, AntiCD20):  # the infusion; its effect follows the drug level
                 self._log(step, "anti_cd20", t.label or "anti-CD20 infusion")
@@ -354,7 +355,7 @@ class Simulation(Course):
         n = st.n
         sl = slice(n, n + count)
         st.uid[sl] = xp.asarray(np.arange(st.next_uid, st.next_uid + count))
-        st.kind[sl] = Kind.CAR_T
+        st.kind[sl] = int(Kind.CAR_T)
         st.state[sl] = 0
         st.spec[sl] = self.params.layers.n_spec - 1
         st.x[sl] = xp.asarray(chosen % L)
