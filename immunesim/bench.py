@@ -1,8 +1,8 @@
 """Throughput benchmark (``immunesim bench``): cell-updates per second of the full model.
 
 For each lattice size and backend (the numba CPU backend at each thread count; the CUDA
-backend on a GPU with ``backends=("numba", "cuda")``) it builds the untreated disease (the default
-cell and molecule parameters), compiles the kernels in an untimed warm-up (reported apart),
+backend on a GPU with ``backends=("numba", "cuda")``) it builds the untreated disease (the
+default cell and molecule parameters), compiles the kernels in an untimed warm-up (reported apart),
 runs a short untimed run-in from the initial densities, then times a fixed number of steps
 and reports:
 

@@ -8,8 +8,9 @@ returns a :class:`Frame`: an immutable picture of the model (cell categories, ti
 the time series so far, the phase caption), so a display never reads the cell arrays while a
 step is changing them.
 
-The pictures reuse the animation's pieces: :func:`~immunesim.viz.snapshots.cell_map` for the
-cell categories, :func:`~immunesim.viz.animate.cells_to_rgb` for the colours, and
+The pictures reuse the animation's pieces: :func:`~immunesim.viz.snapshots.lattice_picture`
+for the cell categories and damage, :func:`~immunesim.viz.animate.cells_to_rgb` for the
+colours, and
 :func:`~immunesim.viz.animate.phases` with :func:`~immunesim.viz.animate.caption_at` for the
 caption, fed with the endpoints of the course so far.
 """
@@ -32,12 +33,11 @@ import pandas as pd
 
 from immunesim.engine import Event
 from immunesim.mesa_model import ImmuneModel
-from immunesim.model.params import MOL_SCALE
 from immunesim.observe import baseline, endpoints
 from immunesim.plot import COLOURS
 from immunesim.scenario import CarT, Scenario, ScenarioError, load_scenario
 from immunesim.viz.animate import caption_at, cells_to_rgb, phases
-from immunesim.viz.snapshots import cell_map
+from immunesim.viz.snapshots import lattice_picture
 
 #: The scenario the app opens when none is given: the default scenario
 #: (``scenarios/sle_cd19_cart.toml``), of which the package keeps a copy so that the app also
@@ -188,10 +188,8 @@ class LiveRun:
 
     def _snapshot(self) -> Frame:
         sim = self.model.simulation
-        st, L = sim.state, sim.state.L
-        n = st.n
-        cells = cell_map(st.kind[:n], st.spec[:n], st.x[:n], st.y[:n], L)
-        damage = (st.mol[sim.params.layers.damage].reshape(L, L) / MOL_SCALE).astype(np.float32)
+        cells, damage = lattice_picture(sim)
+        damage = damage.astype(np.float32)
         df = self.model.timeseries()
         ends = endpoints(df, self.scenario, sim.infused_car_t)
         events = tuple(sim.events)

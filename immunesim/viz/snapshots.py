@@ -59,6 +59,15 @@ def cell_map(kind: np.ndarray, spec: np.ndarray, x: np.ndarray, y: np.ndarray, L
     return out
 
 
+def lattice_picture(sim) -> tuple[np.ndarray, np.ndarray]:
+    """The simulation's lattice as host arrays: cell categories uint8[L, L]
+    (:func:`cell_map`) and tissue damage float64[L, L] in user units."""
+    st, host = sim.state, sim.backend.to_host
+    n, L = st.n, st.L
+    cells = cell_map(host(st.kind[:n]), host(st.spec[:n]), host(st.x[:n]), host(st.y[:n]), L)
+    return cells, host(st.mol[sim.params.layers.damage]).reshape(L, L) / MOL_SCALE
+
+
 class SnapshotWriter:
     """Writes snapshots of a simulation into ``<run_dir>/snapshots``."""
 
@@ -69,11 +78,8 @@ class SnapshotWriter:
         self.count = len(list(self.dir.glob("frame_*.npz")))
 
     def write(self, sim) -> Path:
-        st, host = sim.state, sim.backend.to_host
-        n, L = st.n, st.L
-        cells = cell_map(host(st.kind[:n]), host(st.spec[:n]), host(st.x[:n]), host(st.y[:n]), L)
-        damage = (host(st.mol[sim.params.layers.damage]).reshape(L, L) / MOL_SCALE
-                  ).astype(np.float16)
+        cells, damage = lattice_picture(sim)
+        damage = damage.astype(np.float16)
         buf = _io.BytesIO()
         np.savez_compressed(buf, cells=cells, damage=damage, day=np.float64(sim.day))
         path = self.dir / f"frame_{self.count:05d}.npz"
