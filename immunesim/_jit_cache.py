@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import numba
+from numba.core.caching import FunctionCache
 
 _PKG = Path(__file__).resolve().parent
 _SOURCES = ("rng.py", "model", "kernels", "backends")
@@ -49,3 +50,32 @@ def configure() -> Path:
 
 
 CACHE_DIR = configure()
+
+
+class _KernelCache(FunctionCache):
+    """numba's cache for a kernel made by a factory around phase bodies.
+
+    numba keys a closure's cache entry by its pickled closure variables, which for a
+    compiled function hold an identity that changes with every process, so the kernel
+    would compile again in every process. This cache keys it by the names of the bodies
+    instead; the cache directory is keyed by every source file (:func:`source_hash`), so a
+    change to a body still gives a fresh entry.
+    """
+
+    def __init__(self, py_func, name: str):
+        super().__init__(py_func)
+        self._name = name
+
+    def _index_key(self, sig, codegen):
+        def digest(b: bytes) -> str:
+            return hashlib.sha256(b).hexdigest()
+
+        return (sig, codegen.magic_tuple(),
+                (digest(self._py_func.__code__.co_code), digest(self._name.encode())))
+
+
+def cache_kernel(kernel, *bodies) -> None:
+    """Give a numba kernel that a factory made around ``bodies`` (compiled functions) a disk
+    cache keyed by the bodies' qualified names."""
+    names = ",".join(f"{b.py_func.__module__}.{b.py_func.__qualname__}" for b in bodies)
+    kernel._cache = _KernelCache(kernel.py_func, names)

@@ -58,15 +58,16 @@ def _scenario(size: int, run_in_days: float):
 
 def floor_rate(sim: Simulation, steps: int) -> float:
     """Cell-updates per second of a bare random walk of the simulation's cells."""
-    st, p, b = sim.state, sim.params, sim.backend
-    walk = dataclasses.replace(p, thr_move=b.xp.full_like(p.thr_move, ONE53),
-                               thr_stay=b.xp.zeros_like(p.thr_stay),
-                               thr_homing=b.xp.zeros_like(p.thr_homing))
-    b.move(st, walk, sim.seed, 10**7)  # compile
+    st, p, b, ph = sim.state, sim.params, sim.backend, sim.phases
+    k = p.k
+    walk = dataclasses.replace(p, k=k._replace(thr_move=b.xp.full_like(k.thr_move, ONE53),
+                                               thr_stay=b.xp.zeros_like(k.thr_stay),
+                                               thr_homing=b.xp.zeros_like(k.thr_homing)))
+    ph.move(st, walk, sim.seed, 10**7)  # compile
     b.synchronize()
     t0 = time.perf_counter()
     for k in range(steps):
-        b.move(st, walk, sim.seed, 10**7 + k)
+        ph.move(st, walk, sim.seed, 10**7 + k)
     b.synchronize()
     return st.n * steps / (time.perf_counter() - t0)
 

@@ -24,8 +24,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from immunesim.model.cells import KIND_NAMES, Kind
-from immunesim.model.params import MOL_SCALE, ZONE_CODE
+from immunesim.model.cells import (
+    CAR_T_MEMORY_CLASS,
+    KIND_NAMES,
+    Kind,
+    kinds_bearing,
+    kinds_of_lineage,
+)
+from immunesim.model.params import MOL_SCALE
 
 if TYPE_CHECKING:  # pragma: no cover
     from immunesim.engine import Simulation
@@ -33,37 +39,38 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def metrics_row(sim: Simulation) -> dict[str, Any]:
-    """Metrics of the simulation's current state."""
-    st, p, s = sim.state, sim.params, sim.scenario
-    counts = sim.backend.count_cells(st, p)  # [class, spec, zone]
-    by_kind = counts.sum(axis=(1, 2))
+    """Metrics of a simulation's current state (the fast engine's or the Mesa reference's:
+    both give ``count_cells()`` and ``layer_totals(zone)``)."""
+    p, s = sim.params, sim.scenario
+    counts = sim.count_cells()  # [class, spec, zone]
+    by_class = counts.sum(axis=(1, 2))
     row: dict[str, Any] = {"step": sim.step_index, "day": round(sim.day, 6)}
     for k, name in enumerate(KIND_NAMES):
-        row[name] = int(by_kind[k])
-    row["car_t"] = int(by_kind[Kind.CAR_T] + by_kind[7])
-    row["car_t_memory"] = int(by_kind[7])
-    for k in (Kind.NAIVE_B, Kind.ACTIVATED_B, Kind.MEMORY_B, Kind.PLASMABLAST, Kind.LLPC):
+        row[name] = int(by_class[k])
+    row["car_t"] = int(by_class[Kind.CAR_T] + by_class[CAR_T_MEMORY_CLASS])
+    row["car_t_memory"] = int(by_class[CAR_T_MEMORY_CLASS])
+    for k in kinds_of_lineage("B"):
         row[f"{KIND_NAMES[k]}_self"] = int(counts[k, 0].sum())
-    b = int(by_kind[Kind.NAIVE_B] + by_kind[Kind.ACTIVATED_B] + by_kind[Kind.MEMORY_B]
-            + by_kind[Kind.PLASMABLAST])
+    b = int(sum(by_class[k] for k in kinds_bearing("CD19")))
     row["b_cells"] = b
-    per_ul = s.scale.body_cells / (st.L * st.L) * s.scale.blood_fraction / s.scale.blood_volume_ul
+    L = s.lattice.size
+    per_ul = s.scale.body_cells / (L * L) * s.scale.blood_fraction / s.scale.blood_volume_ul
     row["b_cells_per_ul"] = b * per_ul
     row["car_t_per_ul"] = row["car_t"] * per_ul
-    cd20 = by_kind[Kind.NAIVE_B] + by_kind[Kind.ACTIVATED_B] + by_kind[Kind.MEMORY_B]
-    row["naive_fraction"] = float(by_kind[Kind.NAIVE_B] / cd20) if cd20 else math.nan
-    n_sites = st.L * st.L
-    totals = sim.backend.to_host(st.mol.sum(axis=1))
+    cd20 = sum(by_class[k] for k in kinds_bearing("CD20"))
+    row["naive_fraction"] = float(by_class[Kind.NAIVE_B] / cd20) if cd20 else math.nan
+    n_sites = L * L
+    totals = sim.layer_totals()
     for i, spec in enumerate(p.spec_names):
         row[f"antibody_{spec}"] = totals[i] / MOL_SCALE / n_sites
     row["anti_dsdna"] = row["antibody_self"]
-    L = p.layers
-    row["autoantigen"] = totals[L.autoantigen] / MOL_SCALE / n_sites
-    row["immune_complex"] = totals[L.immune_complex] / MOL_SCALE / n_sites
-    row["cytokine"] = totals[L.cytokine] / MOL_SCALE / n_sites
-    tissue = st.zone == ZONE_CODE["tissue"]
-    n_tissue = max(1, int(tissue.sum()))
-    row["damage"] = float(st.mol[L.damage, tissue].sum()) / MOL_SCALE / n_tissue
+    layers = p.layers
+    row["autoantigen"] = totals[layers.autoantigen] / MOL_SCALE / n_sites
+    row["immune_complex"] = totals[layers.immune_complex] / MOL_SCALE / n_sites
+    row["cytokine"] = totals[layers.cytokine] / MOL_SCALE / n_sites
+    n_tissue = max(1, int(np.count_nonzero(sim.geometry.mask("tissue"))))
+    damage = sim.layer_totals("tissue")[layers.damage]
+    row["damage"] = float(damage) / MOL_SCALE / n_tissue
     row["kills"] = int(sim.kills_since_sample)
     return row
 

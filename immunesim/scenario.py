@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from immunesim.model import fields, layers
 from immunesim.model.cells import MARKER_NAMES, marker_mask
 
 SCHEMA_VERSION = 1
@@ -627,13 +628,10 @@ class _KeyedError(ValueError):
 
 # --------------------------------------------------------------------------- loading
 
-#: Bytes per lattice site the engine allocates (cell arrays sized to the lattice, the site
-#: arrays and the molecular layers); used to refuse lattices that cannot fit in memory.
 def bytes_per_site(n_vaccines: int) -> int:
-    n_layers = (n_vaccines + 2) + 1 + n_vaccines + 3  # antibodies, autoag, vacc ag, ic/dmg/cyt
-    cell_bytes = 8 + 1 + 1 + 1 + 1 + 4 + 4 + 4 + 2 + 1 + 8 + 4  # fields + scratch
-    site_bytes = 4 + 1 + 1 + 8 + 3  # occupancy, zone, niche, claim, homing directions
-    return cell_bytes + site_bytes + 2 * 8 * n_layers  # layers are double-buffered
+    """Bytes per lattice site the engine allocates (a cell slot, the site arrays and the
+    double-buffered molecular layers); used to refuse lattices that cannot fit in memory."""
+    return fields.bytes_per_site(layers.n_layers(n_vaccines))
 
 
 def _available_memory() -> int:

@@ -1,11 +1,36 @@
-"""Constants and helpers shared by the rules (neighbourhoods, priority keys)."""
+"""Constants and helpers shared by the rules (neighbourhoods, priority keys), and the
+calling convention of the phase bodies.
+
+The rules come in two tiers. *Scalar rules* decide from a few numbers (a kind, a state, a
+53-bit draw) and are shared with the Mesa reference. *Phase bodies* apply them to one item
+of the state and write the consequences; a backend maps a body over items (see
+:mod:`immunesim.backends.contract`). Every body has the signature
+
+``body(i, t, cells, sites, p) -> (bin, value)``
+
+- ``i``: the item, a cell slot (``0 <= i < n``) or, for site bodies, ``(layer, site, x, y)``
+  in place of ``i``;
+- ``t``: a named tuple of what the launch needs besides the state (:class:`Tick`, or the
+  phase's own tuple), scalars and small arrays;
+- ``cells``: :class:`~immunesim.model.fields.Cells`; ``sites``:
+  :class:`~immunesim.model.fields.Sites`; ``p``: :data:`~immunesim.model.params.KernelParams`;
+- the result adds ``value`` to bin ``bin`` of the launch's tally (int64, exact in any
+  order): kills, conversions by kind, births, what a layer gives to the circulation.
+  ``(0, 0)`` adds nothing.
+"""
 
 from __future__ import annotations
+
+from collections import namedtuple
 
 import numba as nb
 import numpy as np
 
 from immunesim.model.cells import GENERATION_MAX, GENERATION_SHIFT, Kind
+
+#: What most launches need: the seed, the step (both key the random numbers) and the
+#: lattice side ``L`` (sites per row).
+Tick = namedtuple("Tick", "seed step L")
 
 # Moore neighbourhood, direction index 0..7 (same order as ``immunesim.state.DX/DY``).
 DX = (-1, 0, 1, -1, 1, -1, 0, 1)
@@ -18,6 +43,9 @@ PLASMABLAST = int(Kind.PLASMABLAST)
 LLPC = int(Kind.LLPC)
 T_HELPER = int(Kind.T_HELPER)
 CAR_T = int(Kind.CAR_T)
+
+#: Nothing to tally.
+NOTHING = (0, 0)
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)

@@ -13,7 +13,6 @@ from immunesim.kernels.common import (
     MEMORY_B,
     NAIVE_B,
     PLASMABLAST,
-    S11,
     T_HELPER,
     bears,
     car_t_generation,
@@ -21,11 +20,15 @@ from immunesim.kernels.common import (
     next_generation,
     priority_key,
 )
-from immunesim.model.cells import STATE_CAR_T_MEMORY
+from immunesim.kernels.move import won
+from immunesim.model.cells import N_KINDS, STATE_CAR_T_MEMORY
 from immunesim.model.params import (
     IP_CAR_MAX_GENERATIONS,
+    IP_CAR_STIM_STEPS,
+    IP_CYTO_PER_KILL,
     IP_GC_DIVISIONS,
     IP_LAYER_AUTOAG,
+    IP_LAYER_CYTO,
     IP_LAYER_VACC0,
     IP_N_SPEC,
     IP_OTHER_AG,
@@ -57,12 +60,6 @@ from immunesim.rng import (
 _LUT_SHIFT = np.int64(MOL_SHIFT - LUT_BITS)
 _LUT_MAX = LUT_SIZE - 1
 
-# Conversion codes returned by :func:`activation_rule` (0: none).
-CONV_NAIVE_TO_ACTIVATED = 1
-CONV_MEMORY_TO_ACTIVATED = 2
-CONV_ACTIVATED_TO_MEMORY = 3
-CONV_ACTIVATED_TO_PLASMABLAST = 4
-CONV_PLASMABLAST_TO_LLPC = 5
 
 
 # --------------------------------------------------------------------------- scalar rules
@@ -79,6 +76,13 @@ def kill_threshold(state, ip):
 
 
 @nb.njit(inline="always", cache=True)
+def stimulated(ip):
+    """``(counter, cytokine)`` that a kill leaves: the attacking CAR-T cell is stimulated for
+    the stimulation period, and the victim's site gets the cytokine of one kill."""
+    return nb.int16(ip[IP_CAR_STIM_STEPS]), ip[IP_CYTO_PER_KILL]
+
+
+@nb.njit(inline="always", cache=True)
 def activation_threshold(k, a, lut_naive, lut_memory):
     """Per-step activation threshold of a naive or memory B cell (kind ``k``) that sees
     antigen index ``a`` (:func:`antigen_at`) and has T help."""
@@ -87,19 +91,18 @@ def activation_threshold(k, a, lut_naive, lut_memory):
 
 @nb.njit(inline="always", cache=True)
 def activated(k, ip):
-    """``(kind, counter, code)`` of a naive or memory B cell (kind ``k``) that activates:
-    an activated B cell with the germinal-centre divisions to go."""
-    code = CONV_NAIVE_TO_ACTIVATED if k == NAIVE_B else CONV_MEMORY_TO_ACTIVATED
-    return ACTIVATED_B, nb.int16(ip[IP_GC_DIVISIONS]), code
+    """``(kind, counter)`` of a naive or memory B cell (kind ``k``) that activates: an
+    activated B cell with the germinal-centre divisions to go."""
+    return ACTIVATED_B, nb.int16(ip[IP_GC_DIVISIONS])
 
 
 @nb.njit(inline="always", cache=True)
 def differentiated(fate_draw, ip):
-    """``(kind, counter, code)`` of an activated B cell that differentiates: memory B when
+    """``(kind, counter)`` of an activated B cell that differentiates: memory B when
     ``fate_draw`` falls below the memory-fate threshold, else a plasmablast."""
     if fate_draw < nb.uint64(ip[IP_THR_MEMORY_FATE]):
-        return MEMORY_B, nb.int16(0), CONV_ACTIVATED_TO_MEMORY
-    return PLASMABLAST, nb.int16(0), CONV_ACTIVATED_TO_PLASMABLAST
+        return MEMORY_B, nb.int16(0)
+    return PLASMABLAST, nb.int16(0)
 
 
 @nb.njit(inline="always", cache=True)
@@ -142,37 +145,37 @@ def daughter_states(k, state, counter, joins_memory):
 # --------------------------------------------------------------------------- array rules
 
 
-@nb.njit(cache=True)
-def kill_proposal(i, seed, step, L, uid, kind, state, x, y, alive, car_mask, occ, markers, ip):
+@nb.njit(inline="always", cache=True)
+def kill_proposal(i, t, c, s, p):
     """Victim slot a CAR-T cell ``i`` attacks this step, and its key; ``(-1, 0)`` for none.
 
     The cell counts the live neighbours bearing any of its target markers; with the kill
     probability it attacks one of them chosen at random.
     """
-    if alive[i] == 0 or kind[i] != CAR_T:
+    if c.alive[i] == 0 or c.kind[i] != CAR_T:
         return -1, 0
-    u = uid[i]
-    if rand53(seed, step, u, S_KILL) >= kill_threshold(state[i], ip):
+    u = c.uid[i]
+    if rand53(t.seed, t.step, u, S_KILL) >= kill_threshold(c.state[i], p.ip):
         return -1, 0
-    mask = car_mask[i]
-    xi = x[i]
-    yi = y[i]
+    mask = c.car_mask[i]
+    xi = c.x[i]
+    yi = c.y[i]
     count = 0
     for d in range(8):
-        s = neighbour_site(xi, yi, d, L)
-        if s >= 0:
-            j = occ[s]
-            if j >= 0 and alive[j] != 0 and bears(markers, kind[j], mask):
+        site = neighbour_site(xi, yi, d, t.L)
+        if site >= 0:
+            j = s.occ[site]
+            if j >= 0 and c.alive[j] != 0 and bears(p.markers, c.kind[j], mask):
                 count += 1
     if count == 0:
         return -1, 0
-    h = hash64(seed, step, u, S_KILL_PICK)
+    h = hash64(t.seed, t.step, u, S_KILL_PICK)
     pick = nb.int64((h & nb.uint64(0xFFFFFFFF)) % nb.uint64(count))
     for d in range(8):
-        s = neighbour_site(xi, yi, d, L)
-        if s >= 0:
-            j = occ[s]
-            if j >= 0 and alive[j] != 0 and bears(markers, kind[j], mask):
+        site = neighbour_site(xi, yi, d, t.L)
+        if site >= 0:
+            j = s.occ[site]
+            if j >= 0 and c.alive[j] != 0 and bears(p.markers, c.kind[j], mask):
                 if pick == 0:
                     return j, priority_key(h, u)
                 pick -= 1
@@ -206,11 +209,9 @@ def antigen_at(spec, site, mol, ip):
     return a
 
 
-@nb.njit(cache=True)
-def activation_rule(i, seed, step, L, uid, kind, spec, x, y, alive, counter, occ, niche, mol,
-                    ip, lut_naive, lut_memory):
-    """New ``(kind, counter, conversion code)`` of cell ``i`` after activation and
-    differentiation; the conversion code is 0 when nothing changes.
+@nb.njit(inline="always", cache=True)
+def activation_rule(i, t, c, s, p):
+    """New ``(kind, counter)`` of cell ``i`` after activation and differentiation.
 
     - naive/memory B with antigen at its site and a T-helper neighbour becomes activated
       (probability from the antigen look-up table) with ``divisions`` divisions to go;
@@ -218,76 +219,130 @@ def activation_rule(i, seed, step, L, uid, kind, spec, x, y, alive, counter, occ
       plasmablast;
     - a plasmablast on a marrow niche becomes a long-lived plasma cell.
     """
-    k = kind[i]
-    c = counter[i]
-    if alive[i] == 0:
-        return k, c, 0
-    u = uid[i]
+    k = c.kind[i]
+    n = c.counter[i]
+    if c.alive[i] == 0:
+        return k, n
+    u = c.uid[i]
+    ip = p.ip
     if k == NAIVE_B or k == MEMORY_B:
-        site = y[i] * L + x[i]
-        a = antigen_at(spec[i], site, mol, ip)
-        thr = activation_threshold(k, a, lut_naive, lut_memory)
-        if rand53(seed, step, u, S_ACTIVATE) < thr:
-            if has_t_help(x[i], y[i], L, occ, kind, alive):
+        site = c.y[i] * t.L + c.x[i]
+        a = antigen_at(c.spec[i], site, s.mol, ip)
+        thr = activation_threshold(k, a, p.lut_naive, p.lut_memory)
+        if rand53(t.seed, t.step, u, S_ACTIVATE) < thr:
+            if has_t_help(c.x[i], c.y[i], t.L, s.occ, c.kind, c.alive):
                 return activated(k, ip)
     elif k == ACTIVATED_B:
-        if c == 0 and rand53(seed, step, u, S_DIFFERENTIATE) < nb.uint64(ip[IP_THR_DIFFERENTIATE]):
-            return differentiated(rand53(seed, step, u, S_FATE), ip)
+        if n == 0 and rand53(t.seed, t.step, u, S_DIFFERENTIATE) < nb.uint64(
+                ip[IP_THR_DIFFERENTIATE]):
+            return differentiated(rand53(t.seed, t.step, u, S_FATE), ip)
     elif k == PLASMABLAST:
-        site = y[i] * L + x[i]
-        if niche[site] != 0 and rand53(seed, step, u, S_LLPC) < nb.uint64(ip[IP_THR_LLPC]):
-            return LLPC, nb.int16(0), CONV_PLASMABLAST_TO_LLPC
-    return k, c, 0
+        site = c.y[i] * t.L + c.x[i]
+        if s.niche[site] != 0 and rand53(t.seed, t.step, u, S_LLPC) < nb.uint64(ip[IP_THR_LLPC]):
+            return LLPC, nb.int16(0)
+    return k, n
 
 
-@nb.njit(cache=True)
-def division_proposal(i, seed, step, L, uid, kind, state, x, y, alive, counter, occ, thr_divide,
-                      ip):
+@nb.njit(inline="always", cache=True)
+def division_proposal(i, t, c, s, p):
     """Free neighbour site cell ``i`` divides into this step, and its key; ``(-1, 0)``.
 
     Activated B cells with divisions left and stimulated CAR-T cells below their generation
     limit divide at their own rates; other kinds divide at their homeostatic rate
     (``thr_divide``).
     """
-    if alive[i] == 0:
+    if c.alive[i] == 0:
         return -1, 0
-    k = kind[i]
-    u = uid[i]
-    thr = division_threshold(k, state[i], counter[i], thr_divide, ip)
+    k = c.kind[i]
+    u = c.uid[i]
+    thr = division_threshold(k, c.state[i], c.counter[i], p.thr_divide, p.ip)
     stream = S_DIVIDE if k == ACTIVATED_B or k == CAR_T else S_HOMEO_DIVIDE
-    if thr == 0 or rand53(seed, step, u, stream) >= thr:
+    if thr == 0 or rand53(t.seed, t.step, u, stream) >= thr:
         return -1, 0
-    xi = x[i]
-    yi = y[i]
+    xi = c.x[i]
+    yi = c.y[i]
     free = 0
     for d in range(8):
-        s = neighbour_site(xi, yi, d, L)
-        if s >= 0 and occ[s] < 0:
+        site = neighbour_site(xi, yi, d, t.L)
+        if site >= 0 and s.occ[site] < 0:
             free += 1
     if free == 0:
         return -1, 0
-    h = hash64(seed, step, u, S_DIVIDE_PICK)
+    h = hash64(t.seed, t.step, u, S_DIVIDE_PICK)
     pick = nb.int64((h & nb.uint64(0xFFFFFFFF)) % nb.uint64(free))
     for d in range(8):
-        s = neighbour_site(xi, yi, d, L)
-        if s >= 0 and occ[s] < 0:
+        site = neighbour_site(xi, yi, d, t.L)
+        if site >= 0 and s.occ[site] < 0:
             if pick == 0:
-                return s, priority_key(h, u)
+                return site, priority_key(h, u)
             pick -= 1
     return -1, 0  # unreachable
 
 
+# --------------------------------------------------------------------------- phase bodies
+
+
+@nb.njit(inline="always", cache=True)
+def propose_kill(i, t, c, s, p):
+    """CAR-T cell ``i`` writes the victim it attacks (``want``) and its key."""
+    victim, key = kill_proposal(i, t, c, s, p)
+    c.want[i] = victim
+    c.key[i] = key
+    return 0, 0
+
+
+@nb.njit(inline="always", cache=True)
+def apply_kill(i, t, c, s, p):
+    """The attacker that won its victim kills it: the victim dies, the attacker is
+    stimulated and the victim's site gets the kill's cytokine (:func:`stimulated`). Tallies
+    one kill."""
+    if not won(i, c, s):
+        return 0, 0
+    v = c.want[i]
+    counter, cytokine = stimulated(p.ip)
+    c.alive[v] = 0
+    c.counter[i] = counter
+    s.mol[p.ip[IP_LAYER_CYTO], c.y[v] * t.L + c.x[v]] += cytokine
+    return 0, 1
+
+
+@nb.njit(inline="always", cache=True)
+def activate(i, t, c, s, p):
+    """Cell ``i`` activates or differentiates (:func:`activation_rule`); a change of kind is
+    tallied in bin ``old * N_KINDS + new`` (the ledger's conversions)."""
+    k, n = activation_rule(i, t, c, s, p)
+    old = c.kind[i]
+    if k == old:
+        return 0, 0
+    c.kind[i] = k
+    c.counter[i] = n
+    return nb.int64(old) * N_KINDS + k, 1
+
+
+@nb.njit(inline="always", cache=True)
+def propose_division(i, t, c, s, p):
+    """Cell ``i`` writes the free site its daughter would take (``want``) and its key."""
+    target, key = division_proposal(i, t, c, s, p)
+    c.want[i] = target
+    c.key[i] = key
+    return 0, 0
+
+
 __all__ = [
-    "kill_threshold",
-    "activation_threshold",
+    "activate",
     "activated",
-    "differentiated",
-    "division_threshold",
-    "daughter_states",
-    "kill_proposal",
     "activation_rule",
-    "division_proposal",
-    "has_t_help",
+    "activation_threshold",
     "antigen_at",
-    "S11",
+    "apply_kill",
+    "daughter_states",
+    "differentiated",
+    "division_proposal",
+    "division_threshold",
+    "has_t_help",
+    "kill_proposal",
+    "kill_threshold",
+    "propose_division",
+    "propose_kill",
+    "stimulated",
 ]

@@ -2,27 +2,45 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numba as nb
 
 from immunesim.kernels.common import CAR_T, LLPC, PLASMABLAST, bears
-from immunesim.model.cells import N_KINDS, STATE_CAR_T_MEMORY
-from immunesim.model.params import IP_SECRETE_LLPC, IP_SECRETE_PB
+from immunesim.model.cells import CAR_T_MEMORY_CLASS, N_KINDS, STATE_CAR_T_MEMORY
+from immunesim.model.params import IP_N_SPEC, IP_SECRETE_LLPC, IP_SECRETE_PB, IP_THR_PRODUCE
 from immunesim.rng import S_DEATH, S_DEPLETE, S_PRODUCE, S_PRODUCE_SPEC, S_T_HELPER, rand53
-
-_CAR_MEM_CLASS = N_KINDS
 
 # Site production codes.
 PRODUCE_NONE = 0
 PRODUCE_NAIVE_B = 1
 PRODUCE_T_HELPER = 2
 
+#: A therapy's depletion: cells bearing any marker of ``mask`` die with their zone's
+#: threshold ``thr_zone`` (uint64[3]: marrow, lymphoid, tissue).
+Depletion = namedtuple("Depletion", "seed step L mask thr_zone")
 
-@nb.njit(cache=True)
-def death_class(kind, state):
-    """Index into the death thresholds: the kind, or the memory CAR-T class."""
+#: New cells in slots ``n, n+1, ...`` with uids ``next_uid, ...``; ``thr_t_helper`` is the
+#: T-helper production threshold of a free lymphoid site this step.
+Births = namedtuple("Births", "seed step L n next_uid thr_t_helper")
+
+
+@nb.njit(inline="always", cache=True)
+def cell_class(kind, state):
+    """Class of a cell for lifespans and counts: its kind, or the memory CAR-T class
+    (:data:`~immunesim.model.cells.CLASS_NAMES`)."""
     if kind == CAR_T and (state & STATE_CAR_T_MEMORY) != 0:
-        return _CAR_MEM_CLASS
+        return CAR_T_MEMORY_CLASS
     return kind
+
+
+@nb.njit(inline="always", cache=True)
+def countdown(kind, counter):
+    """A cell's counter one step later: a CAR-T cell's stimulation wears off by one step
+    (an activated B cell's divisions left change only when it divides)."""
+    if kind == CAR_T and counter > 0:
+        return counter - 1
+    return counter
 
 
 @nb.njit(cache=True)
@@ -30,7 +48,7 @@ def dies(i, seed, step, uid, kind, state, alive, thr_death):
     """Whether cell ``i`` dies of old age this step."""
     if alive[i] == 0:
         return False
-    return rand53(seed, step, uid[i], S_DEATH) < thr_death[death_class(kind[i], state[i])]
+    return rand53(seed, step, uid[i], S_DEATH) < thr_death[cell_class(kind[i], state[i])]
 
 
 @nb.njit(cache=True)
@@ -92,3 +110,75 @@ def secretion(kind_i, ip):
     if kind_i == LLPC:
         return ip[IP_SECRETE_LLPC]
     return 0
+
+
+# --------------------------------------------------------------------------- phase bodies
+
+
+@nb.njit(inline="always", cache=True)
+def deplete(i, t, c, s, p):
+    """A therapy kills cell ``i`` if it bears a target marker, with its zone's probability
+    (``t``: :data:`Depletion`). Tallies one death."""
+    z = s.zone[c.y[i] * t.L + c.x[i]]
+    if depleted(i, t.seed, t.step, c.uid, c.kind, z, c.alive, p.markers, t.mask, t.thr_zone):
+        c.alive[i] = 0
+        return 0, 1
+    return 0, 0
+
+
+@nb.njit(inline="always", cache=True)
+def mark_production(layer, site, x, y, t, c, s, p):
+    """A site body: what the free ``site`` makes this step, written to ``cells.want[site]``
+    (the scratch doubles as a per-site array; ``t``: :data:`Births`)."""
+    c.want[site] = production_at(site, t.seed, t.step, s.occ, s.zone,
+                                 nb.uint64(p.ip[IP_THR_PRODUCE]), t.thr_t_helper)
+    return 0, 0
+
+
+@nb.njit(inline="always", cache=True)
+def makes_cell(site, t, c, s, p):
+    """Whether ``site`` makes a cell this step (after :func:`mark_production`)."""
+    code = c.want[site]
+    return code == PRODUCE_NAIVE_B or code == PRODUCE_T_HELPER
+
+
+@nb.njit(inline="always", cache=True)
+def age(i, t, c, s, p):
+    """Cell ``i`` dies at its lifespan's rate, or grows one step older and its stimulation
+    wears off (:func:`countdown`); a cell that died this step, of age or earlier, leaves its
+    site, and its death is tallied by kind."""
+    if dies(i, t.seed, t.step, c.uid, c.kind, c.state, c.alive, p.thr_death):
+        c.alive[i] = 0
+    c.age[i] += 1
+    c.counter[i] = countdown(c.kind[i], c.counter[i])
+    if c.alive[i] != 0:
+        return 0, 0
+    s.occ[c.y[i] * t.L + c.x[i]] = -1
+    return nb.int64(c.kind[i]), 1
+
+
+@nb.njit(inline="always", cache=True)
+def secrete(i, t, c, s, p):
+    """Plasmablasts and plasma cells add antibody of their class to their site (antibody
+    rows come first in ``sites.mol``: row = specificity class)."""
+    if c.alive[i] != 0:
+        amount = secretion(c.kind[i], p.ip)
+        if amount > 0:
+            s.mol[c.spec[i], c.y[i] * t.L + c.x[i]] += amount
+    return 0, 0
+
+
+@nb.njit(inline="always", cache=True)
+def census(i, t, c, s, p):
+    """Counts live cells by class, specificity and zone: bin
+    ``(class * n_spec + spec) * 3 + zone``."""
+    if c.alive[i] == 0:
+        return 0, 0
+    k = cell_class(c.kind[i], c.state[i])
+    return (k * p.ip[IP_N_SPEC] + c.spec[i]) * 3 + s.zone[c.y[i] * t.L + c.x[i]], 1
+
+
+__all__ = ["Births", "Depletion", "N_KINDS", "PRODUCE_NAIVE_B", "PRODUCE_NONE",
+           "PRODUCE_T_HELPER", "age", "cell_class", "census", "countdown", "deplete",
+           "depleted", "dies", "makes_cell", "mark_production", "new_specificity", "production",
+           "production_at", "secrete", "secretion", "specificity"]

@@ -9,6 +9,8 @@ conserves mass exactly.
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numba as nb
 import numpy as np
 
@@ -26,6 +28,13 @@ from immunesim.model.params import (
 )
 
 TISSUE = 2
+
+#: Diffusion, decay and exchange with the circulation of every layer: ``diffusion`` is the
+#: fixed-point fraction a site sends to each neighbour, ``dst`` int64[n_layers, L*L] the
+#: layers after diffusion and decay; ``share`` and ``rest`` int64[n_layers] what each site
+#: gets back from the circulation pool (``share``, plus one unit at the ``rest`` lowest
+#: sites).
+Transport = namedtuple("Transport", "L diffusion dst share rest")
 
 
 _FRAC_BITS = np.int64(FRAC_BITS)
@@ -84,3 +93,38 @@ def react_site(s, mol, zone, ip, fx, fp):
         cy_l = ip[IP_LAYER_CYTO]
         mol[cy_l, s] += portion(dmg, fx[FX_CYTO_PER_DAMAGE])
     mol[ag_l, s] = ag
+
+
+# --------------------------------------------------------------------------- phase bodies
+# Site bodies: ``(layer, site, x, y)`` name the item (see :mod:`immunesim.kernels.common`).
+
+
+@nb.njit(inline="always", cache=True)
+def diffuse(layer, site, x, y, t, c, s, p):
+    """Diffusion then decay of ``layer`` at ``site`` into ``t.dst``; tallies what the site
+    gives to the circulation in bin ``layer``."""
+    L = t.L
+    src = s.mol
+    q_w = src[layer, site - 1] if x > 0 else 0
+    q_e = src[layer, site + 1] if x < L - 1 else 0
+    q_n = src[layer, site - L] if y > 0 else 0
+    q_s = src[layer, site + L] if y < L - 1 else 0
+    n_nb = (1 if x > 0 else 0) + (1 if x < L - 1 else 0) + (1 if y > 0 else 0) + (
+        1 if y < L - 1 else 0)
+    d = t.diffusion if p.diffuses[layer] != 0 else 0
+    q = diffuse_decay(src[layer, site], q_w, q_e, q_n, q_s, n_nb, d, p.decay[layer])
+    t.dst[layer, site] = q
+    return layer, portion(q, p.circulate[layer])
+
+
+@nb.njit(inline="always", cache=True)
+def exchange(layer, site, x, y, t, c, s, p):
+    """``site`` exchanges every layer with the circulation (:func:`circulate_site`), then
+    its disease reactions run (:func:`react_site`)."""
+    for row in range(s.mol.shape[0]):
+        f = p.circulate[row]
+        if f > 0:
+            s.mol[row, site] = circulate_site(s.mol[row, site], f, t.share[row],
+                                              1 if site < t.rest[row] else 0)
+    react_site(site, s.mol, s.zone, p.ip, p.fx, p.fp)
+    return 0, 0

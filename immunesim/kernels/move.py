@@ -4,7 +4,7 @@ A cell attempts a move with its kind's move probability. Outside its home zone i
 toward the home zone with probability ``homing`` (along ``toward``); otherwise it picks one of
 the 8 directions at random. A move that would leave the home zone is refused with
 probability ``stay``. Only sites empty at the start of the phase can be entered; when two
-cells want one site the lowest :func:`priority_key` wins (resolved by the backend).
+cells want one site the lowest :func:`priority_key` wins (the backend's scatter-min).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import numba as nb
 
 from immunesim.kernels.common import S11, direction, neighbour_site, priority_key
+from immunesim.model.fields import CLAIM_FREE
 from immunesim.rng import S_DIR, S_MOVE, S_STAY, hash64, rand53
 
 
@@ -36,26 +37,65 @@ def leaves_home(k, here, there, home):
     return hz >= 0 and here == hz and there != hz
 
 
-@nb.njit(cache=True)
-def move_proposal(i, seed, step, L, uid, kind, x, y, alive, occ, zone, toward,
-                  thr_move, thr_homing, thr_stay, home):
+@nb.njit(inline="always", cache=True)
+def move_proposal(i, t, c, s, p):
     """Site cell ``i`` proposes to move to, and its priority key; ``(-1, 0)`` for none."""
-    if alive[i] == 0:
+    if c.alive[i] == 0:
         return -1, 0
-    k = kind[i]
-    u = uid[i]
-    if rand53(seed, step, u, S_MOVE) >= thr_move[k]:
+    k = c.kind[i]
+    u = c.uid[i]
+    if rand53(t.seed, t.step, u, S_MOVE) >= p.thr_move[k]:
         return -1, 0
-    h = hash64(seed, step, u, S_DIR)
-    xi = x[i]
-    yi = y[i]
-    site = yi * L + xi
-    here = zone[site]
-    d = heading(k, site, here, direction(h), h >> S11, toward, thr_homing, home)
-    target = neighbour_site(xi, yi, d, L)
-    if target < 0 or occ[target] >= 0:
+    h = hash64(t.seed, t.step, u, S_DIR)
+    xi = c.x[i]
+    yi = c.y[i]
+    site = yi * t.L + xi
+    here = s.zone[site]
+    d = heading(k, site, here, direction(h), h >> S11, s.toward, p.thr_homing, p.home)
+    target = neighbour_site(xi, yi, d, t.L)
+    if target < 0 or s.occ[target] >= 0:
         return -1, 0
-    if leaves_home(k, here, zone[target], home):
-        if rand53(seed, step, u, S_STAY) < thr_stay[k]:
+    if leaves_home(k, here, s.zone[target], p.home):
+        if rand53(t.seed, t.step, u, S_STAY) < p.thr_stay[k]:
             return -1, 0
     return target, priority_key(h, u)
+
+
+# --------------------------------------------------------------------------- phase bodies
+
+
+@nb.njit(inline="always", cache=True)
+def propose_move(i, t, c, s, p):
+    """Cell ``i`` writes the site it proposes to enter (``want``) and its key."""
+    target, key = move_proposal(i, t, c, s, p)
+    c.want[i] = target
+    c.key[i] = key
+    return 0, 0
+
+
+@nb.njit(inline="always", cache=True)
+def won(i, c, s):
+    """Whether cell ``i``'s proposal (site or victim ``want[i]``) won its conflict."""
+    w = c.want[i]
+    return w >= 0 and s.claim[w] == c.key[i]
+
+
+@nb.njit(inline="always", cache=True)
+def apply_move(i, t, c, s, p):
+    """Cell ``i`` enters the site it won."""
+    if won(i, c, s):
+        target = c.want[i]
+        s.occ[c.y[i] * t.L + c.x[i]] = -1
+        s.occ[target] = i
+        c.x[i] = target % t.L
+        c.y[i] = target // t.L
+    return 0, 0
+
+
+@nb.njit(inline="always", cache=True)
+def release_claim(i, t, c, s, p):
+    """Clear the claim cell ``i`` made (every claim is cleared after its phase)."""
+    w = c.want[i]
+    if w >= 0:
+        s.claim[w] = CLAIM_FREE
+    return 0, 0

@@ -1,18 +1,72 @@
-"""Cells into slots: the one place that writes every field of a cell.
+"""Cells into slots: births, daughters, infusions and compaction.
 
-Births, daughters and compaction put cells into slots; the backends decide which slot (a
-serial pass on the CPU, a prefix sum on the GPU) and these functions write the fields, so
-that a new field of :class:`immunesim.state.State` is added here once.
+A backend decides which slot a new or moved cell takes (a serial pass on the CPU, a prefix
+sum on the GPU: the same slots); these bodies write it. What every field of a slot gets is
+derived from :data:`immunesim.model.fields.CELL_FIELDS`: :func:`clear_cell` gives a new cell
+every persistent field's ``fill`` value and :func:`copy_cell` moves every persistent field,
+so a new field needs no change here. Scratch fields are left alone: the production phase
+keeps per-site codes in ``want`` while it fills slots. The two are generated from the field
+table, the way Brian2 generates code from templates: numba cannot loop over the differently
+typed arrays of a named tuple.
 """
 
 from __future__ import annotations
+
+from collections import namedtuple
 
 import numba as nb
 
 from immunesim.kernels.common import CAR_T, NAIVE_B, T_HELPER
 from immunesim.kernels.contact import daughter_states
 from immunesim.kernels.lifecycle import PRODUCE_NAIVE_B, new_specificity
+from immunesim.kernels.move import won
+from immunesim.model.fields import CELL_FIELDS
+from immunesim.model.params import IP_N_SPEC, IP_THR_CAR_MEMORY
 from immunesim.rng import S_CAR_MEMORY, rand53
+
+#: New CAR-T cells: the ``j``-th goes to slot ``n + j`` on ``site[j]`` (int64[count]) with uid
+#: ``next_uid + j`` and receptor mask ``mask``.
+Infusion = namedtuple("Infusion", "L n next_uid site mask")
+
+#: Compaction into ``dst`` (:class:`~immunesim.model.fields.Cells`: the same arrays on the
+#: CPU, which compacts in place; spare arrays on a GPU).
+Compaction = namedtuple("Compaction", "L dst")
+
+
+def _generated(name: str, args: str, lines: list[str]):
+    """An inlined numba function compiled from generated source lines."""
+    src = f"def {name}({args}):\n" + "".join(f"    {line}\n" for line in lines)
+    namespace: dict = {}
+    exec(compile(src, f"<immunesim.kernels.slots.{name}>", "exec"), namespace)  # noqa: S102
+    fn = namespace[name]
+    fn.__doc__ = src
+    return nb.njit(inline="always")(fn)
+
+
+#: ``clear_cell(c, m)``: every persistent field of slot ``m`` to its fill value.
+clear_cell = _generated("clear_cell", "c, m", [f"c.{f.name}[m] = {f.fill}" for f in CELL_FIELDS
+                                               if f.persistent])
+#: ``copy_cell(src, i, dst, w)``: every persistent field of slot ``i`` to slot ``w``.
+copy_cell = _generated("copy_cell", "src, i, dst, w",
+                       [f"dst.{f.name}[w] = src.{f.name}[i]" for f in CELL_FIELDS
+                        if f.persistent])
+
+
+@nb.njit(inline="always", cache=True)
+def write_cell(c, s, m, uid, kind, state, spec, counter, car_mask, site, L):
+    """Put a new live cell in slot ``m`` on ``site``: the given values, every other
+    persistent field its fill value (age 0)."""
+    clear_cell(c, m)
+    c.uid[m] = uid
+    c.kind[m] = kind
+    c.state[m] = state
+    c.spec[m] = spec
+    c.counter[m] = counter
+    c.car_mask[m] = car_mask
+    c.x[m] = site % L
+    c.y[m] = site // L
+    c.alive[m] = 1
+    s.occ[site] = m
 
 
 @nb.njit(inline="always", cache=True)
@@ -24,53 +78,65 @@ def newborn(code, seed, step, site, spec_cum, n_other_spec):
     return T_HELPER, n_other_spec
 
 
-@nb.njit(inline="always", cache=True)
-def write_cell(m, u, k, st, sp, site, L, c, mask, uid, kind, state, spec, x, y, age, counter,
-               car_mask, alive, occ):
-    """Put a new live cell (uid ``u``, kind ``k``, state ``st``, specificity ``sp``, counter
-    ``c``, CAR target mask ``mask``, age 0) in slot ``m`` on ``site``."""
-    uid[m] = u
-    kind[m] = k
-    state[m] = st
-    spec[m] = sp
-    x[m] = site % L
-    y[m] = site // L
-    age[m] = 0
-    counter[m] = c
-    car_mask[m] = mask
-    alive[m] = 1
-    occ[site] = m
+# --------------------------------------------------------------------------- phase bodies
+# Bodies of ordered appends: ``place(i, j, t, c, s, p)`` puts the ``j``-th winner's cell in
+# its slot (see :mod:`immunesim.backends.contract`).
 
 
 @nb.njit(inline="always", cache=True)
-def copy_cell(i, w, uid, kind, state, spec, x, y, age, counter, car_mask, uid2, kind2, state2,
-              spec2, x2, y2, age2, counter2, car_mask2, alive2):
-    """Copy the live cell in slot ``i`` to slot ``w`` of the second set of arrays (the same
-    arrays for an in-place compaction, with ``w <= i``)."""
-    uid2[w] = uid[i]
-    kind2[w] = kind[i]
-    state2[w] = state[i]
-    spec2[w] = spec[i]
-    x2[w] = x[i]
-    y2[w] = y[i]
-    age2[w] = age[i]
-    counter2[w] = counter[i]
-    car_mask2[w] = car_mask[i]
-    alive2[w] = 1
+def place_newborn(site, j, t, c, s, p):
+    """The ``j``-th producing site's new cell (``t``: :data:`~immunesim.kernels.lifecycle.
+    Births`); tallies a birth of its kind."""
+    k, sp = newborn(c.want[site], t.seed, t.step, site, p.spec_cum, p.ip[IP_N_SPEC] - 1)
+    write_cell(c, s, t.n + j, t.next_uid + j, k, 0, sp, 0, 0, site, t.L)
+    return k, 1
 
 
 @nb.njit(inline="always", cache=True)
-def place_daughter(i, m, u, site, L, seed, step, thr_car_memory, uid, kind, state, spec, x, y,
-                   age, counter, car_mask, alive, occ):
-    """Divide cell ``i`` into slot ``m`` (uid ``u``) on ``site``: the parent's state and
-    counter change as :func:`immunesim.kernels.contact.daughter_states` says (a CAR-T
-    daughter joins the memory pool with probability ``thr_car_memory / 2**53``). Returns the
-    kind, for the ledger."""
-    k = kind[i]
-    joins = k == CAR_T and rand53(seed, step, uid[i], S_CAR_MEMORY) < thr_car_memory
-    parent, daughter, c = daughter_states(k, state[i], counter[i], joins)
-    state[i] = parent
-    counter[i] = c
-    write_cell(m, u, k, daughter, spec[i], site, L, c, car_mask[i], uid, kind, state, spec, x,
-               y, age, counter, car_mask, alive, occ)
-    return k
+def wins_site(i, t, c, s, p):
+    """Whether cell ``i`` won the site it proposed."""
+    return won(i, c, s)
+
+
+@nb.njit(inline="always", cache=True)
+def place_daughter(i, j, t, c, s, p):
+    """Cell ``i`` divides: its daughter goes to slot ``t.n + j`` on the site it won; the
+    parent's state and counter change as :func:`~immunesim.kernels.contact.daughter_states`
+    says (a CAR-T daughter joins the memory pool with the memory probability). Tallies a
+    birth of its kind."""
+    k = c.kind[i]
+    joins = k == CAR_T and rand53(t.seed, t.step, c.uid[i], S_CAR_MEMORY) < nb.uint64(
+        p.ip[IP_THR_CAR_MEMORY])
+    parent, daughter, n = daughter_states(k, c.state[i], c.counter[i], joins)
+    c.state[i] = parent
+    c.counter[i] = n
+    write_cell(c, s, t.n + j, t.next_uid + j, k, daughter, c.spec[i], n, c.car_mask[i],
+               c.want[i], t.L)
+    return k, 1
+
+
+@nb.njit(inline="always", cache=True)
+def infuse(j, t, c, s, p):
+    """The ``j``-th infused CAR-T cell (``t``: :data:`Infusion`), of the ``other`` class."""
+    write_cell(c, s, t.n + j, t.next_uid + j, CAR_T, 0, p.ip[IP_N_SPEC] - 1, 0, t.mask,
+               t.site[j], t.L)
+    return 0, 0
+
+
+@nb.njit(inline="always", cache=True)
+def is_alive(i, t, c, s, p):
+    """Whether cell ``i`` is alive (it keeps a slot at compaction)."""
+    return c.alive[i] != 0
+
+
+@nb.njit(inline="always", cache=True)
+def move_to_slot(i, j, t, c, s, p):
+    """The ``j``-th live cell moves to slot ``j`` of ``t.dst`` (``t``: :data:`Compaction`)."""
+    copy_cell(c, i, t.dst, j)
+    s.occ[c.y[i] * t.L + c.x[i]] = j
+    return 0, 0
+
+
+__all__ = ["Compaction", "Infusion", "clear_cell", "copy_cell", "infuse", "is_alive",
+           "move_to_slot", "newborn", "place_daughter", "place_newborn", "wins_site",
+           "write_cell"]

@@ -8,9 +8,10 @@ order, every decision drawn from Mesa's ``model.random``. The molecular layers a
 engine's integer arrays, zones and niches property layers of the grid.
 
 There is no second copy of the biology: the reference reads the same
-:class:`~immunesim.model.params.Params` (``build_params``), decides with the scalar rules of
+:class:`~immunesim.model.params.Params`, decides with the scalar rules of
 :mod:`immunesim.kernels` (:mod:`immunesim.reference.rules`), runs the therapy schedule with
-the fast engine's own event code, starts from the fast engine's initial lattice and records
+the fast engine's own schedule and therapy effects (:mod:`immunesim.engine.course`), starts
+from the fast engine's initial lattice and records
 its metrics with :func:`immunesim.observe.metrics_row`, so its time series and endpoints
 have the fast engine's columns and can be compared with them.
 

@@ -21,17 +21,15 @@ from typing import TYPE_CHECKING
 
 from mesa.discrete_space import CellAgent
 
+from immunesim.engine.geometry import DX, DY
 from immunesim.model.cells import STATE_CAR_T_MEMORY, Kind
 from immunesim.model.params import (
-    IP_CAR_STIM_STEPS,
-    IP_CYTO_PER_KILL,
     IP_LAYER_CYTO,
     IP_THR_CAR_MEMORY,
     IP_THR_DIFFERENTIATE,
     IP_THR_LLPC,
 )
 from immunesim.reference import rules
-from immunesim.state import DX, DY
 
 if TYPE_CHECKING:  # pragma: no cover
     from mesa.discrete_space import Cell
@@ -81,7 +79,7 @@ class ImmuneCell(CellAgent):
     # ------------------------------------------------------------------ phases
     def move(self) -> None:
         """Random walk with homing: a step to a free Moore neighbour."""
-        p = self.model.params
+        p = self.model.params.k
         k = self.kind
         if self.draw() >= p.thr_move[k]:
             return
@@ -98,7 +96,7 @@ class ImmuneCell(CellAgent):
 
     def divide(self) -> None:
         """Division into a random free Moore neighbour, at the kind's rate."""
-        p = self.model.params
+        p = self.model.params.k
         thr = rules.division_threshold(self.kind, self.state, self.counter, p.thr_divide, p.ip)
         if thr == 0 or self.draw() >= thr:
             return
@@ -114,14 +112,15 @@ class ImmuneCell(CellAgent):
         """A new cell of the same kind, specificity and counter on ``cell``."""
         return type(self)(self.model, cell, self.kind, self.spec, state, self.counter)
 
-    def grow_old(self) -> bool:
-        """Death at the rate of the cell's lifespan, else one step older; whether it lives."""
-        p = self.model.params
-        if self.draw() < p.thr_death[rules.death_class(self.kind, self.state)]:
+    def grow_old(self) -> None:
+        """Death at the rate of the cell's lifespan, else one step older, its stimulation
+        wearing off (:func:`~immunesim.kernels.lifecycle.countdown`)."""
+        p = self.model.params.k
+        if self.draw() < p.thr_death[rules.cell_class(self.kind, self.state)]:
             self.remove()
-            return False
+            return
         self.age += 1
-        return True
+        self.counter = rules.countdown(self.kind, self.counter)
 
 
 class BCell(ImmuneCell):
@@ -131,16 +130,16 @@ class BCell(ImmuneCell):
     def activate(self) -> None:
         """Activation with antigen and T help, differentiation, settling in a niche."""
         m = self.model
-        ip = m.params.ip
+        ip = m.params.k.ip
         k = self.kind
         if k == _NAIVE_B or k == _MEMORY_B:
             a = rules.antigen_at(self.spec, self.site, m.state.mol, ip)
             thr = rules.activation_threshold(k, a, *m.activation_tables)
             if self.draw() < thr and self.has_t_help():
-                self.kind, self.counter, _ = rules.activated(k, ip)
+                self.kind, self.counter = rules.activated(k, ip)
         elif k == _ACTIVATED_B:
             if self.counter == 0 and self.draw() < ip[IP_THR_DIFFERENTIATE]:
-                self.kind, self.counter, _ = rules.differentiated(self.draw(), ip)
+                self.kind, self.counter = rules.differentiated(self.draw(), ip)
         elif k == _PLASMABLAST:
             if self.cell.niche and self.draw() < ip[IP_THR_LLPC]:
                 self.kind, self.counter = _LLPC, 0
@@ -151,7 +150,7 @@ class BCell(ImmuneCell):
 
     def secrete(self) -> None:
         """Plasmablasts and plasma cells add antibody of their specificity to their site."""
-        amount = rules.secretion(self.kind, self.model.params.ip)
+        amount = rules.secretion(self.kind, self.model.params.k.ip)
         if amount > 0:
             self.model.state.mol[self.spec, self.site] += amount
 
@@ -182,29 +181,22 @@ class CarTCell(ImmuneCell):
         """Kill one random neighbour bearing a target marker, at the kill rate; a kill
         releases cytokine at the victim's site and stimulates the cell."""
         m = self.model
-        ip = m.params.ip
+        ip = m.params.k.ip
         if self.draw() >= rules.kill_threshold(self.state, ip):
             return
-        markers = m.params.markers
+        markers = m.params.k.markers
         targets = [a for a in self.cell.neighborhood.agents
                    if rules.bears(markers, a.kind, self.car_mask)]
         if not targets:
             return
         victim = self.random.choice(targets)
-        m.state.mol[ip[IP_LAYER_CYTO], victim.site] += ip[IP_CYTO_PER_KILL]
+        self.counter, cytokine = rules.stimulated(ip)
+        m.state.mol[ip[IP_LAYER_CYTO], victim.site] += cytokine
         victim.remove()
-        self.counter = int(ip[IP_CAR_STIM_STEPS])
         m.kills_since_sample += 1
 
     def daughter(self, cell: Cell, state: int) -> CarTCell:
         return CarTCell(self.model, cell, self.spec, self.car_mask, state, self.counter)
-
-    def grow_old(self) -> bool:
-        """Death (memory cells live longer), else one step older and less stimulated."""
-        alive = super().grow_old()
-        if alive and self.counter > 0:
-            self.counter -= 1
-        return alive
 
 
 #: Agent class of each cell kind.

@@ -26,23 +26,24 @@ import numpy as np
 import pandas as pd
 from mesa.discrete_space import OrthogonalMooreGrid, PropertyLayer
 
-from immunesim.engine import Course, Simulation
+from immunesim.engine.course import Course
+from immunesim.engine.geometry import Geometry
+from immunesim.engine.parameters import build_params, t_helper_threshold
+from immunesim.engine.simulation import Simulation
+from immunesim.engine.therapies import Event
 from immunesim.kernels.lifecycle import PRODUCE_NAIVE_B
-from immunesim.model.cells import N_KINDS, Kind, marker_mask
-from immunesim.model.params import FX_DIFFUSION, ZONE_CODE, Params, build_params
-from immunesim.observe import endpoints, with_score
+from immunesim.model.cells import N_CLASSES, Kind
+from immunesim.model.params import IP_THR_PRODUCE, ZONE_CODE, Params
+from immunesim.observe import endpoints, metrics_row, with_score
 from immunesim.reference import rules
 from immunesim.reference.agents import AGENT_CLASS, BCell, CarTCell, ImmuneCell, THelper
 from immunesim.runner import RunResult
-from immunesim.scenario import CarT, Scenario, load_scenario
-
-_CAR_T_MEMORY_CLASS = N_KINDS  # row of memory CAR-T cells in count_cells
+from immunesim.scenario import Scenario, load_scenario
 
 
 @dataclass
-class Sites:
-    """The lattice's per-site arrays (site index ``y * L + x``), under the names the
-    engine's schedule code and :func:`immunesim.observe.metrics_row` read.
+class Lattice:
+    """The lattice's per-site arrays (site index ``y * L + x``) that the rules read.
 
     Attributes:
         L: sites per side.
@@ -57,27 +58,7 @@ class Sites:
     mol: np.ndarray
 
 
-class AgentBackend:
-    """The part of the backend interface that the engine's event code and
-    :func:`~immunesim.observe.metrics_row` call, carried out on the reference's agents."""
-
-    xp = np
-
-    def __init__(self, model: ReferenceModel):
-        self.model = model
-
-    def deplete(self, st, p, seed, step, target_mask, thr_zone) -> int:
-        return self.model.deplete(int(target_mask), thr_zone)
-
-    def count_cells(self, st, p) -> np.ndarray:
-        return self.model.count_cells()
-
-    @staticmethod
-    def to_host(a) -> np.ndarray:
-        return np.asarray(a)
-
-
-class ReferenceModel(Course, mesa.Model):
+class ReferenceModel(mesa.Model):
     """A scenario run as a classic Mesa model: cells are agents on a Moore grid.
 
     Args:
@@ -89,12 +70,16 @@ class ReferenceModel(Course, mesa.Model):
             seed are then used (see :meth:`from_simulation`).
 
     The initial lattice is the fast engine's (:class:`~immunesim.engine.Simulation` with
-    the same scenario and seed): the two differ only in how they execute the steps.
+    the same scenario and seed): the two differ only in how they execute the steps. The
+    therapies come from the engine's own schedule (:class:`~immunesim.engine.course.Course`,
+    to which the model is the patient) and the metrics from its own metrics row.
 
     Attributes:
         grid: the lattice; ``cell.zone`` and ``cell.niche`` are property layers.
-        state: the per-site arrays (:class:`Sites`), molecular layers included.
-        params: the per-step parameters (:func:`~immunesim.model.params.build_params`).
+        geometry: the lattice's zones and niches (:class:`~immunesim.engine.geometry.Geometry`).
+        state: the per-site arrays (:class:`Lattice`), molecular layers included.
+        params: the per-step parameters
+            (:func:`~immunesim.engine.parameters.build_params`).
         step_index: engine steps done (step 0 is the start of the run-in); one ``step()``
             is one step of ``time.dt_hours``.
         rows: the sampled metrics, one dict per sampling step (the fast engine's columns).
@@ -117,11 +102,11 @@ class ReferenceModel(Course, mesa.Model):
         super().__init__(seed=seed)
         self.scenario = s
         self.seed = seed
-        self.params: Params = build_params(s, seed)
-        self.backend = AgentBackend(self)
+        self.params: Params = build_params(s)
+        self.geometry: Geometry = start.geometry
         self.L = L = s.lattice.size
         st = start.state
-        self.state = Sites(L, np.array(st.zone), np.array(st.toward), np.array(st.mol))
+        self.state = Lattice(L, np.array(st.zone), np.array(st.toward), np.array(st.mol))
         self.grid = OrthogonalMooreGrid((L, L), torus=False, capacity=1, random=self.random)
         # property layers are indexed by the cell coordinate (x, y); the arrays by y * L + x
         for name, values in (("zone", st.zone), ("niche", st.niche)):
@@ -129,8 +114,8 @@ class ReferenceModel(Course, mesa.Model):
             self.grid.add_property_layer(layer)
         self._producing = [c for c in self.grid.all_cells
                            if c.zone in (ZONE_CODE["marrow"], ZONE_CODE["lymphoid"])]
-        self._n_lymphoid_sites = int(np.count_nonzero(self.state.zone == ZONE_CODE["lymphoid"]))
-        self._n_neighbours = _von_neumann_neighbours(L)
+        self._n_lymphoid_sites = self.geometry.count("lymphoid")
+        self._n_neighbours = self.geometry.von_neumann_neighbours()
         for i in np.flatnonzero(np.asarray(st.alive[: st.n]) != 0):
             self._place(int(st.kind[i]), self.grid[int(st.x[i]), int(st.y[i])],
                         spec=st.spec[i], state=st.state[i], counter=st.counter[i],
@@ -138,13 +123,11 @@ class ReferenceModel(Course, mesa.Model):
 
         self.step_index = start.step_index
         self.rows: list[dict] = []
-        self.events = []
         self.kills_since_sample = 0
-        self._infused = start.infused_car_t
+        self.infused_car_t = start.infused_car_t
         self._sample_every = max(1, int(round(s.time.sample_every_hours / s.time.dt_hours)))
-        self._soc_factor = None
-        self._lut_naive, self._lut_memory = self.params.activation_luts(1.0)
-        self._schedule = self._compile_schedule()
+        self.activation_tables = self.params.activation_luts(1.0)
+        self.course = Course(s, self._immunosuppress)
         self.wall_seconds = 0.0
         self._record()
         self.running = not self.finished
@@ -156,10 +139,31 @@ class ReferenceModel(Course, mesa.Model):
         return cls(None, start=sim)
 
     @property
-    def activation_tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """Activation thresholds of naive and memory B cells by antigen, scaled by the
-        immunosuppression in force (the engine's event code updates them)."""
-        return self._lut_naive, self._lut_memory
+    def total_steps(self) -> int:
+        return self.scenario.total_steps
+
+    @property
+    def day(self) -> float:
+        """Simulated day of the current state (day 0: end of the run-in, infusion)."""
+        return self.scenario.day_of_step(self.step_index)
+
+    @property
+    def finished(self) -> bool:
+        return self.step_index >= self.total_steps
+
+    @property
+    def events(self) -> list[Event]:
+        """Therapy events that have happened."""
+        return self.course.events
+
+    def _immunosuppress(self, factor: float) -> None:
+        """The activation thresholds of naive and memory B cells by antigen
+        (``activation_tables``) scaled by the immunosuppression in force."""
+        self.activation_tables = self.params.activation_luts(factor)
+
+    def _record(self) -> None:
+        self.rows.append(metrics_row(self))
+        self.kills_since_sample = 0
 
     def _place(self, kind: int, cell, **attrs) -> ImmuneCell:
         """A new agent of ``kind`` on ``cell`` (``car_mask`` is for CAR-T cells only)."""
@@ -180,7 +184,7 @@ class ReferenceModel(Course, mesa.Model):
             raise RuntimeError("the model has already reached its last step")
         t0 = time.perf_counter()
         step = self.step_index + 1
-        self._events(step)
+        self.course.apply(self, step)
         self.produce()
         self.agents.shuffle_do("move")
         self._agents_of(CarTCell).shuffle_do("kill")
@@ -197,15 +201,16 @@ class ReferenceModel(Course, mesa.Model):
     def produce(self) -> None:
         """New naive B cells at free marrow sites and T helpers at free lymphoid sites."""
         p = self.params
-        thr_t_helper = self._t_helper_threshold(len(self._agents_of(THelper)))
+        thr_t_helper = t_helper_threshold(self.scenario, self._n_lymphoid_sites,
+                                          len(self._agents_of(THelper)))
         other = p.layers.n_spec - 1
         for cell in self._producing:
             if not cell.is_empty:
                 continue
-            code, thr = rules.production(cell.zone, p.thr_produce, thr_t_helper)
+            code, thr = rules.production(cell.zone, p.k.ip[IP_THR_PRODUCE], thr_t_helper)
             if self.random.getrandbits(53) < thr:
                 if code == PRODUCE_NAIVE_B:
-                    spec = rules.specificity(self.random.getrandbits(53), p.spec_cum)
+                    spec = rules.specificity(self.random.getrandbits(53), p.k.spec_cum)
                     BCell(self, cell, Kind.NAIVE_B, spec)
                 else:
                     THelper(self, cell, Kind.T_HELPER, other)
@@ -214,31 +219,31 @@ class ReferenceModel(Course, mesa.Model):
         """Secretion, then diffusion and decay, exchange with the circulation and the
         disease reactions of every molecular layer (the kernels' rules, site by site)."""
         self._agents_of(BCell).do("secrete")
-        p, mol, L = self.params, self.state.mol, self.L
+        k, mol, L = self.params.k, self.state.mol, self.L
         n_sites = L * L
         for layer in range(mol.shape[0]):
             q = mol[layer].reshape(L, L)  # [y, x]
             west, east, north, south = (np.zeros_like(q) for _ in range(4))
             west[:, 1:], east[:, :-1] = q[:, :-1], q[:, 1:]
             north[1:, :], south[:-1, :] = q[:-1, :], q[1:, :]
-            d = p.fx[FX_DIFFUSION] if p.diffuses[layer] else 0
+            d = self.params.diffusion if k.diffuses[layer] else 0
             q = rules.diffuse_decay(q, west, east, north, south, self._n_neighbours, d,
-                                    p.decay[layer])
-            c = p.circulate[layer]
+                                    k.decay[layer])
+            c = k.circulate[layer]
             if c > 0:  # the pool is shared equally, the remainder to the lowest sites
                 share, rest = divmod(int(rules.portion(q, c).sum()), n_sites)
                 extra = (np.arange(n_sites) < rest).astype(np.int64).reshape(L, L)
                 q = rules.circulate_site(q, c, share, extra)
             mol[layer] = q.reshape(-1)
-        zone, ip, fx, fp = self.state.zone, p.ip, p.fx, p.fp
+        zone, ip, fx, fp = self.state.zone, k.ip, k.fx, k.fp
         for site in range(n_sites):
             rules.react_site(site, mol, zone, ip, fx, fp)
 
-    # ------------------------------------------------------------------ therapies
-    def deplete(self, target_mask: int, thr_zone: np.ndarray) -> int:
+    # ------------------------------------------------------------------ the patient
+    def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray) -> int:
         """Kill each cell bearing ``target_mask`` with its zone's threshold; the number
         killed."""
-        markers = self.params.markers
+        markers = self.params.k.markers
         hit = self.agents.select(lambda a: rules.bears(markers, a.kind, target_mask))
         killed = 0
         for agent in hit:
@@ -247,27 +252,31 @@ class ReferenceModel(Course, mesa.Model):
                 killed += 1
         return killed
 
-    def _infuse(self, step: int, t: CarT) -> int:
-        """CAR-T cells at random free sites, as many as the dose gives on this lattice."""
-        s = self.scenario
-        count = int(round(t.dose_per_kg * s.scale.weight_kg * self.L**2 / s.scale.body_cells))
+    def infuse(self, step: int, count: int, target_mask: int) -> int:
+        """CAR-T cells at random free sites."""
         free = list(self.grid.empties)
         chosen = self.random.sample(free, min(count, len(free)))
-        mask = marker_mask(t.targets)
         for cell in chosen:
-            CarTCell(self, cell, spec=self.params.layers.n_spec - 1, car_mask=mask)
-        self._infused += len(chosen)
+            CarTCell(self, cell, spec=self.params.layers.n_spec - 1, car_mask=target_mask)
+        self.infused_car_t += len(chosen)
         return len(chosen)
+
+    def add_antigen(self, layer: str, zone: str, amount: int) -> None:
+        self.state.mol[self.params.layers.index(layer), self.geometry.mask(zone)] += amount
 
     # ------------------------------------------------------------------ observation
     def count_cells(self) -> np.ndarray:
-        """Cell counts, int64[N_KINDS + 1, n_spec, 3] by kind class (memory CAR-T last),
+        """Cell counts, int64[N_CLASSES, n_spec, 3] by class (kinds, then memory CAR-T),
         specificity and zone: what the fast engine's ``count_cells`` returns."""
-        out = np.zeros((N_KINDS + 1, self.params.layers.n_spec, 3), np.int64)
+        out = np.zeros((N_CLASSES, self.params.layers.n_spec, 3), np.int64)
         for a in self.agents:
-            k = _CAR_T_MEMORY_CLASS if isinstance(a, CarTCell) and a.memory else a.kind
-            out[k, a.spec, a.cell.zone] += 1
+            out[rules.cell_class(a.kind, a.state), a.spec, a.cell.zone] += 1
         return out
+
+    def layer_totals(self, zone: str | None = None) -> np.ndarray:
+        """int64[n_layers]: each layer summed over the sites (of a zone)."""
+        mol = self.state.mol
+        return (mol if zone is None else mol[:, self.geometry.mask(zone)]).sum(axis=1)
 
     def run(self) -> RunResult:
         """Run to the end of the scenario; the time series, endpoints and events in the
@@ -295,13 +304,6 @@ class ReferenceModel(Course, mesa.Model):
         return RunResult(df, ends, manifest, [asdict(e) for e in self.events])
 
 
-def _von_neumann_neighbours(L: int) -> np.ndarray:
-    """int64[L, L]: how many of its 4 von Neumann neighbours each site has (2 to 4)."""
-    inside = np.full(L, 2, np.int64)
-    inside[[0, -1]] = 1
-    return inside[:, None] + inside[None, :]
-
-
 def run_reference(
     scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
     seed: int | None = None,
@@ -311,4 +313,4 @@ def run_reference(
     return ReferenceModel(scenario, seed, overrides=overrides).run()
 
 
-__all__ = ["AgentBackend", "ReferenceModel", "Sites", "run_reference"]
+__all__ = ["Lattice", "ReferenceModel", "run_reference"]

@@ -57,6 +57,7 @@ leaves_home = python_rule(move.leaves_home)
 
 # contact
 kill_threshold = python_rule(contact.kill_threshold)
+stimulated = python_rule(contact.stimulated)
 antigen_at = python_rule(contact.antigen_at)
 activation_threshold = python_rule(contact.activation_threshold)
 activated = python_rule(contact.activated)
@@ -67,7 +68,8 @@ daughter_states = python_rule(contact.daughter_states)
 # birth, death, secretion
 production = python_rule(lifecycle.production)
 specificity = python_rule(lifecycle.specificity)
-death_class = python_rule(lifecycle.death_class)
+cell_class = python_rule(lifecycle.cell_class)
+countdown = python_rule(lifecycle.countdown)
 secretion = python_rule(lifecycle.secretion)
 
 # molecular layers: elementwise on whole layers; the reactions compiled, site by site
@@ -82,8 +84,9 @@ __all__ = [
     "antigen_at",
     "bears",
     "circulate_site",
+    "cell_class",
+    "countdown",
     "daughter_states",
-    "death_class",
     "differentiated",
     "diffuse_decay",
     "division_threshold",
@@ -96,4 +99,5 @@ __all__ = [
     "react_site",
     "secretion",
     "specificity",
+    "stimulated",
 ]

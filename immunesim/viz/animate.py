@@ -21,22 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from immunesim.model import cells as cells_model
 from immunesim.plot import read_run
 from immunesim.viz.snapshots import CATEGORIES, iter_frames, list_frames, read_zones
 
-#: RGB of each cell category (the Okabe-Ito colour-blind-safe palette, plus grey and white);
-#: index 0 (empty) is replaced by the zone backdrop.
-PALETTE = np.array([
-    (0, 0, 0),        # empty (backdrop)
-    (86, 180, 233),   # naive B: sky blue
-    (213, 94, 0),     # autoreactive B: vermillion
-    (0, 114, 178),    # activated B: blue
-    (204, 121, 167),  # memory B: reddish purple
-    (245, 245, 245),  # plasmablast: white (antibody factories stand out on dark zones)
-    (0, 158, 115),    # long-lived plasma cell: bluish green
-    (170, 170, 170),  # T helper: grey
-    (240, 228, 66),   # CAR-T: yellow
-], dtype=np.uint8)
+#: RGB of each cell category (the kinds' colour-blind-safe palette); index 0 (empty) is
+#: replaced by the zone backdrop.
+PALETTE = cells_model.PALETTE
 
 #: Zone backdrop colours (marrow, lymphoid, tissue): dark tints so cells stand out.
 ZONE_COLOURS = np.array([(58, 48, 38), (34, 44, 58), (60, 34, 38)], dtype=np.uint8)

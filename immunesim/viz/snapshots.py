@@ -20,40 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from immunesim.model.cells import Kind
+from immunesim.model import cells as cells_model
 from immunesim.model.params import MOL_SCALE
 
-#: Cell categories shown in animations (index = code stored in ``cells``).
-CATEGORIES = (
-    "empty",
-    "naive B",
-    "autoreactive B",
-    "activated B",
-    "memory B",
-    "plasmablast",
-    "long-lived plasma cell",
-    "T helper",
-    "CAR-T",
-)
-
-# kind -> category for non-autoreactive cells
-_KIND_CATEGORY = np.zeros(len(Kind), np.uint8)
-_KIND_CATEGORY[Kind.NAIVE_B] = 1
-_KIND_CATEGORY[Kind.ACTIVATED_B] = 3
-_KIND_CATEGORY[Kind.MEMORY_B] = 4
-_KIND_CATEGORY[Kind.PLASMABLAST] = 5
-_KIND_CATEGORY[Kind.LLPC] = 6
-_KIND_CATEGORY[Kind.T_HELPER] = 7
-_KIND_CATEGORY[Kind.CAR_T] = 8
-_B_CELLS = (Kind.NAIVE_B, Kind.ACTIVATED_B, Kind.MEMORY_B)
+#: Cell categories shown in animations (index = code stored in ``cells``), from the kinds.
+CATEGORIES = cells_model.CATEGORIES
 
 
 def cell_map(kind: np.ndarray, spec: np.ndarray, x: np.ndarray, y: np.ndarray, L: int
              ) -> np.ndarray:
     """Category map uint8[L, L] of live cells given their arrays (length n)."""
-    codes = _KIND_CATEGORY[kind]
-    autoreactive = (spec == 0) & np.isin(kind, _B_CELLS)
-    codes = np.where(autoreactive, np.uint8(2), codes)
+    codes = cells_model.KIND_CATEGORY[kind]
+    autoreactive = (spec == 0) & np.isin(kind, cells_model.AUTOREACTIVE_SHOWN)
+    codes = np.where(autoreactive, np.uint8(cells_model.AUTOREACTIVE_CATEGORY), codes)
     out = np.zeros((L, L), np.uint8)
     out[y, x] = codes
     return out

@@ -18,7 +18,9 @@ import pytest
 
 from immunesim.backends import BackendError, get_backend
 from immunesim.engine import Simulation
+from immunesim.engine.phases import Phases
 from immunesim.model.cells import marker_mask
+from immunesim.model.fields import PERSISTENT_CELL_FIELDS
 from immunesim.scenario import load_scenario
 from tests.conftest import SCENARIOS
 
@@ -38,7 +40,7 @@ SHORT = [
     "therapy.2.dose_per_kg=5e7",
 ]
 
-CELL_ARRAYS = ("uid", "kind", "state", "spec", "x", "y", "age", "counter", "car_mask", "alive")
+CELL_ARRAYS = PERSISTENT_CELL_FIELDS
 
 
 def short_scenario():
@@ -68,12 +70,12 @@ def mid_course():
 
 
 def _pair(sim):
-    """Independent copies of a CPU state: one for each backend."""
+    """The phases of each backend, and independent copies of a CPU state for each."""
     _, cpu = get_backend("numba")
     st_cpu = copy.deepcopy(sim.state)
     p_cpu = sim.params
     st_gpu, p_gpu = cuda_backend.prepare(copy.deepcopy(sim.state), sim.params)
-    return cpu, st_cpu, p_cpu, st_gpu, p_gpu
+    return Phases(cpu), st_cpu, p_cpu, Phases(cuda_backend), st_gpu, p_gpu
 
 
 def _deplete(b, st, p, sim, step):
@@ -85,8 +87,7 @@ PHASES = {
     "produce": lambda b, st, p, sim, step: b.produce(st, p, sim.seed, step, 2**50),
     "move": lambda b, st, p, sim, step: b.move(st, p, sim.seed, step),
     "kill": lambda b, st, p, sim, step: int(b.kill(st, p, sim.seed, step)),
-    "activate": lambda b, st, p, sim, step: b.activate(st, p, sim.seed, step,
-                                                       *p.activation_luts(1.0)),
+    "activate": lambda b, st, p, sim, step: b.activate(st, p, sim.seed, step),
     "divide": lambda b, st, p, sim, step: b.divide(st, p, sim.seed, step),
     "molecules": lambda b, st, p, sim, step: b.molecules(st, p),
     "deplete": lambda b, st, p, sim, step: _deplete(b, st, p, sim, step),
@@ -101,14 +102,14 @@ PHASES = {
 def test_each_phase_matches_the_cpu(mid_course, phase):
     """One phase applied to the same state on both backends, at several steps (so that
     different random draws and conflicts are exercised), gives identical states and returns."""
-    cpu, st_cpu, p_cpu, st_gpu, p_gpu = _pair(mid_course)
+    cpu, st_cpu, p_cpu, gpu, st_gpu, p_gpu = _pair(mid_course)
     run = PHASES[phase]
     changed = False
     for k in range(3):
         step = mid_course.step_index + 1 + k
         before = copy.deepcopy(st_cpu)
         got_cpu = run(cpu, st_cpu, p_cpu, mid_course, step)
-        got_gpu = run(cuda_backend, st_gpu, p_gpu, mid_course, step)
+        got_gpu = run(gpu, st_gpu, p_gpu, mid_course, step)
         assert got_cpu == got_gpu
         assert_same_state(st_cpu, st_gpu)
         changed |= not all(np.array_equal(getattr(before, f), getattr(st_cpu, f))

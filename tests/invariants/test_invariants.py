@@ -54,6 +54,7 @@ def test_invariants_hold_every_step(stepped):
 
 def test_diffusion_conserves_mass():
     from immunesim.backends import numba_cpu
+    from immunesim.kernels import molecules
 
     s = load_scenario(small_cart(size=24))
     sim = Simulation(s, seed=1)
@@ -64,19 +65,18 @@ def test_diffusion_conserves_mass():
     n_layers = st.mol.shape[0]
     zero = np.zeros(n_layers, np.int64)
     circ = np.full(n_layers, fixed(0.3), np.int64)
-    partial = np.empty((n_layers, st.L), np.int64)
-    numba_cpu._diffuse_decay(st.L, n_layers, st.mol, st.mol_next, p.diffuses, zero, fixed(0.2),
-                             circ, partial)
+    k = p.k._replace(decay=zero, circulate=circ)
+    t = molecules.Transport(st.L, fixed(0.2), st.mol_next, zero, zero)
+    pool = numba_cpu.for_sites(molecules.diffuse, n_layers, t, st.cells, st.sites, k, n_layers)
     assert np.array_equal(st.mol_next.sum(axis=1), before)
     assert not np.array_equal(st.mol_next, st.mol)  # something moved
-    pool = partial.sum(axis=1)
     assert np.all(pool > 0)
     share = pool // (st.L * st.L)
     rest = pool - share * st.L * st.L
-    # the exchange with the circulation alone
-    fp = np.zeros_like(p.fp)  # no binding
-    fx = np.zeros_like(p.fx)  # no damage or release
+    # the exchange with the circulation alone: no binding, damage or release, no tissue
+    k = k._replace(fp=np.zeros_like(k.fp), fx=np.zeros_like(k.fx))
     mol = st.mol_next.copy()
-    zone = np.zeros_like(st.zone)  # no tissue: no damage, no autoantigen source
-    numba_cpu._circulate_react(st.L * st.L, mol, circ, share, rest, zone, p.ip, fx, fp)
+    sites = st.sites._replace(mol=mol, zone=np.zeros_like(st.zone))
+    numba_cpu.for_sites(molecules.exchange, 1, t._replace(share=share, rest=rest), st.cells,
+                        sites, k)
     assert np.array_equal(mol.sum(axis=1), before)

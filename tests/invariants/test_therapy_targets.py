@@ -28,7 +28,7 @@ def _deplete_all(sim: Simulation, targets: list[str]) -> tuple[np.ndarray, np.nd
     kinds = st.kind[: st.n].copy()
     alive = st.alive.copy()
     thr = np.full(3, 1 << 53, np.uint64)  # probability 1 in every zone
-    sim.backend.deplete(st, sim.params, sim.seed, 10**6, marker_mask(targets), thr)
+    sim.deplete(10**6, marker_mask(targets), thr)
     killed = st.alive[: st.n] == 0
     st.alive[:] = alive  # undo, so the fixture can be reused
     return kinds, killed
@@ -49,19 +49,19 @@ def test_anti_cd20_spares_plasmablasts_and_llpc(diseased):
     assert killed[kinds == Kind.NAIVE_B].all() and killed[kinds == Kind.MEMORY_B].all()
 
 
-class _RecordingBackend:
-    """The simulation's backend, with the kinds of each kill phase's victims recorded."""
+class _RecordingPhases:
+    """The simulation's phases, with the kinds of each kill phase's victims recorded."""
 
-    def __init__(self, backend):
-        self._backend = backend
+    def __init__(self, phases):
+        self._phases = phases
         self.victims: list[np.ndarray] = []
 
     def __getattr__(self, name):
-        return getattr(self._backend, name)
+        return getattr(self._phases, name)
 
     def kill(self, st, p, seed, step):
         before = st.alive[: st.n].copy()
-        kills = self._backend.kill(st, p, seed, step)
+        kills = self._phases.kill(st, p, seed, step)
         self.victims.append(st.kind[: st.n][(before == 1) & (st.alive[: st.n] == 0)].copy())
         return kills
 
@@ -73,7 +73,7 @@ def _car_t_victims(targets: list[str], seed: int = 11) -> np.ndarray:
     s.therapy = [t for t in s.therapy if t.type in ("car_t", "standard_of_care")]
     sim = Simulation(s, seed=seed)
     sim.run(until_step=s.run_in_steps)
-    sim.backend = recorder = _RecordingBackend(sim.backend)
+    sim.phases = recorder = _RecordingPhases(sim.phases)
     sim.run()
     return np.concatenate(recorder.victims)
 

@@ -9,8 +9,8 @@ from mesa.discrete_space import OrthogonalMooreGrid
 
 import immunesim
 from immunesim.engine import Simulation
+from immunesim.engine.parameters import build_params
 from immunesim.kernels import common, contact, lifecycle, molecules, move
-from immunesim.model.params import build_params
 from immunesim.observe import metrics_row
 from immunesim.reference import BCell, CarTCell, ReferenceModel, THelper, rules
 from immunesim.scenario import load_scenario
@@ -63,7 +63,7 @@ def test_starts_from_the_fast_engines_initial_lattice():
     s = load_scenario(small_cart(size=24, run_in=10.0, follow_up=5.0))
     fast, ref = Simulation(s, seed=9, backend="numba"), ReferenceModel(s, seed=9)
     assert ref.rows[0] == fast.rows[0]
-    assert np.array_equal(ref.count_cells(), fast.backend.count_cells(fast.state, fast.params))
+    assert np.array_equal(ref.count_cells(), fast.count_cells())
 
 
 def test_continues_from_a_running_simulation():
@@ -86,7 +86,7 @@ def test_the_molecular_phase_gives_the_fast_engines_bits():
     assert any(isinstance(a, BCell) and a.kind in (3, 4) for a in ref.agents)  # secreting
     for _ in range(3):
         ref.molecules()
-        fast.backend.molecules(fast.state, fast.params)
+        fast.phases.molecules(fast.state, fast.params)
         assert np.array_equal(ref.state.mol, fast.state.mol)
 
 
@@ -104,12 +104,13 @@ def test_same_seed_same_run_and_another_seed_another():
 def test_the_python_rules_decide_as_the_compiled_ones():
     """Each rule the agents call, run as Python, returns what numba's compiled rule returns
     (random arguments over their ranges)."""
-    p = build_params(load_scenario({"therapy": [{"type": "car_t", "day": 0}]}), 1)
+    host = build_params(load_scenario({"therapy": [{"type": "car_t", "day": 0}]}))
+    p = host.k
     rng = np.random.default_rng(0)
     draw = lambda: int(rng.integers(0, 1 << 53))  # noqa: E731
     toward = rng.integers(-1, 8, size=(3, 64)).astype(np.int8)
-    lut_n, lut_m = p.activation_luts(0.7)
-    mol = rng.integers(0, 1 << 30, size=(p.layers.n_layers, 64))
+    lut_n, lut_m = host.activation_luts(0.7)
+    mol = rng.integers(0, 1 << 30, size=(host.layers.n_layers, 64))
     cases = [
         (common.bears, rules.bears, lambda: (p.markers, int(rng.integers(7)),
                                              int(rng.integers(32)))),
@@ -119,8 +120,9 @@ def test_the_python_rules_decide_as_the_compiled_ones():
         (move.leaves_home, rules.leaves_home,
          lambda: (int(rng.integers(7)), int(rng.integers(3)), int(rng.integers(3)), p.home)),
         (contact.kill_threshold, rules.kill_threshold, lambda: (int(rng.integers(128)), p.ip)),
+        (contact.stimulated, rules.stimulated, lambda: (p.ip,)),
         (contact.antigen_at, rules.antigen_at,
-         lambda: (int(rng.integers(p.layers.n_spec)), int(rng.integers(64)), mol, p.ip)),
+         lambda: (int(rng.integers(host.layers.n_spec)), int(rng.integers(64)), mol, p.ip)),
         (contact.activation_threshold, rules.activation_threshold,
          lambda: (int(rng.integers(3)), int(rng.integers(4096)), lut_n, lut_m)),
         (contact.activated, rules.activated, lambda: (int(rng.integers(3)), p.ip)),
@@ -132,10 +134,12 @@ def test_the_python_rules_decide_as_the_compiled_ones():
          lambda: (int(rng.integers(7)), int(rng.integers(128)), int(rng.integers(5)),
                   bool(rng.integers(2)))),
         (lifecycle.production, rules.production,
-         lambda: (int(rng.integers(3)), p.thr_produce, draw())),
+         lambda: (int(rng.integers(3)), draw(), draw())),
         (lifecycle.specificity, rules.specificity, lambda: (draw(), p.spec_cum)),
-        (lifecycle.death_class, rules.death_class,
+        (lifecycle.cell_class, rules.cell_class,
          lambda: (int(rng.integers(7)), int(rng.integers(128)))),
+        (lifecycle.countdown, rules.countdown,
+         lambda: (int(rng.integers(7)), int(rng.integers(-1, 40)))),
         (lifecycle.secretion, rules.secretion, lambda: (int(rng.integers(7)), p.ip)),
         (molecules.portion, rules.portion,
          lambda: (int(rng.integers(1 << 43)), int(rng.integers(1 << 20)))),

@@ -1,0 +1,162 @@
+"""The phases of a step, written once over a backend's primitives.
+
+Each phase maps the bodies of :mod:`immunesim.kernels` over cells or sites with the
+primitives of :mod:`immunesim.backends.contract` and books what they tally (births, deaths
+and conversions in the ledger, kills): the same code drives the CPU and the GPU, so a phase
+has one definition whatever runs it.
+
+A phase takes the state and the prepared :class:`~immunesim.model.params.Params` (``p.k``
+holds the kernels' parameters with the activation tables in force).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from immunesim.kernels import contact, lifecycle, molecules, move, slots
+from immunesim.kernels.common import Tick
+from immunesim.kernels.lifecycle import Births, Depletion
+from immunesim.kernels.molecules import Transport
+from immunesim.kernels.slots import Compaction, Infusion
+from immunesim.model.cells import CAR_T_MEMORY_CLASS, N_CLASSES, N_KINDS, Kind
+from immunesim.model.params import Params
+from immunesim.state import BORN, CONV_IN, CONV_OUT, DIED, State
+
+
+class Phases:
+    """The step's phases on one backend.
+
+    Args:
+        backend: a module satisfying :class:`~immunesim.backends.contract.Backend`.
+    """
+
+    def __init__(self, backend: ModuleType):
+        self.b = backend
+
+    # ------------------------------------------------------------------ therapy
+    def deplete(self, st: State, p: Params, seed: int, step: int, target_mask: int,
+                thr_zone: np.ndarray):
+        """Therapy depletion: every live cell bearing a marker of ``target_mask`` dies with
+        its zone's threshold (``thr_zone``: uint64[3]). Returns the number killed (a device
+        scalar on a GPU)."""
+        t = Depletion(seed, step, st.L, int(target_mask), self.b.asarray(thr_zone))
+        return self.b.for_cells(lifecycle.deplete, st.n, t, st.cells, st.sites, p.k)[0]
+
+    def infuse(self, st: State, p: Params, sites: np.ndarray, target_mask: int) -> None:
+        """CAR-T cells on ``sites`` (int64[count], free sites), in slots and uids after the
+        last ones."""
+        count = int(sites.size)
+        if count == 0:
+            return
+        t = Infusion(st.L, st.n, st.next_uid, self.b.asarray(sites), int(target_mask))
+        self.b.for_cells(slots.infuse, count, t, st.cells, st.sites, p.k)
+        st.n += count
+        st.next_uid += count
+        st.ledger[Kind.CAR_T, BORN] += count
+
+    # ------------------------------------------------------------------ production
+    def produce(self, st: State, p: Params, seed: int, step: int, thr_t_helper: int) -> None:
+        """Naive B cells at free marrow sites, T helpers at free lymphoid sites, in site
+        order."""
+        t = Births(seed, step, st.L, st.n, st.next_uid, np.uint64(thr_t_helper))
+        self.b.for_sites(lifecycle.mark_production, 1, t, st.cells, st.sites, p.k)
+        self._born(st, *self.b.append(lifecycle.makes_cell, slots.place_newborn, st.L * st.L,
+                                      t, st.cells, st.sites, p.k, N_KINDS))
+
+    def _born(self, st: State, count: int, tally) -> None:
+        st.n += count
+        st.next_uid += count
+        st.ledger[:, BORN] += tally
+
+    # ------------------------------------------------------------------ movement
+    def move(self, st: State, p: Params, seed: int, step: int) -> None:
+        """Random walk with homing; one cell per site."""
+        t = Tick(seed, step, st.L)
+        self._propose_resolve(move.propose_move, st, p, t)
+        self.b.for_cells(move.apply_move, st.n, t, st.cells, st.sites, p.k)
+        self._release(st, p, t)
+
+    def _propose_resolve(self, propose, st: State, p: Params, t) -> None:
+        self.b.for_cells(propose, st.n, t, st.cells, st.sites, p.k)
+        self.b.scatter_min(st.n, st.cells, st.sites)
+
+    def _release(self, st: State, p: Params, t) -> None:
+        self.b.for_cells(move.release_claim, st.n, t, st.cells, st.sites, p.k)
+
+    # ------------------------------------------------------------------ contact
+    def kill(self, st: State, p: Params, seed: int, step: int):
+        """CAR-T cells kill marker-bearing neighbours; each victim dies once, and the
+        attacker with the lowest key is credited (stimulated). Returns the number of kills
+        (a device scalar on a GPU)."""
+        t = Tick(seed, step, st.L)
+        self._propose_resolve(contact.propose_kill, st, p, t)
+        kills = self.b.for_cells(contact.apply_kill, st.n, t, st.cells, st.sites, p.k)[0]
+        self._release(st, p, t)
+        return kills
+
+    def activate(self, st: State, p: Params, seed: int, step: int) -> None:
+        """Activation with T help, differentiation, plasmablast to LLPC; conversions go to
+        the ledger."""
+        t = Tick(seed, step, st.L)
+        tally = self.b.for_cells(contact.activate, st.n, t, st.cells, st.sites, p.k,
+                                 N_KINDS * N_KINDS).reshape(N_KINDS, N_KINDS)  # [from, to]
+        st.ledger[:, CONV_OUT] += tally.sum(axis=1)
+        st.ledger[:, CONV_IN] += tally.sum(axis=0)
+
+    def divide(self, st: State, p: Params, seed: int, step: int) -> None:
+        """Activated B cells, stimulated CAR-T and homeostatic divisions into free sites;
+        daughters take slots and uids in parent order."""
+        t = Tick(seed, step, st.L)
+        self._propose_resolve(contact.propose_division, st, p, t)
+        births = Births(seed, step, st.L, st.n, st.next_uid, np.uint64(0))
+        born = self.b.append(slots.wins_site, slots.place_daughter, st.n, births, st.cells,
+                             st.sites, p.k, N_KINDS)
+        self._release(st, p, t)
+        self._born(st, *born)
+
+    # ------------------------------------------------------------------ molecules
+    def molecules(self, st: State, p: Params) -> None:
+        """Secretion, diffusion and decay, exchange with the circulation, reactions.
+
+        The circulation pool of a layer is the exact integer sum of what every site gives,
+        so it does not depend on the order of the sum; it is shared equally, the remainder
+        going one unit each to the lowest site indices.
+        """
+        b, n_layers, n_sites = self.b, st.mol.shape[0], st.L * st.L
+        b.for_cells(lifecycle.secrete, st.n, Tick(0, 0, st.L), st.cells, st.sites, p.k)
+        none = b.xp.zeros(n_layers, np.int64)
+        t = Transport(st.L, p.diffusion, st.mol_next, none, none)
+        pool = b.for_sites(molecules.diffuse, n_layers, t, st.cells, st.sites, p.k, n_layers)
+        st.swap_mol()
+        share = pool // n_sites
+        t = t._replace(share=share, rest=pool - share * n_sites)
+        b.for_sites(molecules.exchange, 1, t, st.cells, st.sites, p.k)
+
+    # ------------------------------------------------------------------ death
+    def death(self, st: State, p: Params, seed: int, step: int) -> None:
+        """Deaths by lifespan; every cell that died this step leaves its site and its slot
+        (compaction keeps slot order), and its death goes to the ledger."""
+        st.ledger[:, DIED] += self.b.for_cells(lifecycle.age, st.n, Tick(seed, step, st.L),
+                                               st.cells, st.sites, p.k, N_KINDS)
+        self._compact(st, p)
+
+    def _compact(self, st: State, p: Params) -> None:
+        dst = self.b.spare_cells(st)
+        st.n, _ = self.b.append(slots.is_alive, slots.move_to_slot, st.n,
+                                Compaction(st.L, dst), st.cells, st.sites, p.k)
+        if dst is not st.cells:
+            st.aux["spare"], st.cells = st.cells, dst
+
+    # ------------------------------------------------------------------ observation
+    def count_cells(self, st: State, p: Params) -> np.ndarray:
+        """Cell counts, int64[N_CLASSES, n_spec, 3] by class (kinds, then memory CAR-T),
+        specificity and zone, on the host."""
+        n_spec = p.layers.n_spec
+        tally = self.b.for_cells(lifecycle.census, st.n, Tick(0, 0, st.L), st.cells, st.sites,
+                                 p.k, N_CLASSES * n_spec * 3)
+        return self.b.to_host(tally).reshape(N_CLASSES, n_spec, 3)
+
+
+__all__ = ["CAR_T_MEMORY_CLASS", "Phases"]

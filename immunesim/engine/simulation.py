@@ -1,0 +1,240 @@
+"""The simulation loop: one patient's state stepped through the phases, with its schedule.
+
+One step (``dt`` hours) runs these phases in order (DESIGN section 2):
+
+1. scheduled events (lymphodepletion, CAR-T infusion, anti-CD20, vaccination,
+   standard-of-care immunosuppression);
+2. production of naive B cells and T-helper homeostasis;
+3. movement;
+4. contact: CAR-T killing, activation and differentiation, division;
+5. molecules: secretion, diffusion and decay, circulation, reactions;
+6. death and removal of dead cells;
+7. observation (on sampling steps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from immunesim.backends import get_backend
+from immunesim.engine.course import Course
+from immunesim.engine.geometry import Geometry
+from immunesim.engine.initial import initial_state
+from immunesim.engine.parameters import build_params, t_helper_threshold
+from immunesim.engine.phases import Phases
+from immunesim.engine.therapies import Event
+from immunesim.model.cells import Kind
+from immunesim.model.params import Params
+from immunesim.observe import metrics_row
+from immunesim.rng import S_INFUSE, site_keys
+from immunesim.scenario import Scenario
+from immunesim.state import BORN, DIED, State
+
+PHASES = ("events", "production", "movement", "contact", "molecules", "death", "observe")
+
+
+class Simulation:
+    """One simulated patient: state, schedule and the time series it records.
+
+    Args:
+        scenario: a validated :class:`~immunesim.scenario.Scenario`.
+        seed: random seed (defaults to ``scenario.run.seed``).
+        backend: ``"auto"`` or a backend name (``"numba"``, ``"cuda"``).
+
+    Attributes:
+        geometry: the lattice (:class:`~immunesim.engine.geometry.Geometry`).
+        params: the per-step parameters as the backend's kernels take them, with the
+            activation tables of the immunosuppression in force.
+        state: the state, on the backend's device.
+        phases: the step's phases on the backend (:class:`~immunesim.engine.phases.Phases`).
+        course: clock and therapy schedule (:class:`~immunesim.engine.course.Course`).
+        step_index: steps done so far (step 0 is the start of the run-in).
+        rows: the sampled metrics, one dict per sampling step.
+        phase_seconds: wall seconds spent in each phase.
+        jit_seconds: seconds of kernel compilation before the run (set by the runner).
+    """
+
+    def __init__(self, scenario: Scenario, seed: int | None = None, backend: str = "auto"):
+        self.scenario = scenario
+        self.seed = int(scenario.run.seed if seed is None else seed)
+        self.backend_name, self.backend = get_backend(backend)
+        self.phases = Phases(self.backend)
+        self.geometry = Geometry.of(scenario, self.seed)
+        host_params = build_params(scenario)
+        self._host_params = host_params
+        self.state: State
+        self.params: Params
+        self.state, self.params = self.backend.prepare(
+            initial_state(scenario, host_params, self.geometry, self.seed), host_params)
+        self.course = Course(scenario, self._immunosuppress)
+        self.step_index = 0
+        self.rows: list[dict] = []
+        self.kills_since_sample = 0
+        self.infused_car_t = 0
+        self.phase_seconds = dict.fromkeys(PHASES, 0.0)
+        #: Seconds spent compiling kernels before the run, when the runner measured it.
+        self.jit_seconds: float | None = None
+        self._observers: list[tuple[int, int, Callable[[Simulation], None]]] = []
+        self._sample_every = max(1, int(round(scenario.time.sample_every_hours
+                                              / scenario.time.dt_hours)))
+        self._n_lymphoid_sites = self.geometry.count("lymphoid")
+        self._record()
+
+    # ------------------------------------------------------------------ the clock
+    @property
+    def total_steps(self) -> int:
+        return self.scenario.total_steps
+
+    @property
+    def day(self) -> float:
+        """Simulated day of the current state (day 0: end of the run-in, infusion)."""
+        return self.scenario.day_of_step(self.step_index)
+
+    @property
+    def finished(self) -> bool:
+        return self.step_index >= self.total_steps
+
+    @property
+    def events(self) -> list[Event]:
+        """Therapy events that have happened."""
+        return self.course.events
+
+    # ------------------------------------------------------------------ the patient
+    def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray) -> int:
+        return self.phases.deplete(self.state, self.params, self.seed, step, target_mask,
+                                   thr_zone)
+
+    def infuse(self, step: int, count: int, target_mask: int) -> int:
+        """CAR-T cells at the free sites with the lowest infusion keys, in site order."""
+        n_sites = self.geometry.n_sites
+        keys = np.empty(n_sites, np.uint64)
+        site_keys(self.seed, step, S_INFUSE, n_sites, keys)
+        free = np.flatnonzero(self.backend.to_host(self.state.occ) < 0)
+        chosen = np.sort(free[np.argsort(keys[free], kind="stable")[:count]])
+        self.phases.infuse(self.state, self.params, chosen.astype(np.int64), target_mask)
+        self.infused_car_t += chosen.size
+        return int(chosen.size)
+
+    def add_antigen(self, layer: str, zone: str, amount: int) -> None:
+        row = self.params.layers.index(layer)
+        sites = self.backend.asarray(self.geometry.mask(zone))
+        antigen = self.state.mol[row]  # a view: plain boolean indexing on NumPy and CuPy
+        antigen[sites] += amount
+
+    def _immunosuppress(self, factor: float) -> None:
+        naive, memory = self._host_params.activation_luts(factor)
+        k = self.params.k._replace(lut_naive=self.backend.asarray(naive),
+                                   lut_memory=self.backend.asarray(memory))
+        self.params = dataclasses.replace(self.params, k=k)
+
+    # ------------------------------------------------------------------ observation
+    def count_cells(self) -> np.ndarray:
+        """Cell counts, int64[N_CLASSES, n_spec, 3] by class, specificity and zone."""
+        return self.phases.count_cells(self.state, self.params)
+
+    def layer_totals(self, zone: str | None = None) -> np.ndarray:
+        """int64[n_layers]: each molecular layer summed over the sites (of a zone), in
+        internal units, on the host."""
+        mol = self.state.mol
+        if zone is not None:
+            mol = mol[:, self.backend.asarray(self.geometry.mask(zone))]
+        return self.backend.to_host(mol.sum(axis=1))
+
+    def _record(self) -> None:
+        self.rows.append(metrics_row(self))
+        self.kills_since_sample = 0
+
+    # ------------------------------------------------------------------ one step
+    def _timed(self, phase: str, t0: float) -> float:
+        self.backend.synchronize()
+        t1 = time.perf_counter()
+        self.phase_seconds[phase] += t1 - t0
+        return t1
+
+    def step(self) -> None:
+        """Advance one step of ``dt`` hours."""
+        if self.finished:
+            raise RuntimeError("the simulation has already reached its last step")
+        ph, st = self.phases, self.state
+        step = self.step_index + 1
+        seed = self.seed
+        t = time.perf_counter()
+        self.course.apply(self, step)
+        p = self.params
+        t = self._timed("events", t)
+        th_count = int(st.ledger[Kind.T_HELPER, BORN] - st.ledger[Kind.T_HELPER, DIED])
+        ph.produce(st, p, seed, step,
+                   t_helper_threshold(self.scenario, self._n_lymphoid_sites, th_count))
+        t = self._timed("production", t)
+        ph.move(st, p, seed, step)
+        t = self._timed("movement", t)
+        self.kills_since_sample += ph.kill(st, p, seed, step)
+        ph.activate(st, p, seed, step)
+        ph.divide(st, p, seed, step)
+        t = self._timed("contact", t)
+        ph.molecules(st, p)
+        t = self._timed("molecules", t)
+        ph.death(st, p, seed, step)
+        t = self._timed("death", t)
+        self.step_index = step
+        if step % self._sample_every == 0 or step == self.total_steps:
+            self._record()
+        for every, first, fn in self._observers:
+            if step >= first and (step - first) % every == 0:
+                fn(self)
+        self._timed("observe", t)
+
+    def add_observer(self, fn: Callable[[Simulation], None], every_steps: int,
+                     first_step: int = 0) -> None:
+        """Call ``fn(simulation)`` after every ``every_steps`` steps from ``first_step``."""
+        if every_steps < 1:
+            raise ValueError("every_steps must be at least 1")
+        self._observers.append((every_steps, max(0, first_step), fn))
+        if self.step_index >= max(0, first_step) and \
+                (self.step_index - max(0, first_step)) % every_steps == 0:
+            fn(self)
+
+    # ------------------------------------------------------------------ running
+    def run(self, until_step: int | None = None,
+            callback: Callable[[Simulation], None] | None = None) -> Simulation:
+        """Run to ``until_step`` (default: the end), calling ``callback`` after each sample."""
+        end = self.total_steps if until_step is None else min(until_step, self.total_steps)
+        n_rows = len(self.rows)
+        while self.step_index < end:
+            self.step()
+            if callback is not None and len(self.rows) != n_rows:
+                n_rows = len(self.rows)
+                callback(self)
+        return self
+
+    def wall_seconds(self) -> float:
+        return sum(self.phase_seconds.values())
+
+
+def warm_up(backend: str = "auto") -> float:
+    """Compile every kernel of a backend (a short run that uses every phase and therapy, on a
+    lattice with more cells than one chunk of a map, so that both the serial and the parallel
+    launches of every map compile) and return the seconds it took, so that timings of real
+    runs leave JIT compilation out."""
+    from immunesim.scenario import load_scenario
+
+    t0 = time.perf_counter()
+    s = load_scenario({
+        "lattice": {"size": 64},
+        "time": {"run_in_days": 1.0, "follow_up_days": 1.0},
+        "therapy": [
+            {"type": "lymphodepletion", "days": [-0.5]},
+            {"type": "car_t", "day": 0.0, "dose_per_kg": 5e7},
+            {"type": "anti_cd20", "days": [0.0]},
+            {"type": "vaccination", "day": 0.0, "antigen": "tetanus"},
+        ],
+    })
+    Simulation(s, seed=0, backend=backend).run()
+    return time.perf_counter() - t0
+
+
+__all__ = ["PHASES", "Simulation", "warm_up"]

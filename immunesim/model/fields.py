@@ -1,0 +1,96 @@
+"""The fields of a cell and of a lattice site, declared once.
+
+Everything that lists fields is derived from these tables: the state's allocation
+(:func:`immunesim.state.allocate`), the slot writes and copies of births, daughters and
+compaction (:mod:`immunesim.kernels.slots`), the CUDA backend's spare buffers and the
+memory estimate. The structured arguments the kernels take, :class:`Cells` and
+:class:`Sites`, are named tuples of these arrays (numba compiles attribute access on them
+to a plain array access).
+
+Adding a cell field is one entry in :data:`CELL_FIELDS` (new cells start with its ``fill``
+value; compaction moves it when it is ``persistent``); a rule then reads and writes it as
+``cells.<name>[i]``.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from dataclasses import dataclass
+
+import numpy as np
+
+#: ``claim`` of a site no cell has claimed (conflicts go to the lowest key).
+CLAIM_FREE = int(np.iinfo(np.int64).max)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One array of the state.
+
+    Attributes:
+        name: attribute name (``cells.<name>``, ``sites.<name>``).
+        dtype: numpy dtype of the array.
+        meaning: what a value means, with its unit.
+        fill: value of an unused slot and of a newborn cell.
+        persistent: whether the value belongs to the cell and moves with it when slots are
+            compacted (``False`` for scratch that a phase fills before it reads it).
+    """
+
+    name: str
+    dtype: type
+    meaning: str
+    fill: int = 0
+    persistent: bool = True
+
+
+#: The fields of a cell, one array each of length ``capacity`` (slots ``>= n`` unused).
+CELL_FIELDS: tuple[Field, ...] = (
+    Field("uid", np.int64, "persistent identity; every random number of a cell is keyed by it"),
+    Field("kind", np.int8, "cell kind (immunesim.model.cells.Kind)"),
+    Field("state", np.int8, "state bits: CAR-T memory flag (bit 0), generation (bits 1..6)"),
+    Field("spec", np.int8, "specificity class: 0 self, 1..V vaccine antigens, V+1 other"),
+    Field("x", np.int32, "lattice column, sites"),
+    Field("y", np.int32, "lattice row, sites"),
+    Field("age", np.int32, "steps since birth"),
+    Field("counter", np.int16,
+          "divisions left (activated B) or stimulated steps left (CAR-T)"),
+    Field("car_mask", np.uint8, "marker mask a CAR-T cell's receptor recognises (0 otherwise)"),
+    Field("alive", np.uint8, "1, or 0 once the cell has died in this step (removed at "
+          "compaction)"),
+    Field("want", np.int32, "scratch: site or victim slot a cell proposes (-1 none); per site, "
+          "what a free site makes in the production phase", fill=-1, persistent=False),
+    Field("key", np.int64, "scratch: priority key of the proposal (lowest wins)",
+          persistent=False),
+)
+
+#: Fields that move with a cell (everything but the scratch).
+PERSISTENT_CELL_FIELDS: tuple[str, ...] = tuple(f.name for f in CELL_FIELDS if f.persistent)
+
+#: The per-site arrays (length ``L*L``, site index ``y*L + x``), plus ``toward`` and ``mol``.
+SITE_FIELDS: tuple[Field, ...] = (
+    Field("occ", np.int32, "slot of the cell on the site, or -1", fill=-1),
+    Field("zone", np.uint8, "zone code: 0 marrow, 1 lymphoid, 2 tissue"),
+    Field("niche", np.uint8, "1 on a long-lived plasma cell niche"),
+    Field("claim", np.int64, "scratch: lowest priority key proposing the site or victim",
+          fill=CLAIM_FREE, persistent=False),
+)
+
+#: The cell arrays as one argument of a kernel: ``cells.kind[i]`` is the kind of slot ``i``.
+Cells = namedtuple("Cells", [f.name for f in CELL_FIELDS])  # type: ignore[misc]
+
+#: The site arrays as one argument of a kernel. ``toward`` is int8[3, L*L] (Moore direction
+#: toward the nearest site of each zone, -1 inside it); ``mol`` is int64[n_layers, L*L]
+#: (molecular layers in internal units, see :mod:`immunesim.model.layers`).
+Sites = namedtuple("Sites", [f.name for f in SITE_FIELDS] + ["toward", "mol"])  # type: ignore[misc]
+
+
+def bytes_per_site(n_layers: int) -> int:
+    """Bytes of state per lattice site: one cell slot, the site arrays, ``toward`` and two
+    copies of every molecular layer (the current one and the next)."""
+    cell = sum(np.dtype(f.dtype).itemsize for f in CELL_FIELDS)
+    site = sum(np.dtype(f.dtype).itemsize for f in SITE_FIELDS)
+    return cell + site + 3 + 2 * 8 * n_layers
+
+
+__all__ = ["CELL_FIELDS", "CLAIM_FREE", "Cells", "Field", "PERSISTENT_CELL_FIELDS",
+           "SITE_FIELDS", "Sites", "bytes_per_site"]
