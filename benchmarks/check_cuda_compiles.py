@@ -3,18 +3,24 @@
     pip install -e '.[gpu]'            # numba-cuda with the CUDA toolkit's compiler (NVVM)
     python benchmarks/check_cuda_compiles.py [--cc 9.0]
 
-numba compiles the rule functions of ``immunesim.kernels`` (``@njit``) as device functions of
-each ``@cuda.jit`` kernel; this script makes it do so for every kernel of
-``immunesim.backends.cuda`` with the argument types the backend launches them with, and
-reports the size of the PTX and whether any float64 multiply-add was fused (it must not be:
-fused and unfused arithmetic round differently, and the CPU fuses nothing). It exits non-zero
-if a kernel fails to compile or a kernel was added without a signature here.
+The CUDA backend makes one kernel per phase body (:mod:`immunesim.backends.cuda`), and numba
+compiles the body and every rule it calls as device functions. This script runs a short
+simulation on the CPU backend through a recorder that notes every primitive the phases
+launch, with the numba types of its arguments, then compiles the CUDA kernel of each for
+the target with those types (C-contiguous arrays, as CuPy hands them over). It reports the
+size of the PTX and whether any float64 multiply-add was fused (it must not be: fused and
+unfused arithmetic round differently, and the CPU fuses nothing), and exits non-zero if a
+kernel fails to compile.
 """
 
 import argparse
+import types as pytypes
 
+import numba
 import numba.cuda.dispatcher as D
+import numpy as np
 from numba import cuda
+from numba.core import types
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--cc", default="9.0", help="compute capability (default 9.0, H100/H200)")
@@ -29,66 +35,56 @@ class _Device:
 D.get_current_device = lambda: _Device()
 
 import immunesim.backends.cuda as C  # noqa: E402
+from immunesim.backends import numba_cpu  # noqa: E402
+from immunesim.engine import simulation  # noqa: E402
 
-# Argument types of each kernel, as the backend launches it (numba's type strings; ``[::1]``
-# is a C-contiguous array, as CuPy hands them over). Scalars: int64, uint8, uint64.
-CELLS = ("int64[::1], int8[::1], int8[::1], int8[::1], int32[::1], int32[::1], int32[::1], "
-         "int16[::1], uint8[::1], uint8[::1]")  # the cell arrays, in CELL_FIELDS order
-I4 = "int64, int64, int64, int64"
-# fmt: off
-sig = {
-    "_scatter_min": "int64, int32[::1], int64[::1], int64[::1]",
-    "_release_claims": "int64, int32[::1], int64[::1]",
-    "_deplete": f"{I4}, int64[::1], int8[::1], int32[::1], int32[::1], uint8[::1], uint8[::1], "
-                "uint8[::1], uint8, uint64[::1], int64[::1]",
-    "_production_flags": "int64, int64, int64, int32[::1], uint8[::1], uint64, uint64, "
-                         "int32[::1]",
-    "_place_births": f"{I4}, int64, int64, int32[::1], int64[::1], uint64[::1], {CELLS}, "
-                     "int32[::1], int64[:, ::1], int64",
-    "_move_proposals": f"{I4}, int64[::1], int8[::1], int32[::1], int32[::1], uint8[::1], "
-                       "int32[::1], uint8[::1], int8[:, ::1], uint64[::1], uint64[::1], "
-                       "uint64[::1], int8[::1], int32[::1], int64[::1]",
-    "_apply_moves": "int64, int64, int32[::1], int32[::1], int32[::1], int32[::1], int64[::1], "
-                    "int64[::1]",
-    "_kill_proposals": f"{I4}, int64[::1], int8[::1], int8[::1], int32[::1], int32[::1], "
-                       "uint8[::1], uint8[::1], int32[::1], uint8[::1], int64[::1], int32[::1], "
-                       "int64[::1]",
-    "_apply_kills": "int64, int64, int32[::1], int32[::1], uint8[::1], int16[::1], int32[::1], "
-                    "int64[::1], int64[::1], int64[:, ::1], int64[::1], int64[::1]",
-    "_activate": f"{I4}, int64[::1], int8[::1], int8[::1], int32[::1], int32[::1], uint8[::1], "
-                 "int16[::1], int32[::1], uint8[::1], int64[:, ::1], int64[::1], uint64[::1], "
-                 "uint64[::1], int64[:, ::1]",
-    "_division_proposals": f"{I4}, int64[::1], int8[::1], int8[::1], int32[::1], int32[::1], "
-                           "uint8[::1], int16[::1], int32[::1], uint64[::1], int64[::1], "
-                           "int32[::1], int64[::1]",
-    "_winners": "int64, int32[::1], int64[::1], int64[::1], int32[::1]",
-    "_place_daughters": f"{I4}, int64, int32[::1], int32[::1], int64[::1], {CELLS}, "
-                        "int32[::1], int64[:, ::1], uint64",
-    "_secrete": "int64, int64, int8[::1], int8[::1], int32[::1], int32[::1], uint8[::1], "
-                "int64[:, ::1], int64[::1]",
-    "_diffuse_decay": "int64, int64[:, ::1], int64[:, ::1], uint8[::1], int64[::1], int64, "
-                      "int64[::1], int64[:, ::1]",
-    "_circulate": "int64, int64[:, ::1], int64[::1], int64[::1], int64[::1]",
-    "_react": "int64, int64[:, ::1], uint8[::1], int64[::1], int64[::1], float64[::1]",
-    "_death": "int64, int64, int64, int64[::1], int8[::1], int8[::1], uint8[::1], int32[::1], "
-              "int16[::1], uint64[::1]",
-    "_compact": f"int64, int64, int64[::1], {CELLS}, int32[::1], int64[:, ::1], {CELLS}",
-    "_count": "int64, int64, int8[::1], int8[::1], int8[::1], int32[::1], int32[::1], "
-              "uint8[::1], uint8[::1], int64[:, :, ::1]",
-}
-# fmt: on
-kernels = {
-    n for n, v in vars(C).items() if type(v).__name__ == "CUDADispatcher" and n.startswith("_")
-}
-missing = kernels - set(sig)
-if missing:
-    raise SystemExit(f"kernels without a signature here: {sorted(missing)}")
-fused = 0
-for name, args in sig.items():
-    ptx, _ = cuda.compile_ptx(getattr(C, name).py_func, f"({args},)", cc=cc)
-    fma = sum(1 for line in ptx.splitlines() if "fma.rn.f64" in line)
-    fused += fma
-    print(f"{name:22s} {len(ptx):7d} characters of PTX, fused f64 multiply-adds: {fma}")
-print(f"{len(sig)} kernels compiled for sm_{cc[0]}{cc[1]}")
+ACC = numba.typeof(np.zeros((1, 1), np.int64))
+FLAG = numba.typeof(np.zeros(1, np.int32))
+OFFSET = numba.typeof(np.zeros(1, np.int64))
+launched: dict[tuple, tuple] = {}
+
+
+def _recording(name, fn, make):
+    def call(*args, **kw):
+        launched[make(*args)] = True
+        return fn(*args, **kw)
+
+    return call
+
+
+recorder = pytypes.SimpleNamespace(**vars(numba_cpu))
+recorder.for_cells = _recording("for_cells", numba_cpu.for_cells, lambda body, n, t, c, s, p, *_: (
+    "cell map", (body,), (types.int64, ACC, *map(numba.typeof, (t, c, s, p)))))
+recorder.for_sites = _recording("for_sites", numba_cpu.for_sites, lambda body, n, t, c, s, p, *_: (
+    "site map", (body,), (ACC, *map(numba.typeof, (t, c, s, p)))))
+recorder.append = _recording("append", numba_cpu.append, lambda w, pl, n, t, c, s, p, *_: (
+    "append", (w, pl), tuple(map(numba.typeof, (t, c, s, p)))))
+recorder.scatter_min = _recording("scatter_min", numba_cpu.scatter_min, lambda n, c, s: (
+    "scatter-min", (), (types.int64, numba.typeof(c), numba.typeof(s))))
+
+simulation.get_backend = lambda name: ("numba", recorder)
+simulation.warm_up("numba")
+
+fused = compiled = 0
+for what, bodies, argtypes in launched:
+    if what == "cell map":
+        kernels = [(C._made(C._cell_map, *bodies), argtypes)]
+    elif what == "site map":
+        kernels = [(C._made(C._site_map, *bodies), argtypes)]
+    elif what == "append":
+        wins, place = bodies
+        kernels = [(C._made(C._winners, wins), (types.int64, FLAG, *argtypes)),
+                   (C._made(C._placing, place), (types.int64, FLAG, OFFSET, ACC, *argtypes))]
+    else:
+        kernels = [(C._scatter_min, argtypes)]
+    for kernel, sig in kernels:
+        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
+        fma = sum(1 for line in ptx.splitlines() if "fma.rn.f64" in line)
+        fused += fma
+        compiled += 1
+        name = "+".join(b.__name__ for b in bodies) or "scatter_min"
+        print(f"{what:12s} {name:34s} {len(ptx):7d} characters of PTX, fused f64 "
+              f"multiply-adds: {fma}")
+print(f"{compiled} kernels compiled for sm_{cc[0]}{cc[1]}")
 if fused:
     raise SystemExit("fused float64 multiply-adds would break parity with the CPU")

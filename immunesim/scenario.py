@@ -16,7 +16,7 @@ import math
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -649,7 +649,10 @@ def _loc_to_key(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
-_UNION_TAGS = {"lymphodepletion", "car_t", "anti_cd20", "vaccination", "standard_of_care"}
+#: The ``type`` tag of every kind of therapy entry.
+THERAPY_TYPES = frozenset(cls.model_fields["type"].annotation.__args__[0]
+                          for cls in get_args(get_args(Therapy)[0]))
+_UNION_TAGS = THERAPY_TYPES
 
 
 def _describe(err: dict[str, Any]) -> str:

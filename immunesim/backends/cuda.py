@@ -180,8 +180,23 @@ def _made(factory, *bodies):
 
 @cuda.jit(device=True)
 def _flush(acc, b, v, slot):
+    """Add ``v`` to bin ``b`` of the tally (column ``slot``)."""
     if v != 0:
         cuda.atomic.add(acc, (b, slot), v)
+
+
+@cuda.jit(device=True)
+def _tally(acc, slot, b0, v0, result):
+    """Add a body's ``(bin, value)`` to a run of one bin (kept in registers), flushing the
+    run to the tally when the bin changes; returns the run."""
+    b, v = result
+    if v != 0:
+        if b != b0:
+            _flush(acc, b0, v0, slot)
+            b0 = b
+            v0 = 0
+        v0 += v
+    return b0, v0
 
 
 def _cell_map(body):
@@ -192,13 +207,7 @@ def _cell_map(body):
         b0 = 0
         v0 = 0
         for i in range(start, n, cuda.gridsize(1)):
-            b, v = body(i, t, c, s, p)
-            if v != 0:
-                if b != b0:
-                    _flush(acc, b0, v0, slot)
-                    b0 = b
-                    v0 = 0
-                v0 += v
+            b0, v0 = _tally(acc, slot, b0, v0, body(i, t, c, s, p))
         _flush(acc, b0, v0, slot)
 
     return kernel
@@ -215,13 +224,7 @@ def _site_map(body):
         v0 = 0
         for site in range(start, L * L, cuda.blockDim.x * cuda.gridDim.x):
             y = site // L
-            b, v = body(layer, site, site - y * L, y, t, c, s, p)
-            if v != 0:
-                if b != b0:
-                    _flush(acc, b0, v0, slot)
-                    b0 = b
-                    v0 = 0
-                v0 += v
+            b0, v0 = _tally(acc, slot, b0, v0, body(layer, site, site - y * L, y, t, c, s, p))
         _flush(acc, b0, v0, slot)
 
     return kernel

@@ -91,19 +91,27 @@ def _direct(factory, *bodies) -> _Direct:
 # 0.68).
 
 
+@nb.njit(inline="always", cache=True)
+def _tally(acc, row, b0, v0, result):
+    """Add a body's ``(bin, value)`` to a run of one bin (kept in registers), writing the
+    run to ``acc[row]`` when the bin changes; returns the run."""
+    b, v = result
+    if v != 0:
+        if b != b0:
+            acc[row, b0] += v0
+            b0 = b
+            v0 = 0
+        v0 += v
+    return b0, v0
+
+
 def _cell_chunk(body):
     def chunk(lo, hi, t, c, s, p, acc, row):
         acc[row, :] = 0
         b0 = 0
         v0 = 0
         for i in range(lo, hi):
-            b, v = body(i, t, c, s, p)
-            if v != 0:
-                if b != b0:
-                    acc[row, b0] += v0
-                    b0 = b
-                    v0 = 0
-                v0 += v
+            b0, v0 = _tally(acc, row, b0, v0, body(i, t, c, s, p))
         acc[row, b0] += v0
 
     return nb.njit(_nrt=False)(chunk)
@@ -132,13 +140,7 @@ def _row_chunk(body):
             layer = r // L
             y = r - layer * L
             for x in range(L):
-                b, v = body(layer, y * L + x, x, y, t, c, s, p)
-                if v != 0:
-                    if b != b0:
-                        acc[row, b0] += v0
-                        b0 = b
-                        v0 = 0
-                    v0 += v
+                b0, v0 = _tally(acc, row, b0, v0, body(layer, y * L + x, x, y, t, c, s, p))
         acc[row, b0] += v0
 
     return nb.njit(_nrt=False)(chunk)

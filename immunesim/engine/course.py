@@ -14,6 +14,33 @@ from immunesim.engine.therapies import EFFECTS, Event, Patient
 from immunesim.scenario import Scenario
 
 
+class Clocked:
+    """The clock of a run that holds ``scenario``, ``step_index`` (steps done) and
+    ``course`` (its :class:`Course`): the fast engine and the Mesa reference both do."""
+
+    scenario: Scenario
+    step_index: int
+    course: Course
+
+    @property
+    def total_steps(self) -> int:
+        return self.scenario.total_steps
+
+    @property
+    def day(self) -> float:
+        """Simulated day of the current state (day 0: end of the run-in, infusion)."""
+        return self.scenario.day_of_step(self.step_index)
+
+    @property
+    def finished(self) -> bool:
+        return self.step_index >= self.total_steps
+
+    @property
+    def events(self) -> list[Event]:
+        """Therapy events that have happened."""
+        return self.course.events
+
+
 class Course:
     """Clock and therapy schedule of one run.
 
@@ -70,4 +97,4 @@ class Course:
         self.events.append(Event(step, self.scenario.day_of_step(step), kind, label, detail))
 
 
-__all__ = ["Course"]
+__all__ = ["Clocked", "Course"]

@@ -21,12 +21,11 @@ from collections.abc import Callable
 import numpy as np
 
 from immunesim.backends import get_backend
-from immunesim.engine.course import Course
+from immunesim.engine.course import Clocked, Course
 from immunesim.engine.geometry import Geometry
 from immunesim.engine.initial import initial_state
 from immunesim.engine.parameters import build_params, t_helper_threshold
 from immunesim.engine.phases import Phases
-from immunesim.engine.therapies import Event
 from immunesim.model.cells import Kind
 from immunesim.model.params import Params
 from immunesim.observe import metrics_row
@@ -37,7 +36,7 @@ from immunesim.state import BORN, DIED, State
 PHASES = ("events", "production", "movement", "contact", "molecules", "death", "observe")
 
 
-class Simulation:
+class Simulation(Clocked):
     """One simulated patient: state, schedule and the time series it records.
 
     Args:
@@ -83,25 +82,6 @@ class Simulation:
                                               / scenario.time.dt_hours)))
         self._n_lymphoid_sites = self.geometry.count("lymphoid")
         self._record()
-
-    # ------------------------------------------------------------------ the clock
-    @property
-    def total_steps(self) -> int:
-        return self.scenario.total_steps
-
-    @property
-    def day(self) -> float:
-        """Simulated day of the current state (day 0: end of the run-in, infusion)."""
-        return self.scenario.day_of_step(self.step_index)
-
-    @property
-    def finished(self) -> bool:
-        return self.step_index >= self.total_steps
-
-    @property
-    def events(self) -> list[Event]:
-        """Therapy events that have happened."""
-        return self.course.events
 
     # ------------------------------------------------------------------ the patient
     def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray) -> int:

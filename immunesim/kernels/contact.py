@@ -20,7 +20,7 @@ from immunesim.kernels.common import (
     next_generation,
     priority_key,
 )
-from immunesim.kernels.move import won
+from immunesim.kernels.move import record_proposal, won
 from immunesim.model.cells import N_KINDS, STATE_CAR_T_MEMORY
 from immunesim.model.params import (
     IP_CAR_MAX_GENERATIONS,
@@ -284,11 +284,8 @@ def division_proposal(i, t, c, s, p):
 
 @nb.njit(inline="always", cache=True)
 def propose_kill(i, t, c, s, p):
-    """CAR-T cell ``i`` writes the victim it attacks (``want``) and its key."""
-    victim, key = kill_proposal(i, t, c, s, p)
-    c.want[i] = victim
-    c.key[i] = key
-    return 0, 0
+    """CAR-T cell ``i`` proposes the victim it attacks."""
+    return record_proposal(c, i, kill_proposal(i, t, c, s, p))
 
 
 @nb.njit(inline="always", cache=True)
@@ -321,11 +318,8 @@ def activate(i, t, c, s, p):
 
 @nb.njit(inline="always", cache=True)
 def propose_division(i, t, c, s, p):
-    """Cell ``i`` writes the free site its daughter would take (``want``) and its key."""
-    target, key = division_proposal(i, t, c, s, p)
-    c.want[i] = target
-    c.key[i] = key
-    return 0, 0
+    """Cell ``i`` proposes the free site its daughter would take."""
+    return record_proposal(c, i, division_proposal(i, t, c, s, p))
 
 
 __all__ = [

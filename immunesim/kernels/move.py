@@ -65,12 +65,19 @@ def move_proposal(i, t, c, s, p):
 
 
 @nb.njit(inline="always", cache=True)
-def propose_move(i, t, c, s, p):
-    """Cell ``i`` writes the site it proposes to enter (``want``) and its key."""
-    target, key = move_proposal(i, t, c, s, p)
+def record_proposal(c, i, proposal):
+    """Cell ``i`` writes its ``(site or victim, priority key)`` proposal to its scratch
+    (``want``, ``key``) for the backend's scatter-min."""
+    target, key = proposal
     c.want[i] = target
     c.key[i] = key
     return 0, 0
+
+
+@nb.njit(inline="always", cache=True)
+def propose_move(i, t, c, s, p):
+    """Cell ``i`` proposes the site it would enter."""
+    return record_proposal(c, i, move_proposal(i, t, c, s, p))
 
 
 @nb.njit(inline="always", cache=True)

@@ -26,11 +26,10 @@ import numpy as np
 import pandas as pd
 from mesa.discrete_space import OrthogonalMooreGrid, PropertyLayer
 
-from immunesim.engine.course import Course
+from immunesim.engine.course import Clocked, Course
 from immunesim.engine.geometry import Geometry
 from immunesim.engine.parameters import build_params, t_helper_threshold
 from immunesim.engine.simulation import Simulation
-from immunesim.engine.therapies import Event
 from immunesim.kernels.lifecycle import PRODUCE_NAIVE_B
 from immunesim.model.cells import N_CLASSES, Kind
 from immunesim.model.params import IP_THR_PRODUCE, ZONE_CODE, Params
@@ -58,7 +57,7 @@ class Lattice:
     mol: np.ndarray
 
 
-class ReferenceModel(mesa.Model):
+class ReferenceModel(Clocked, mesa.Model):
     """A scenario run as a classic Mesa model: cells are agents on a Moore grid.
 
     Args:
@@ -137,24 +136,6 @@ class ReferenceModel(mesa.Model):
         """The reference continuing a fast-engine simulation from its current state (same
         scenario, seed, step, cells and molecular layers; the schedule's events to come)."""
         return cls(None, start=sim)
-
-    @property
-    def total_steps(self) -> int:
-        return self.scenario.total_steps
-
-    @property
-    def day(self) -> float:
-        """Simulated day of the current state (day 0: end of the run-in, infusion)."""
-        return self.scenario.day_of_step(self.step_index)
-
-    @property
-    def finished(self) -> bool:
-        return self.step_index >= self.total_steps
-
-    @property
-    def events(self) -> list[Event]:
-        """Therapy events that have happened."""
-        return self.course.events
 
     def _immunosuppress(self, factor: float) -> None:
         """The activation thresholds of naive and memory B cells by antigen

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from immunesim.model import cells as cells_model
+from immunesim.model.params import ZONE_NAMES
 from immunesim.plot import read_run
 from immunesim.viz.snapshots import CATEGORIES, iter_frames, list_frames, read_zones
 
@@ -31,7 +32,6 @@ PALETTE = cells_model.PALETTE
 
 #: Zone backdrop colours (marrow, lymphoid, tissue): dark tints so cells stand out.
 ZONE_COLOURS = np.array([(58, 48, 38), (34, 44, 58), (60, 34, 38)], dtype=np.uint8)
-ZONE_NAMES = ("marrow", "lymphoid", "tissue")
 
 
 def cells_to_rgb(cells: np.ndarray, zones: np.ndarray, damage: np.ndarray | None = None,
