@@ -118,6 +118,7 @@ def test_each_phase_matches_the_cpu(mid_course, phase):
     assert changed, f"phase {phase} did nothing here: the comparison would prove nothing"
 
 
+@pytest.mark.slow
 def test_a_short_sle_cd19_cart_run_matches_the_cpu():
     """The whole default scenario, shortened: conditioning, infusion, expansion; the time
     series, the events and the final state are identical on both backends."""

@@ -51,6 +51,9 @@ from immunesim.reference import run_reference
 from immunesim.scenario import load_scenario
 from tests.conftest import SCENARIOS
 
+#: Seeded ensembles of whole runs: minutes each (``pytest -m "not slow"`` leaves them out).
+pytestmark = pytest.mark.slow
+
 SEEDS = tuple(range(1, 21))
 #: Family-wise false-alarm rate of one scenario's comparison.
 ALPHA = 0.01

@@ -17,6 +17,9 @@ import pytest
 import immunesim
 from tests.conftest import SCENARIOS
 
+#: Seeded ensembles of whole runs: minutes each (``pytest -m "not slow"`` leaves them out).
+pytestmark = pytest.mark.slow
+
 REDUCED = ["lattice.size=80", "time.follow_up_days=400"]
 SEEDS = (1, 2, 3)
 

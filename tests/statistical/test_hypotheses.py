@@ -11,6 +11,9 @@ import pytest
 import immunesim
 from tests.conftest import SCENARIOS
 
+#: Seeded ensembles of whole runs: minutes each (``pytest -m "not slow"`` leaves them out).
+pytestmark = pytest.mark.slow
+
 SEEDS = (1, 2)
 
 
