@@ -55,8 +55,10 @@ class _Direct:
     set of argument types: the state's arrays have the dtypes of the field table, the
     parameters those of :func:`~immunesim.engine.parameters.build_params`, and each body
     its own launch tuple. So after the first call (through the dispatcher, which compiles
-    or loads the kernel) the entry point of its single overload is called directly; a
-    kernel that ever gets a second signature goes back to the dispatcher.
+    or loads the kernel, and which is used for good if it made more than one overload) the
+    entry point of the kernel's single overload is called directly, without checking the
+    types again: a launch must pass the types of the first (C-contiguous arrays of the
+    declared dtypes), or its arguments would be misread.
     """
 
     __slots__ = ("kernel", "entry")
