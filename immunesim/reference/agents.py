@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from mesa.discrete_space import CellAgent
 
 from immunesim.engine.geometry import DX, DY
-from immunesim.model.cells import STATE_CAR_T_MEMORY, Kind
+from immunesim.model.cells import N_KINDS, STATE_CAR_T_MEMORY, Kind, kinds_of_lineage
 from immunesim.model.params import (
     IP_LAYER_CYTO,
     IP_THR_CAR_MEMORY,
@@ -199,9 +199,12 @@ class CarTCell(ImmuneCell):
         return CarTCell(self.model, cell, self.spec, self.car_mask, state, self.counter)
 
 
-#: Agent class of each cell kind.
+#: Agent class of each cell kind: the B lineage's kinds are B cells (a B cell changes kind as
+#: it activates and differentiates), T helpers and CAR-T cells have their own classes, any
+#: other kind is a plain :class:`ImmuneCell` (it moves, divides and dies).
 AGENT_CLASS: dict[int, type[ImmuneCell]] = {
-    **dict.fromkeys((_NAIVE_B, _ACTIVATED_B, _MEMORY_B, _PLASMABLAST, _LLPC), BCell),
+    **{i: ImmuneCell for i in range(N_KINDS)},
+    **dict.fromkeys(kinds_of_lineage("B"), BCell),
     int(Kind.T_HELPER): THelper,
     _CAR_T: CarTCell,
 }
