@@ -20,7 +20,7 @@ from immunesim.kernels.common import Tick
 from immunesim.kernels.lifecycle import Births, Depletion
 from immunesim.kernels.molecules import Transport
 from immunesim.kernels.slots import Compaction, Infusion
-from immunesim.model.cells import CAR_T_MEMORY_CLASS, N_CLASSES, N_KINDS, Kind
+from immunesim.model.cells import N_CLASSES, N_KINDS, Kind
 from immunesim.model.params import Params
 from immunesim.state import BORN, CONV_IN, CONV_OUT, DIED, State
 
@@ -159,4 +159,4 @@ class Phases:
         return self.b.to_host(tally).reshape(N_CLASSES, n_spec, 3)
 
 
-__all__ = ["CAR_T_MEMORY_CLASS", "Phases"]
+__all__ = ["Phases"]

@@ -7,7 +7,7 @@ from collections import namedtuple
 import numba as nb
 
 from immunesim.kernels.common import CAR_T, LLPC, PLASMABLAST, bears
-from immunesim.model.cells import CAR_T_MEMORY_CLASS, N_KINDS, STATE_CAR_T_MEMORY
+from immunesim.model.cells import CAR_T_MEMORY_CLASS, STATE_CAR_T_MEMORY
 from immunesim.model.params import IP_N_SPEC, IP_SECRETE_LLPC, IP_SECRETE_PB, IP_THR_PRODUCE
 from immunesim.rng import S_DEATH, S_DEPLETE, S_PRODUCE, S_PRODUCE_SPEC, S_T_HELPER, rand53
 
@@ -178,7 +178,7 @@ def census(i, t, c, s, p):
     return (k * p.ip[IP_N_SPEC] + c.spec[i]) * 3 + s.zone[c.y[i] * t.L + c.x[i]], 1
 
 
-__all__ = ["Births", "Depletion", "N_KINDS", "PRODUCE_NAIVE_B", "PRODUCE_NONE",
+__all__ = ["Births", "Depletion", "PRODUCE_NAIVE_B", "PRODUCE_NONE",
            "PRODUCE_T_HELPER", "age", "cell_class", "census", "countdown", "deplete",
            "depleted", "dies", "makes_cell", "mark_production", "new_specificity", "production",
            "production_at", "secrete", "secretion", "specificity"]
