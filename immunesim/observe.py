@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def metrics_row(sim: Simulation) -> dict[str, Any]:
     """Metrics of a simulation's current state (the fast engine's or the Mesa reference's:
-    both give ``count_cells()`` and ``layer_totals(zone)``)."""
+    both give ``count_cells()``, ``layer_totals()`` and ``layer_total(row, zone)``)."""
     p, s = sim.params, sim.scenario
     counts = sim.count_cells()  # [class, spec, zone]
     by_class = counts.sum(axis=(1, 2))
@@ -68,8 +68,8 @@ def metrics_row(sim: Simulation) -> dict[str, Any]:
     row["autoantigen"] = totals[layers.autoantigen] / MOL_SCALE / n_sites
     row["immune_complex"] = totals[layers.immune_complex] / MOL_SCALE / n_sites
     row["cytokine"] = totals[layers.cytokine] / MOL_SCALE / n_sites
-    n_tissue = max(1, int(np.count_nonzero(sim.geometry.mask("tissue"))))
-    damage = sim.layer_totals("tissue")[layers.damage]
+    n_tissue = max(1, sim.geometry.count("tissue"))
+    damage = sim.layer_total(layers.damage, "tissue")
     row["damage"] = float(damage) / MOL_SCALE / n_tissue
     row["kills"] = int(sim.kills_since_sample)
     return row

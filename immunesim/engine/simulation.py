@@ -81,6 +81,7 @@ class Simulation(Clocked):
         self._sample_every = max(1, int(round(scenario.time.sample_every_hours
                                               / scenario.time.dt_hours)))
         self._n_lymphoid_sites = self.geometry.count("lymphoid")
+        self._zone_masks: dict[str, object] = {}
         self._record()
 
     # ------------------------------------------------------------------ the patient
@@ -100,10 +101,15 @@ class Simulation(Clocked):
         return int(chosen.size)
 
     def add_antigen(self, layer: str, zone: str, amount: int) -> None:
-        row = self.params.layers.index(layer)
-        sites = self.backend.asarray(self.geometry.mask(zone))
-        antigen = self.state.mol[row]  # a view: plain boolean indexing on NumPy and CuPy
-        antigen[sites] += amount
+        antigen = self.state.mol[self.params.layers.index(layer)]  # a view
+        antigen[self._zone(zone)] += amount  # plain boolean indexing on NumPy and CuPy
+
+    def _zone(self, zone: str):
+        """The sites of a zone as a boolean array on the backend (made once per zone)."""
+        mask = self._zone_masks.get(zone)
+        if mask is None:
+            mask = self._zone_masks[zone] = self.backend.asarray(self.geometry.mask(zone))
+        return mask
 
     def _immunosuppress(self, factor: float) -> None:
         naive, memory = self._host_params.activation_luts(factor)
@@ -116,13 +122,14 @@ class Simulation(Clocked):
         """Cell counts, int64[N_CLASSES, n_spec, 3] by class, specificity and zone."""
         return self.phases.count_cells(self.state, self.params)
 
-    def layer_totals(self, zone: str | None = None) -> np.ndarray:
-        """int64[n_layers]: each molecular layer summed over the sites (of a zone), in
-        internal units, on the host."""
-        mol = self.state.mol
-        if zone is not None:
-            mol = mol[:, self.backend.asarray(self.geometry.mask(zone))]
-        return self.backend.to_host(mol.sum(axis=1))
+    def layer_totals(self) -> np.ndarray:
+        """int64[n_layers]: each molecular layer summed over the lattice, in internal
+        units, on the host."""
+        return self.backend.to_host(self.state.mol.sum(axis=1))
+
+    def layer_total(self, row: int, zone: str) -> int:
+        """One molecular layer summed over the sites of a zone, in internal units."""
+        return int(self.state.mol[row][self._zone(zone)].sum())
 
     def _record(self) -> None:
         self.rows.append(metrics_row(self))

@@ -254,10 +254,13 @@ class ReferenceModel(Clocked, mesa.Model):
             out[rules.cell_class(a.kind, a.state), a.spec, a.cell.zone] += 1
         return out
 
-    def layer_totals(self, zone: str | None = None) -> np.ndarray:
-        """int64[n_layers]: each layer summed over the sites (of a zone)."""
-        mol = self.state.mol
-        return (mol if zone is None else mol[:, self.geometry.mask(zone)]).sum(axis=1)
+    def layer_totals(self) -> np.ndarray:
+        """int64[n_layers]: each layer summed over the lattice."""
+        return self.state.mol.sum(axis=1)
+
+    def layer_total(self, row: int, zone: str) -> int:
+        """One layer summed over the sites of a zone."""
+        return int(self.state.mol[row, self.geometry.mask(zone)].sum())
 
     def run(self) -> RunResult:
         """Run to the end of the scenario; the time series, endpoints and events in the
