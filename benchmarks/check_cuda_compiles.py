@@ -53,14 +53,30 @@ def _recording(name, fn, make):
 
 
 recorder = pytypes.SimpleNamespace(**vars(numba_cpu))
-recorder.for_cells = _recording("for_cells", numba_cpu.for_cells, lambda body, n, t, c, s, p, *_: (
-    "cell map", (body,), (types.int64, ACC, *map(numba.typeof, (t, c, s, p)))))
-recorder.for_sites = _recording("for_sites", numba_cpu.for_sites, lambda body, n, t, c, s, p, *_: (
-    "site map", (body,), (ACC, *map(numba.typeof, (t, c, s, p)))))
-recorder.append = _recording("append", numba_cpu.append, lambda w, pl, n, t, c, s, p, *_: (
-    "append", (w, pl), tuple(map(numba.typeof, (t, c, s, p)))))
-recorder.scatter_min = _recording("scatter_min", numba_cpu.scatter_min, lambda n, c, s: (
-    "scatter-min", (), (types.int64, numba.typeof(c), numba.typeof(s))))
+recorder.for_cells = _recording(
+    "for_cells",
+    numba_cpu.for_cells,
+    lambda body, n, t, c, s, p, *_: (
+        "cell map",
+        (body,),
+        (types.int64, ACC, *map(numba.typeof, (t, c, s, p))),
+    ),
+)
+recorder.for_sites = _recording(
+    "for_sites",
+    numba_cpu.for_sites,
+    lambda body, n, t, c, s, p, *_: ("site map", (body,), (ACC, *map(numba.typeof, (t, c, s, p)))),
+)
+recorder.append = _recording(
+    "append",
+    numba_cpu.append,
+    lambda w, pl, n, t, c, s, p, *_: ("append", (w, pl), tuple(map(numba.typeof, (t, c, s, p)))),
+)
+recorder.scatter_min = _recording(
+    "scatter_min",
+    numba_cpu.scatter_min,
+    lambda n, c, s: ("scatter-min", (), (types.int64, numba.typeof(c), numba.typeof(s))),
+)
 
 simulation.get_backend = lambda name: ("numba", recorder)
 simulation.warm_up("numba")
@@ -73,8 +89,10 @@ for what, bodies, argtypes in launched:
         kernels = [(C._made(C._site_map, *bodies), argtypes)]
     elif what == "append":
         wins, place = bodies
-        kernels = [(C._made(C._winners, wins), (types.int64, FLAG, *argtypes)),
-                   (C._made(C._placing, place), (types.int64, FLAG, OFFSET, ACC, *argtypes))]
+        kernels = [
+            (C._made(C._winners, wins), (types.int64, FLAG, *argtypes)),
+            (C._made(C._placing, place), (types.int64, FLAG, OFFSET, ACC, *argtypes)),
+        ]
     else:
         kernels = [(C._scatter_min, argtypes)]
     for kernel, sig in kernels:
@@ -83,8 +101,9 @@ for what, bodies, argtypes in launched:
         fused += fma
         compiled += 1
         name = "+".join(b.__name__ for b in bodies) or "scatter_min"
-        print(f"{what:12s} {name:34s} {len(ptx):7d} characters of PTX, fused f64 "
-              f"multiply-adds: {fma}")
+        print(
+            f"{what:12s} {name:34s} {len(ptx):7d} characters of PTX, fused f64 multiply-adds: {fma}"
+        )
 print(f"{compiled} kernels compiled for sm_{cc[0]}{cc[1]}")
 if fused:
     raise SystemExit("fused float64 multiply-adds would break parity with the CPU")

@@ -33,8 +33,13 @@ print(json.dumps([(r["lattice"], r["threads"], r["cell_updates_per_second"])
 def measure(tree: Path, sizes: str, steps: int) -> dict[tuple[int, int], float]:
     """Cell-updates/s per (lattice, threads) of the immunesim in ``tree``."""
     env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
-    out = subprocess.run([sys.executable, "-c", _CHILD, sizes, str(steps)], env=env,
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, sizes, str(steps)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return {(lat, thr): rate for lat, thr, rate in json.loads(out.strip().splitlines()[-1])}
 
 

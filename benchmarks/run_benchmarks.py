@@ -48,7 +48,8 @@ def markdown(res: dict) -> str:
             f"| {r['lattice']}^2 | {r['cells']:,} | {r['backend']} | {where} | "
             f"{r['cell_updates_per_second']:.3g} | {r['cost_vs_floor']:.1f} | "
             f"{r['bytes_per_site_plus_cell']:.0f} | {slow} "
-            f"({100 * r['phase_fraction'][slow]:.0f}%) |")
+            f"({100 * r['phase_fraction'][slow]:.0f}%) |"
+        )
     cmp = res.get("mesa_comparison")
     if cmp:
         lines += [
@@ -69,14 +70,27 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="small sizes only")
     ap.add_argument("--steps", type=int, default=48, help="timed steps per configuration")
     ap.add_argument("--out", type=Path, default=None, help="results file (JSON)")
-    ap.add_argument("--sizes", type=lambda v: tuple(int(x) for x in v.split(",")),
-                    default=None, help="lattice sides, comma-separated")
-    ap.add_argument("--backend", action="append", choices=("numba", "cuda"), default=None,
-                    help="backend to measure (repeatable; default numba)")
+    ap.add_argument(
+        "--sizes",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        default=None,
+        help="lattice sides, comma-separated",
+    )
+    ap.add_argument(
+        "--backend",
+        action="append",
+        choices=("numba", "cuda"),
+        default=None,
+        help="backend to measure (repeatable; default numba)",
+    )
     args = ap.parse_args(argv)
     backends = tuple(dict.fromkeys(args.backend or ["numba"]))
-    res = run_bench(args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES), steps=args.steps,
-                    backends=backends, mesa="numba" in backends)
+    res = run_bench(
+        args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES),
+        steps=args.steps,
+        backends=backends,
+        mesa="numba" in backends,
+    )
     stamp = datetime.date.today().isoformat()
     out = args.out or HERE / "results" / f"{stamp}-{platform.node() or 'machine'}.json"
     write_json(out, res)

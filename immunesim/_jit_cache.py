@@ -70,8 +70,11 @@ class _KernelCache(FunctionCache):
         def digest(b: bytes) -> str:
             return hashlib.sha256(b).hexdigest()
 
-        return (sig, codegen.magic_tuple(),
-                (digest(self._py_func.__code__.co_code), digest(self._name.encode())))
+        return (
+            sig,
+            codegen.magic_tuple(),
+            (digest(self._py_func.__code__.co_code), digest(self._name.encode())),
+        )
 
 
 def cache_kernel(kernel, *bodies) -> None:

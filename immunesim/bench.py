@@ -44,25 +44,38 @@ MESA_SIZE = 200
 #: Timed steps of the Mesa reference: one simulated day (about 0.12 s a step at 10^4 cells).
 MESA_STEPS = 24
 #: Columns of :func:`comparison_rows`.
-COMPARISON_COLUMNS = ("lattice", "cells", "engine", "threads", "cell-updates/s",
-                      "speed-up over Mesa")
+COMPARISON_COLUMNS = (
+    "lattice",
+    "cells",
+    "engine",
+    "threads",
+    "cell-updates/s",
+    "speed-up over Mesa",
+)
 
 
 def _scenario(size: int, run_in_days: float):
-    return load_scenario({
-        "lattice": {"size": size},
-        "time": {"run_in_days": run_in_days, "follow_up_days": 30.0},
-        "therapy": [{"type": "standard_of_care", "activation_factor": 0.7}],
-    })
+    return load_scenario(
+        {
+            "lattice": {"size": size},
+            "time": {"run_in_days": run_in_days, "follow_up_days": 30.0},
+            "therapy": [{"type": "standard_of_care", "activation_factor": 0.7}],
+        }
+    )
 
 
 def floor_rate(sim: Simulation, steps: int) -> float:
     """Cell-updates per second of a bare random walk of the simulation's cells."""
     st, p, b, ph = sim.state, sim.params, sim.backend, sim.phases
     k = p.k
-    walk = dataclasses.replace(p, k=k._replace(thr_move=b.xp.full_like(k.thr_move, ONE53),
-                                               thr_stay=b.xp.zeros_like(k.thr_stay),
-                                               thr_homing=b.xp.zeros_like(k.thr_homing)))
+    walk = dataclasses.replace(
+        p,
+        k=k._replace(
+            thr_move=b.xp.full_like(k.thr_move, ONE53),
+            thr_stay=b.xp.zeros_like(k.thr_stay),
+            thr_homing=b.xp.zeros_like(k.thr_homing),
+        ),
+    )
     ph.move(st, walk, sim.seed, 10**7)  # compile
     b.synchronize()
     t0 = time.perf_counter()
@@ -72,8 +85,9 @@ def floor_rate(sim: Simulation, steps: int) -> float:
     return st.n * steps / (time.perf_counter() - t0)
 
 
-def timed_steps(step: Callable[[], None], count: Callable[[], int],
-                steps: int) -> tuple[float, float]:
+def timed_steps(
+    step: Callable[[], None], count: Callable[[], int], steps: int
+) -> tuple[float, float]:
     """Run ``step()`` ``steps`` times; the mean of ``count()`` (live cells) after each step
     and the wall seconds of the steps."""
     cells = []
@@ -84,8 +98,9 @@ def timed_steps(step: Callable[[], None], count: Callable[[], int],
     return float(np.mean(cells)), time.perf_counter() - t0
 
 
-def bench_one(size: int, threads: int, steps: int, run_in_days: float,
-              backend: str = "numba") -> dict[str, Any]:
+def bench_one(
+    size: int, threads: int, steps: int, run_in_days: float, backend: str = "numba"
+) -> dict[str, Any]:
     """One configuration: ``size`` x ``size`` sites on ``backend`` (``threads`` numba
     threads; a GPU backend ignores them)."""
     numba.set_num_threads(threads)
@@ -113,19 +128,30 @@ def bench_one(size: int, threads: int, steps: int, run_in_days: float,
     }
 
 
-def _best_of(repeats: int, step: Callable[[], None], count: Callable[[], int],
-             steps: int) -> dict[str, Any]:
+def _best_of(
+    repeats: int, step: Callable[[], None], count: Callable[[], int], steps: int
+) -> dict[str, Any]:
     """The fastest of ``repeats`` timings of ``steps`` steps (other processes on the machine
     only ever add time): its steps, mean live cells, wall seconds and cell-updates/s."""
     runs = [timed_steps(step, count, steps) for _ in range(repeats)]
     cells, wall = min(runs, key=lambda r: r[1] / r[0])
-    return {"steps": steps, "repeats": repeats, "cells": int(round(cells)),
-            "wall_seconds": wall, "cell_updates_per_second": cells * steps / wall}
+    return {
+        "steps": steps,
+        "repeats": repeats,
+        "cells": int(round(cells)),
+        "wall_seconds": wall,
+        "cell_updates_per_second": cells * steps / wall,
+    }
 
 
-def mesa_comparison(size: int = MESA_SIZE, threads=None, steps: int = 48,
-                    mesa_steps: int = MESA_STEPS, run_in_days: float = 3.0,
-                    repeats: int = 3) -> dict[str, Any]:
+def mesa_comparison(
+    size: int = MESA_SIZE,
+    threads=None,
+    steps: int = 48,
+    mesa_steps: int = MESA_STEPS,
+    run_in_days: float = 3.0,
+    repeats: int = 3,
+) -> dict[str, Any]:
     """Cell-updates per second of the Mesa reference and of the fast engine (numba CPU, at
     each thread count) on the same state, and the speed-up of the fast engine.
 
@@ -144,8 +170,12 @@ def mesa_comparison(size: int = MESA_SIZE, threads=None, steps: int = 48,
     t0 = time.perf_counter()
     ref = ReferenceModel.from_simulation(sim)
     setup = time.perf_counter() - t0
-    mesa = {"engine": "mesa-reference", "threads": 1, "setup_seconds": setup,
-            **_best_of(repeats, ref.step, lambda: len(ref.agents), mesa_steps)}
+    mesa = {
+        "engine": "mesa-reference",
+        "threads": 1,
+        "setup_seconds": setup,
+        **_best_of(repeats, ref.step, lambda: len(ref.agents), mesa_steps),
+    }
     fast = []
     for t in threads:
         numba.set_num_threads(t)
@@ -158,18 +188,38 @@ def mesa_comparison(size: int = MESA_SIZE, threads=None, steps: int = 48,
 
 def comparison_rows(cmp: dict[str, Any]) -> list[tuple[str, ...]]:
     """The Mesa comparison as table rows of strings (:data:`COMPARISON_COLUMNS`)."""
-    rows = [(f"{cmp['lattice']}^2", f"{cmp['mesa']['cells']:,}", "Mesa reference", "1",
-             f"{cmp['mesa']['cell_updates_per_second']:.3g}", "1")]
+    rows = [
+        (
+            f"{cmp['lattice']}^2",
+            f"{cmp['mesa']['cells']:,}",
+            "Mesa reference",
+            "1",
+            f"{cmp['mesa']['cell_updates_per_second']:.3g}",
+            "1",
+        )
+    ]
     for r in cmp["fast"]:
-        rows.append((f"{cmp['lattice']}^2", f"{r['cells']:,}", "immunesim (numba)",
-                     str(r["threads"]), f"{r['cell_updates_per_second']:.3g}",
-                     f"{r['speedup_over_mesa']:,.0f}"))
+        rows.append(
+            (
+                f"{cmp['lattice']}^2",
+                f"{r['cells']:,}",
+                "immunesim (numba)",
+                str(r["threads"]),
+                f"{r['cell_updates_per_second']:.3g}",
+                f"{r['speedup_over_mesa']:,.0f}",
+            )
+        )
     return rows
 
 
-def run_bench(sizes=QUICK_SIZES, threads=None, steps: int = 48,
-              run_in_days: float = 3.0, mesa: bool = True,
-              backends: tuple[str, ...] = ("numba",)) -> dict[str, Any]:
+def run_bench(
+    sizes=QUICK_SIZES,
+    threads=None,
+    steps: int = 48,
+    run_in_days: float = 3.0,
+    mesa: bool = True,
+    backends: tuple[str, ...] = ("numba",),
+) -> dict[str, Any]:
     """Benchmark every size on every backend (the numba backend at every thread count),
     then (with ``mesa``) the comparison with the Mesa reference at :data:`MESA_SIZE`;
     returns results with hardware info. Compilation is timed apart, per backend."""
@@ -178,12 +228,16 @@ def run_bench(sizes=QUICK_SIZES, threads=None, steps: int = 48,
     results = []
     for size in sizes:
         for b in backends:
-            for t in (threads if b == "numba" else [numba.config.NUMBA_NUM_THREADS]):
+            for t in threads if b == "numba" else [numba.config.NUMBA_NUM_THREADS]:
                 results.append(bench_one(size, t, steps, run_in_days, b))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    res = {"jit_warm_up_seconds": sum(jit.values()), "jit_seconds_per_backend": jit,
-           "hardware": io.hardware(), "versions": io.versions(), "results": results}
+    res = {
+        "jit_warm_up_seconds": sum(jit.values()),
+        "jit_seconds_per_backend": jit,
+        "hardware": io.hardware(),
+        "versions": io.versions(),
+        "results": results,
+    }
     if mesa:
-        res["mesa_comparison"] = mesa_comparison(MESA_SIZE, threads, steps, MESA_STEPS,
-                                                 run_in_days)
+        res["mesa_comparison"] = mesa_comparison(MESA_SIZE, threads, steps, MESA_STEPS, run_in_days)
     return res

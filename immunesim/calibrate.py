@@ -35,8 +35,9 @@ class CalibrationResult:
 
     @property
     def value(self) -> float:
-        return self.interpolated_value if self.interpolated_value is not None \
-            else self.best_grid_value
+        return (
+            self.interpolated_value if self.interpolated_value is not None else self.best_grid_value
+        )
 
 
 def find_target(name: str) -> Target:
@@ -69,10 +70,19 @@ def calibrate(
         except ScenarioError as exc:
             raise ScenarioError("--param", exc.key, exc.expected) from None
         table, summary = run_cohort(s, patients, out / f"point_{i:02d}", seed=seed, jobs=jobs)
-        st = summary["endpoints"].get(target.endpoint, {"median": None, "p5": None,
-                                                        "p95": None, "n": 0, "of": patients})
-        rows.append({"value": v, "median": st["median"], "p5": st["p5"], "p95": st["p95"],
-                     "reached": st["n"], "of": st["of"]})
+        st = summary["endpoints"].get(
+            target.endpoint, {"median": None, "p5": None, "p95": None, "n": 0, "of": patients}
+        )
+        rows.append(
+            {
+                "value": v,
+                "median": st["median"],
+                "p5": st["p5"],
+                "p95": st["p95"],
+                "reached": st["n"],
+                "of": st["of"],
+            }
+        )
         if progress:
             progress(i + 1, len(values))
     grid = pd.DataFrame(rows)
@@ -92,13 +102,21 @@ def calibrate(
             break
     result = CalibrationResult(key, target, grid, best, interp)
     io._atomic_write(out / "calibration.csv", lambda p: grid.to_csv(p, index=False))
-    io.write_json(out / "calibration.json", {
-        "key": key, "target": target.name, "endpoint": target.endpoint,
-        "published_point": target.point, "published_range": [target.low, target.high],
-        "patients_per_point": patients, "best_grid_value": best,
-        "interpolated_value": interp, "apply_with": f"--set {key}={result.value:.6g}",
-        "grid": rows,
-    })
+    io.write_json(
+        out / "calibration.json",
+        {
+            "key": key,
+            "target": target.name,
+            "endpoint": target.endpoint,
+            "published_point": target.point,
+            "published_range": [target.low, target.high],
+            "patients_per_point": patients,
+            "best_grid_value": best,
+            "interpolated_value": interp,
+            "apply_with": f"--set {key}={result.value:.6g}",
+            "grid": rows,
+        },
+    )
     _plot(result, out / "calibration.png")
     return result
 
@@ -116,8 +134,9 @@ def _plot(res: CalibrationResult, path: Path) -> None:
         ax.axhspan(t.low, t.high, color="#0072B2", alpha=0.12, label=f"published: {t.tolerance}")
     ax.axhline(t.point, color="#0072B2", lw=1, ls="--")
     yerr = np.array([g["median"] - g["p5"], g["p95"] - g["median"]])
-    ax.errorbar(g["value"], g["median"], yerr=yerr, fmt="o-", color="#D55E00",
-                label="cohort median (5-95%)")
+    ax.errorbar(
+        g["value"], g["median"], yerr=yerr, fmt="o-", color="#D55E00", label="cohort median (5-95%)"
+    )
     ax.axvline(res.value, color="#444444", lw=1, ls=":", label=f"fitted {res.value:.4g}")
     ax.set_xlabel(res.key)
     ax.set_ylabel(t.endpoint)

@@ -47,23 +47,25 @@ def run(
     ] = None,
     backend: Annotated[
         str | None,
-        typer.Option(help="auto | numba | cuda (default: run.backend; auto takes a GPU when "
-                          "there is one)."),
+        typer.Option(
+            help="auto | numba | cuda (default: run.backend; auto takes a GPU when there is one)."
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     flush_seconds: Annotated[
         float,
-        typer.Option(help="Rewrite the outputs at least this often during the run (seconds).",
-                     min=0.0),
+        typer.Option(
+            help="Rewrite the outputs at least this often during the run (seconds).", min=0.0
+        ),
     ] = 30.0,
     patients: Annotated[
         int | None,
-        typer.Option(help="Run a cohort of this many virtual patients (see [[variability]]).",
-                     min=1),
+        typer.Option(
+            help="Run a cohort of this many virtual patients (see [[variability]]).", min=1
+        ),
     ] = None,
     jobs: Annotated[
-        int | None, typer.Option(help="Worker processes for a cohort (default: cores).",
-                                    min=1)
+        int | None, typer.Option(help="Worker processes for a cohort (default: cores).", min=1)
     ] = None,
 ) -> None:
     """Run a scenario and write timeseries.csv/.parquet, endpoints.json and manifest.json.
@@ -101,8 +103,7 @@ def run(
             console=err,
             transient=False,
         )
-        task = bar.add_task(s.name, total=s.total_steps, day=s.day_of_step(0), cells="",
-                            rate=0.0)
+        task = bar.add_task(s.name, total=s.total_steps, day=s.day_of_step(0), cells="", rate=0.0)
         t0 = [time.perf_counter(), 0]
 
         def progress(sim) -> None:  # noqa: F811 - the progress callback
@@ -110,16 +111,25 @@ def run(
             now = time.perf_counter()
             rate = (sim.step_index - t0[1]) / max(now - t0[0], 1e-9)
             t0[0], t0[1] = now, sim.step_index
-            cells = (f"B {row['b_cells']:>6}  CAR-T {row['car_t']:>6}  "
-                     f"LLPC {row['llpc']:>5}  anti-dsDNA {row['anti_dsdna']:7.2f}")
+            cells = (
+                f"B {row['b_cells']:>6}  CAR-T {row['car_t']:>6}  "
+                f"LLPC {row['llpc']:>5}  anti-dsDNA {row['anti_dsdna']:7.2f}"
+            )
             bar.update(task, completed=sim.step_index, day=sim.day, cells=cells, rate=rate)
 
     try:
         if bar is not None:
             bar.start()
         try:
-            result = run_scenario(s, seed, backend=backend, out=out_dir, progress=progress,
-                                  flush_seconds=flush_seconds, argv=sys.argv)
+            result = run_scenario(
+                s,
+                seed,
+                backend=backend,
+                out=out_dir,
+                progress=progress,
+                flush_seconds=flush_seconds,
+                argv=sys.argv,
+            )
         finally:
             if bar is not None:
                 bar.stop()
@@ -137,9 +147,14 @@ def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet) -> None:
     bar = None
     progress = None
     if not quiet:
-        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                       TextColumn("{task.completed}/{task.total} patients"),
-                       TimeElapsedColumn(), TimeRemainingColumn(), console=err)
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} patients"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+        )
         task = bar.add_task(f"{s.name} cohort", total=patients)
 
         def progress(done: int, total: int) -> None:
@@ -147,8 +162,9 @@ def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet) -> None:
 
         bar.start()
     try:
-        _, summary = run_cohort(s, patients, out_dir, seed=seed, jobs=jobs, backend=backend,
-                                progress=progress)
+        _, summary = run_cohort(
+            s, patients, out_dir, seed=seed, jobs=jobs, backend=backend, progress=progress
+        )
     except KeyboardInterrupt:
         err.print(f"interrupted: finished patients are in {out_dir}")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -163,8 +179,9 @@ def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet) -> None:
         return "-" if v is None else v if isinstance(v, str) else f"{v:.3g}"
 
     for name, st in summary["endpoints"].items():
-        table.add_row(name, fmt(st["median"]), fmt(st["p5"]), fmt(st["p95"]),
-                      f"{st['n']}/{st['of']}")
+        table.add_row(
+            name, fmt(st["median"]), fmt(st["p5"]), fmt(st["p95"]), f"{st['n']}/{st['of']}"
+        )
     out.print(table)
     out.print(f"wrote {out_dir}/cohort.csv, cohort_summary.json and {patients} patient runs")
 
@@ -253,12 +270,17 @@ def report(
 @app.command()
 def calibrate(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML).")],
-    param: Annotated[str, typer.Option(help="Key path of the value to fit, e.g. "
-                                            "therapy.2.memory_kill_factor.")],
+    param: Annotated[
+        str, typer.Option(help="Key path of the value to fit, e.g. therapy.2.memory_kill_factor.")
+    ],
     low: Annotated[float, typer.Option(help="Lowest value of the grid.")],
     high: Annotated[float, typer.Option(help="Highest value of the grid.")],
-    target: Annotated[str, typer.Option(help="Published target to fit (a name in "
-                                             "immunesim/data/clinical_targets.toml).")],
+    target: Annotated[
+        str,
+        typer.Option(
+            help="Published target to fit (a name in immunesim/data/clinical_targets.toml)."
+        ),
+    ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the runs.")],
     points: Annotated[int, typer.Option(help="Grid points.", min=2)] = 5,
     patients: Annotated[int, typer.Option(help="Virtual patients per grid point.", min=1)] = 3,
@@ -283,40 +305,62 @@ def calibrate(
         _fail(f"--target: {exc.args[0]}")
     values = [float(v) for v in np.linspace(low, high, points)]
     try:
-        res = fit(s, param, values, t, out_dir, patients=patients, seed=seed, jobs=jobs,
-                  progress=lambda i, n: err.print(f"grid point {i}/{n} done"))
+        res = fit(
+            s,
+            param,
+            values,
+            t,
+            out_dir,
+            patients=patients,
+            seed=seed,
+            jobs=jobs,
+            progress=lambda i, n: err.print(f"grid point {i}/{n} done"),
+        )
     except ScenarioError as exc:
         _fail(str(exc))
-    table = Table(title=f"{t.endpoint} against {param} (published {t.point:g})",
-                  header_style="bold")
+    table = Table(
+        title=f"{t.endpoint} against {param} (published {t.point:g})", header_style="bold"
+    )
     for col in (param, "median", "5%", "95%", "reached"):
         table.add_column(col, justify="right")
     for _, r in res.grid.iterrows():
+
         def fmt(v):
             return "-" if v is None or v != v else f"{v:.3g}"
 
-        table.add_row(f"{r['value']:.4g}", fmt(r["median"]), fmt(r["p5"]), fmt(r["p95"]),
-                      f"{int(r['reached'])}/{int(r['of'])}")
+        table.add_row(
+            f"{r['value']:.4g}",
+            fmt(r["median"]),
+            fmt(r["p5"]),
+            fmt(r["p95"]),
+            f"{int(r['reached'])}/{int(r['of'])}",
+        )
     out.print(table)
-    out.print(f"fitted {param} = {res.value:.4g}; apply with --set {param}={res.value:.4g}; "
-              f"runs, calibration.csv/.json/.png in {out_dir}")
+    out.print(
+        f"fitted {param} = {res.value:.4g}; apply with --set {param}={res.value:.4g}; "
+        f"runs, calibration.csv/.json/.png in {out_dir}"
+    )
 
 
 @app.command()
 def animate(
-    source: Annotated[Path, typer.Argument(help="A run directory with snapshots, or a "
-                                               "scenario file to run first.")],
+    source: Annotated[
+        Path,
+        typer.Argument(help="A run directory with snapshots, or a scenario file to run first."),
+    ],
     out_file: Annotated[Path, typer.Option("--out", "-o", help="reset.mp4, .gif or .html")],
     fps: Annotated[float, typer.Option(help="Frames per second.", min=0.1)] = 12.0,
     width: Annotated[int, typer.Option(help="Frame width in pixels (16:9).", min=320)] = 960,
-    days: Annotated[str | None, typer.Option(help="Day range FIRST:LAST, e.g. -30:365.")
-                    ] = None,
+    days: Annotated[str | None, typer.Option(help="Day range FIRST:LAST, e.g. -30:365.")] = None,
     every: Annotated[int, typer.Option(help="Use every N-th snapshot.", min=1)] = 1,
     overlay: Annotated[str | None, typer.Option(help="Molecular overlay: damage.")] = None,
-    run_dir: Annotated[Path | None, typer.Option(
-        help="Where to run a scenario given as SOURCE (default: next to --out).")] = None,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Overrides when SOURCE is a scenario.")] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where to run a scenario given as SOURCE (default: next to --out)."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Overrides when SOURCE is a scenario.")
+    ] = None,
 ) -> None:
     """Animate the immune reset: lattice, time series with a cursor, phase captions."""
     from immunesim.viz.animate import animate as make
@@ -349,25 +393,41 @@ def animate(
         run_scenario(source, overrides=overrides, out=run_dir, argv=sys.argv)
         source = run_dir
     elif not (source / "snapshots").is_dir():
-        _fail(f"{source}: a run directory with snapshots/ (run with --set "
-              "output.snapshot_every_hours=24) or a scenario file")
+        _fail(
+            f"{source}: a run directory with snapshots/ (run with --set "
+            "output.snapshot_every_hours=24) or a scenario file"
+        )
     try:
-        info = make(source, out_file, fps=fps, width=width, first_day=first, last_day=last,
-                    every=every, overlay=overlay)
+        info = make(
+            source,
+            out_file,
+            fps=fps,
+            width=width,
+            first_day=first,
+            last_day=last,
+            every=every,
+            overlay=overlay,
+        )
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     size = out_file.stat().st_size / 2**20
-    out.print(f"wrote {out_file}: {info['frames']} frames, {info['size'][0]}x{info['size'][1]},"
-              f" {size:.1f} MB")
+    out.print(
+        f"wrote {out_file}: {info['frames']} frames, {info['size'][0]}x{info['size'][1]},"
+        f" {size:.1f} MB"
+    )
 
 
 @app.command("app")
 def serve_app(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8765,
-    scenario: Annotated[Path | None, typer.Option(
-        help="Scenario with a car_t entry (default: the lupus CAR-T scenario, "
-             "scenarios/sle_cd19_cart.toml).")] = None,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(
+            help="Scenario with a car_t entry (default: the lupus CAR-T scenario, "
+            "scenarios/sle_cd19_cart.toml)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the interactive educator app in the browser: CAR-T dose, targets and
     autoreactive fraction as controls, the lattice and the clinical course live."""
@@ -396,22 +456,38 @@ def serve_app(
     out.print(f"immunesim app: open http://{host}:{port} in a browser (Ctrl-C stops it)")
     sys.stdout.flush()
     # The server replaces this process, so Ctrl-C and signals reach it directly.
-    os.execve(sys.executable, [sys.executable, "-m", "solara", "run", "immunesim.viz.app",
-                               "--host", host, "--port", str(port), "--production",
-                               "--no-open", "--no-check-version"], env)
+    os.execve(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "solara",
+            "run",
+            "immunesim.viz.app",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--production",
+            "--no-open",
+            "--no-check-version",
+        ],
+        env,
+    )
 
 
 @app.command()
 def bench(
-    quick: Annotated[bool, typer.Option("--quick", help="Small sizes only (a few minutes).")
-                     ] = False,
-    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Results JSON.")
-                        ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Small sizes only (a few minutes).")
+    ] = False,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Results JSON.")] = None,
     steps: Annotated[int, typer.Option(help="Timed steps per configuration.", min=1)] = 48,
     backend: Annotated[
         list[str] | None,
-        typer.Option(help="Backend to measure (repeatable: --backend numba --backend cuda; "
-                          "default numba)."),
+        typer.Option(
+            help="Backend to measure (repeatable: --backend numba --backend cuda; default numba)."
+        ),
     ] = None,
     sizes: Annotated[
         str | None,
@@ -441,31 +517,45 @@ def bench(
         _fail(f"--sizes: expected lattice sides as comma-separated integers, got {sizes!r}")
     if side is not None and any(v < 8 for v in side):
         _fail(f"--sizes: expected lattice sides of at least 8, got {sizes!r}")
-    res = run_bench(side or (QUICK_SIZES if quick else FULL_SIZES), steps=steps,
-                    backends=backends, mesa="numba" in backends)
+    res = run_bench(
+        side or (QUICK_SIZES if quick else FULL_SIZES),
+        steps=steps,
+        backends=backends,
+        mesa="numba" in backends,
+    )
     from rich import box
 
-    table = Table(title=f"immunesim throughput on {res['hardware']['cpu']}",
-                  caption=f"JIT compilation ({res['jit_warm_up_seconds']:.1f} s) excluded; "
-                          "x floor: the full step's cost over a bare random walk's; bytes of "
-                          "state per site plus cell",
-                  header_style="bold", box=box.SIMPLE_HEAD)
-    for col in ("lattice", "cells", "backend", "updates/s", "x floor", "bytes",
-                "slowest phase"):
+    table = Table(
+        title=f"immunesim throughput on {res['hardware']['cpu']}",
+        caption=f"JIT compilation ({res['jit_warm_up_seconds']:.1f} s) excluded; "
+        "x floor: the full step's cost over a bare random walk's; bytes of "
+        "state per site plus cell",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("lattice", "cells", "backend", "updates/s", "x floor", "bytes", "slowest phase"):
         table.add_column(col, justify="right")
     for r in res["results"]:
         slow = max(r["phase_fraction"], key=r["phase_fraction"].get)
         where = "cuda" if r["backend"] != "numba" else f"numba x{r['threads']}"
-        table.add_row(f"{r['lattice']}^2", f"{r['cells']:,}", where,
-                      f"{r['cell_updates_per_second']:.3g}", f"{r['cost_vs_floor']:.1f}",
-                      f"{r['bytes_per_site_plus_cell']:.0f}",
-                      f"{slow} {100 * r['phase_fraction'][slow]:.0f}%")
+        table.add_row(
+            f"{r['lattice']}^2",
+            f"{r['cells']:,}",
+            where,
+            f"{r['cell_updates_per_second']:.3g}",
+            f"{r['cost_vs_floor']:.1f}",
+            f"{r['bytes_per_site_plus_cell']:.0f}",
+            f"{slow} {100 * r['phase_fraction'][slow]:.0f}%",
+        )
     out.print(table)
     if "mesa_comparison" not in res:
         _write_bench(res, out_file)
         return
-    cmp = Table(title="speed-up over the Mesa reference (same scenario, lattice and cells)",
-                header_style="bold", box=box.SIMPLE_HEAD)
+    cmp = Table(
+        title="speed-up over the Mesa reference (same scenario, lattice and cells)",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+    )
     for col in COMPARISON_COLUMNS:
         cmp.add_column(col, justify="right")
     for row in comparison_rows(res["mesa_comparison"]):
@@ -502,11 +592,14 @@ def info() -> None:
         out.print(f"{k:>12}: {v}")
     hw = io.hardware()
     out.print(f"{'cpu':>12}: {hw['cpu']} ({hw['cpu_count']} logical cores)")
-    out.print(f"{'threads':>12}: {numba.get_num_threads()} numba threads "
-              f"(set NUMBA_NUM_THREADS to change)")
+    out.print(
+        f"{'threads':>12}: {numba.get_num_threads()} numba threads "
+        f"(set NUMBA_NUM_THREADS to change)"
+    )
     for name, where in available().items():
-        out.print(f"{'backend':>12}: {name} " + (f"available ({where})" if where
-                                                  else "not available"))
+        out.print(
+            f"{'backend':>12}: {name} " + (f"available ({where})" if where else "not available")
+        )
 
 
 def main() -> None:

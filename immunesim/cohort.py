@@ -82,16 +82,26 @@ def summarise(table: pd.DataFrame) -> dict[str, dict[str, float | int | None]]:
             continue
         flags = table[col].dropna()
         if len(flags) and all(isinstance(v, (bool, np.bool_)) for v in flags):
-            out[col] = {"n": int(sum(bool(v) for v in flags)), "of": int(len(table)),
-                        "median": None, "p5": None, "p95": None}
+            out[col] = {
+                "n": int(sum(bool(v) for v in flags)),
+                "of": int(len(table)),
+                "median": None,
+                "p5": None,
+                "p95": None,
+            }
             continue
         values = pd.to_numeric(table[col], errors="coerce")
         if not pd.api.types.is_numeric_dtype(table[col]) and values.isna().all():
             words = table[col].dropna().astype(str)
             if len(words):  # a categorical endpoint: its most common value
                 mode = words.mode().iloc[0]
-                out[col] = {"n": int((words == mode).sum()), "of": int(len(table)),
-                            "median": mode, "p5": None, "p95": None}
+                out[col] = {
+                    "n": int((words == mode).sum()),
+                    "of": int(len(table)),
+                    "median": mode,
+                    "p5": None,
+                    "p95": None,
+                }
             continue
         reached = values.dropna()
         out[col] = {
@@ -149,8 +159,12 @@ def run_cohort(
             else:
                 os.environ["NUMBA_NUM_THREADS"] = env_before
     table = pd.DataFrame(rows).sort_values("patient").reset_index(drop=True)
-    summary = {"scenario_name": scenario.name, "seed": seed, "patients": patients,
-               "endpoints": summarise(table)}
+    summary = {
+        "scenario_name": scenario.name,
+        "seed": seed,
+        "patients": patients,
+        "endpoints": summarise(table),
+    }
     io._atomic_write(out / "cohort.csv", lambda p: table.to_csv(p, index=False))
     io.write_json(out / "cohort_summary.json", summary)
     return table, summary

@@ -52,8 +52,9 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def write_timeseries(out_dir: Path, df: pd.DataFrame, parquet: bool = True) -> list[str]:
     """Write ``timeseries.csv`` (and ``timeseries.parquet``); returns the file names."""
     names = ["timeseries.csv"]
-    _atomic_write(out_dir / "timeseries.csv",
-                  lambda p: df.to_csv(p, index=False, float_format="%.10g"))
+    _atomic_write(
+        out_dir / "timeseries.csv", lambda p: df.to_csv(p, index=False, float_format="%.10g")
+    )
     if parquet:
         _atomic_write(out_dir / "timeseries.parquet", lambda p: df.to_parquet(p, index=False))
         names.append("timeseries.parquet")
@@ -64,15 +65,27 @@ def git_revision() -> str | None:
     """The git revision of the immunesim source tree, when it is a checkout."""
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     rev = out.stdout.strip()
     if out.returncode != 0 or not rev:
         return None
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", str(here)], cwd=here,
-                           capture_output=True, text=True, timeout=5, check=False)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", str(here)],
+        cwd=here,
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
     return rev + ("+dirty" if dirty.stdout.strip() else "")
 
 
@@ -81,8 +94,18 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": sys.version.split()[0]}
-    for pkg in ("immunesim", "numpy", "numba", "llvmlite", "pandas", "pyarrow", "pydantic",
-                "mesa", "cupy", "numba-cuda"):
+    for pkg in (
+        "immunesim",
+        "numpy",
+        "numba",
+        "llvmlite",
+        "pandas",
+        "pyarrow",
+        "pydantic",
+        "mesa",
+        "cupy",
+        "numba-cuda",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

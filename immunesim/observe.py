@@ -77,6 +77,7 @@ def metrics_row(sim: Simulation) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- disease score
 
+
 def disease_score(df: pd.DataFrame, s: Scenario) -> pd.Series:
     """SLEDAI-like disease activity: organ involvement ``12 * D / (D + D_half)`` from tissue
     damage ``D`` (``D_half`` is ``endpoints.score_damage_half``), plus 2 points for raised
@@ -169,15 +170,18 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
     ads0 = base["anti_dsdna"]
     out["anti_dsdna_day90_relative"] = _ratio(_value_at(df, "anti_dsdna", 90.0), ads0)
     rel = out["anti_dsdna_day90_relative"]
-    out["anti_dsdna_seronegative_day90"] = None if rel is None else bool(
-        rel < e.seronegative_fraction)
+    out["anti_dsdna_seronegative_day90"] = (
+        None if rel is None else bool(rel < e.seronegative_fraction)
+    )
     out["anti_dsdna_seroconversion_day"] = _first_day(
-        after["day"], after["anti_dsdna"] < e.seronegative_fraction * ads0)
+        after["day"], after["anti_dsdna"] < e.seronegative_fraction * ads0
+    )
 
     vaccines = s.specificities.vaccines
     for label, day in (("month3", 90.0), ("month12", 365.0)):
-        rels = [_ratio(_value_at(df, f"antibody_{v}", day), base[f"antibody_{v}"])
-                for v in vaccines]
+        rels = [
+            _ratio(_value_at(df, f"antibody_{v}", day), base[f"antibody_{v}"]) for v in vaccines
+        ]
         for v, r in zip(vaccines, rels, strict=True):
             out[f"vaccine_{v}_{label}_relative"] = r
         known = [r for r in rels if r is not None]

@@ -57,38 +57,77 @@ def plot_course(run_dir: str | Path, out: str | Path, first_day: float | None = 
 
     fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True, constrained_layout=True)
     ax = axes[0]
-    for col, label in (("b_cells", "B cells (CD19+)"), ("naive_b", "naive B"),
-                       ("memory_b", "memory B"), ("plasmablast", "plasmablasts"),
-                       ("llpc", "long-lived plasma cells"), ("car_t", "CAR-T")):
-        ax.plot(df["day"], df[col].clip(lower=0.5), color=COLOURS[col], label=label,
-                lw=2 if col in ("b_cells", "car_t") else 1.2)
+    for col, label in (
+        ("b_cells", "B cells (CD19+)"),
+        ("naive_b", "naive B"),
+        ("memory_b", "memory B"),
+        ("plasmablast", "plasmablasts"),
+        ("llpc", "long-lived plasma cells"),
+        ("car_t", "CAR-T"),
+    ):
+        ax.plot(
+            df["day"],
+            df[col].clip(lower=0.5),
+            color=COLOURS[col],
+            label=label,
+            lw=2 if col in ("b_cells", "car_t") else 1.2,
+        )
     ax.set_yscale("log")
     ax.set_ylabel("cells on the lattice")
     ax.legend(loc="lower left", ncols=3, fontsize=8)
     ax.set_title(f"{manifest['scenario_name']} (seed {manifest['seed']})")
 
     ax = axes[1]
-    ax.plot(df["day"], df["anti_dsdna"] / base["anti_dsdna"], color=COLOURS["anti_dsdna"],
-            lw=2, label="anti-dsDNA")
+    ax.plot(
+        df["day"],
+        df["anti_dsdna"] / base["anti_dsdna"],
+        color=COLOURS["anti_dsdna"],
+        lw=2,
+        label="anti-dsDNA",
+    )
     for i, v in enumerate(scenario["specificities"]["vaccines"]):
         col = f"antibody_{v}"
-        ax.plot(df["day"], df[col] / base[col], color="#009E73",
-                ls=_VACCINE_STYLES[i % len(_VACCINE_STYLES)], label=f"anti-{v}")
+        ax.plot(
+            df["day"],
+            df[col] / base[col],
+            color="#009E73",
+            ls=_VACCINE_STYLES[i % len(_VACCINE_STYLES)],
+            label=f"anti-{v}",
+        )
     sero = scenario["endpoints"]["seronegative_fraction"]
     ax.axhline(sero, color="#999999", lw=0.8, ls=":")
-    ax.text(df["day"].iloc[-1], sero, " seronegative", va="bottom", ha="right", fontsize=8,
-            color="#666666")
+    ax.text(
+        df["day"].iloc[-1],
+        sero,
+        " seronegative",
+        va="bottom",
+        ha="right",
+        fontsize=8,
+        color="#666666",
+    )
     ax.set_ylabel("titre / baseline")
     ax.set_ylim(bottom=0)
     ax.legend(loc="upper right", fontsize=8)
 
     ax = axes[2]
-    ax.plot(df["day"], df["disease_score"], color=COLOURS["disease_score"], lw=2,
-            label="disease score (SLEDAI-like)")
+    ax.plot(
+        df["day"],
+        df["disease_score"],
+        color=COLOURS["disease_score"],
+        lw=2,
+        label="disease score (SLEDAI-like)",
+    )
     remission = scenario["endpoints"]["remission_score"]
     ax.axhline(remission, color="#999999", lw=0.8, ls=":")
-    ax.text(df["day"].iloc[-1], remission, " remission", va="bottom", ha="right",
-            fontsize=8, color="#666666")
+    ax.text(
+        df["day"].iloc[-1],
+        remission,
+        " remission",
+        va="bottom",
+        ha="right",
+        fontsize=8,
+        color="#666666",
+    )
     ax.set_ylabel("disease score")
     ax.set_xlabel("day (0 = infusion)")
     ax2 = ax.twinx()
@@ -103,8 +142,16 @@ def plot_course(run_dir: str | Path, out: str | Path, first_day: float | None = 
         for a in axes:
             a.axvline(e["day"], color="#bbbbbb", lw=0.8, zorder=0)
         if e["kind"] not in seen:
-            axes[0].text(e["day"], axes[0].get_ylim()[1], e["label"], rotation=90, va="top",
-                         ha="right", fontsize=7, color="#555555")
+            axes[0].text(
+                e["day"],
+                axes[0].get_ylim()[1],
+                e["label"],
+                rotation=90,
+                va="top",
+                ha="right",
+                fontsize=7,
+                color="#555555",
+            )
             seen.add(e["kind"])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -79,8 +79,13 @@ def load_run(path: str | Path) -> RunSummary:
         summary = json.loads((p / "cohort_summary.json").read_text())
         med = {k: v["median"] for k, v in summary["endpoints"].items()}
         for k, v in summary["endpoints"].items():
-            if v["median"] is None and v["p5"] is None and v["n"] is not None and \
-                    k in table and table[k].dropna().map(type).eq(bool).all():
+            if (
+                v["median"] is None
+                and v["p5"] is None
+                and v["n"] is not None
+                and k in table
+                and table[k].dropna().map(type).eq(bool).all()
+            ):
                 # yes/no endpoints: the majority
                 med[k] = v["n"] * 2 > v["of"]
         first = sorted(p.glob("patient_*"))[0]
@@ -88,8 +93,9 @@ def load_run(path: str | Path) -> RunSummary:
         label = f"{summary['scenario_name']} (cohort of {summary['patients']})"
         return RunSummary(label, p, med, df, manifest, cohort=table)
     if not (p / "endpoints.json").is_file():
-        raise FileNotFoundError(f"{p}: not a run directory (no endpoints.json) "
-                                "nor a cohort directory (no cohort.csv)")
+        raise FileNotFoundError(
+            f"{p}: not a run directory (no endpoints.json) nor a cohort directory (no cohort.csv)"
+        )
     df, manifest, _ = read_run(p)
     ends = json.loads((p / "endpoints.json").read_text())
     label = f"{manifest['scenario_name']} (seed {manifest['seed']})"
@@ -146,8 +152,7 @@ def plot_courses(runs: list[RunSummary], targets: list[Target], out: Path) -> Pa
         protective = sum(df[f"antibody_{v}"] / base[f"antibody_{v}"] for v in vaccines)
         series = [
             ("car_t", df["car_t"].clip(lower=0.5), "CAR-T (agents)"),
-            ("b_cells", (df["b_cells"] / base["b_cells"]).clip(lower=1e-4),
-             "B cells / baseline"),
+            ("b_cells", (df["b_cells"] / base["b_cells"]).clip(lower=1e-4), "B cells / baseline"),
             ("anti_dsdna", df["anti_dsdna"] / base["anti_dsdna"], "anti-dsDNA / baseline"),
             ("protective", protective / len(vaccines), "protective titre / baseline"),
             ("disease_score", df["disease_score"], "disease score"),
@@ -164,14 +169,27 @@ def plot_courses(runs: list[RunSummary], targets: list[Target], out: Path) -> Pa
         axes[0].axvspan(t.low, t.high, color="#E69F00", alpha=0.15, label="published peak 7-14 d")
     if "b_cell_reconstitution_day" in by_name:
         t = by_name["b_cell_reconstitution_day"]
-        axes[1].axvspan(t.low, t.high, color="#0072B2", alpha=0.12,
-                        label="published B-cell return 110 +/- 32 d")
+        axes[1].axvspan(
+            t.low, t.high, color="#0072B2", alpha=0.12, label="published B-cell return 110 +/- 32 d"
+        )
         axes[1].axvline(t.point, color=grey, lw=1, ls="--")
-    axes[2].errorbar([90], [0.1], yerr=[[0.1], [0.1]], fmt="o", color=grey,
-                     label="published: seronegative at month 3")
+    axes[2].errorbar(
+        [90],
+        [0.1],
+        yerr=[[0.1], [0.1]],
+        fmt="o",
+        color=grey,
+        label="published: seronegative at month 3",
+    )
     for day in (90, 365):
-        axes[3].errorbar([day], [1.0], yerr=[[0.2], [0.2]], fmt="s", color=grey,
-                         label="published: unchanged (+/-20%)" if day == 90 else None)
+        axes[3].errorbar(
+            [day],
+            [1.0],
+            yerr=[[0.2], [0.2]],
+            fmt="s",
+            color=grey,
+            label="published: unchanged (+/-20%)" if day == 90 else None,
+        )
     axes[4].errorbar([90], [0.0], fmt="D", color=grey, label="published: SLEDAI 0 at month 3")
     for ax in axes:
         ax.legend(fontsize=7, loc="best")
@@ -202,9 +220,13 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(
+        "<tr>"
+        + "".join(
             f'<td class="{"miss" if "MISSED" in c else "met" if "(met)" in c else ""}">'
-            f"{html.escape(c)}</td>" for c in row) + "</tr>"
+            f"{html.escape(c)}</td>"
+            for c in row
+        )
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -241,16 +263,21 @@ td.met{{background:#e6f4ea}} td.miss{{background:#fde7e9}}</style></head><body>
     files = out.parent / f"{out.stem}_files"
     files.mkdir(exist_ok=True)
     plot_courses(runs, targets, files / "course.png")
-    doc = "\n\n".join([
-        "# immunesim validation report",
-        "Runs: " + ", ".join(f"`{r.path}` ({r.label})" for r in runs),
-        "## Published targets",
-        "Each cell: the simulated value and whether it meets the target's tolerance.",
-        _md_table(header, rows),
-        "## Time course",
-        f"![time course]({files.name}/course.png)",
-        "## Endpoints",
-        _md_table(eh, erows),
-    ]) + "\n"
+    doc = (
+        "\n\n".join(
+            [
+                "# immunesim validation report",
+                "Runs: " + ", ".join(f"`{r.path}` ({r.label})" for r in runs),
+                "## Published targets",
+                "Each cell: the simulated value and whether it meets the target's tolerance.",
+                _md_table(header, rows),
+                "## Time course",
+                f"![time course]({files.name}/course.png)",
+                "## Endpoints",
+                _md_table(eh, erows),
+            ]
+        )
+        + "\n"
+    )
     out.write_text(doc)
     return out

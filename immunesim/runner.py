@@ -53,15 +53,19 @@ def _software() -> tuple[dict[str, str], str | None]:
     return io.versions(), io.git_revision()
 
 
-def _results(sim: Simulation, status: str, started: float, started_at: str,
-             argv: list[str] | None) -> RunResult:
+def _results(
+    sim: Simulation, status: str, started: float, started_at: str, argv: list[str] | None
+) -> RunResult:
     s = sim.scenario
     df = with_score(pd.DataFrame(sim.rows), s)
     ends = compute_endpoints(df, s, sim.infused_car_t) if len(df) else {}
     wall = time.perf_counter() - started
     steps = sim.step_index
-    n_cells = float(df[["naive_b", "activated_b", "memory_b", "plasmablast", "llpc",
-                        "t_helper", "car_t"]].sum(axis=1).mean())
+    n_cells = float(
+        df[["naive_b", "activated_b", "memory_b", "plasmablast", "llpc", "t_helper", "car_t"]]
+        .sum(axis=1)
+        .mean()
+    )
     versions, revision = _software()
     manifest = {
         "immunesim_manifest": 1,
@@ -142,15 +146,15 @@ def run(
         if progress is not None:
             progress(sim_)
         if out is not None and time.perf_counter() - last_flush[0] > flush_seconds:
-            write_run(_results(sim_, "running", started, started_at, argv), out,
-                      s.output.parquet)
+            write_run(_results(sim_, "running", started, started_at, argv), out, s.output.parquet)
             last_flush[0] = time.perf_counter()
 
     if out is not None and s.output.snapshot_every_hours > 0:
         from immunesim.viz.snapshots import SnapshotWriter
 
-        writer = SnapshotWriter(out, sim.backend.to_host(sim.state.zone).reshape(
-            s.lattice.size, s.lattice.size))
+        writer = SnapshotWriter(
+            out, sim.backend.to_host(sim.state.zone).reshape(s.lattice.size, s.lattice.size)
+        )
         every = max(1, int(round(s.output.snapshot_every_hours / s.time.dt_hours)))
         sim.add_observer(writer.write, every, s.step_of_day(s.output.snapshot_from_day))
 

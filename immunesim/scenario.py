@@ -95,9 +95,7 @@ class Time(_Section):
     """Time step and the length of the run."""
 
     dt_hours: float = Field(1.0, gt=0.0, le=24.0, description="Length of one step (hours).")
-    run_in_days: float = Field(
-        240.0, ge=0.0, description="Untreated run-in before day 0 (days)."
-    )
+    run_in_days: float = Field(240.0, ge=0.0, description="Untreated run-in before day 0 (days).")
     follow_up_days: float = Field(540.0, gt=0.0, description="Days simulated after day 0.")
     sample_every_hours: float = Field(
         24.0, gt=0.0, description="Interval between rows of the time series (hours)."
@@ -175,14 +173,20 @@ class Cells(_Section):
         return data
 
     naive_b: CellKindParams = _kind(
-        lifespan_days=40.0, move_rate_per_day=24.0, home="lymphoid", homing=0.5,
+        lifespan_days=40.0,
+        move_rate_per_day=24.0,
+        home="lymphoid",
+        homing=0.5,
         division_rate_per_day=0.0046,
     )
     activated_b: CellKindParams = _kind(
         lifespan_days=10.0, move_rate_per_day=6.0, home="lymphoid", homing=0.5
     )
     memory_b: CellKindParams = _kind(
-        lifespan_days=35.0, move_rate_per_day=12.0, home="lymphoid", homing=0.5,
+        lifespan_days=35.0,
+        move_rate_per_day=12.0,
+        home="lymphoid",
+        homing=0.5,
         division_rate_per_day=0.0266,
     )
     plasmablast: CellKindParams = _kind(
@@ -239,14 +243,16 @@ class Activation(_Section):
         2.0, description="Division rate of an activated B cell (per day)."
     )
     differentiation_rate_per_day: NonNeg = Field(
-        0.5, description="Rate at which an activated B cell that has finished dividing "
+        0.5,
+        description="Rate at which an activated B cell that has finished dividing "
         "differentiates (per day).",
     )
     memory_fraction: Fraction = Field(
         0.2, description="Fraction of differentiating activated B cells that become memory B."
     )
     llpc_rate_per_day: NonNeg = Field(
-        0.05, description="Rate at which a plasmablast on a marrow niche becomes a long-lived "
+        0.05,
+        description="Rate at which a plasmablast on a marrow niche becomes a long-lived "
         "plasma cell (per day).",
     )
 
@@ -267,8 +273,9 @@ class Molecules(_Section):
         100.0, description="Antibody units secreted by a long-lived plasma cell per day."
     )
     autoantigen_source_per_day: NonNeg = Field(
-        0.5, description="Autoantigen released per tissue site per day without damage "
-        "(apoptotic debris)."
+        0.5,
+        description="Autoantigen released per tissue site per day without damage "
+        "(apoptotic debris).",
     )
     autoantigen_release_per_damage: NonNeg = Field(
         0.35, description="Autoantigen released per unit of damage per day."
@@ -278,8 +285,8 @@ class Molecules(_Section):
         3.0, description="Vaccine antigen half-life (days)."
     )
     binding_rate: NonNeg = Field(
-        2.3e-3, description="Immune-complex formation per unit autoantibody per unit "
-        "autoantigen per day."
+        2.3e-3,
+        description="Immune-complex formation per unit autoantibody per unit autoantigen per day.",
     )
     complex_half_life_days: Pos = Field(1.0, description="Immune-complex half-life (days).")
     damage_per_complex: NonNeg = Field(
@@ -294,12 +301,15 @@ class Molecules(_Section):
         0.005, description="Cytokine released per unit of damage per day."
     )
     diffusion: float = Field(
-        0.1, ge=0.0, description="Fraction of a site's molecules that moves to each of its 4 "
+        0.1,
+        ge=0.0,
+        description="Fraction of a site's molecules that moves to each of its 4 "
         "neighbours per step (must be at most 0.25).",
         le=0.25,
     )
     circulation_per_day: NonNeg = Field(
-        2.0, description="Rate at which antibody, antigen and cytokine exchange with the "
+        2.0,
+        description="Rate at which antibody, antigen and cytokine exchange with the "
         "circulation (well-mixed pool shared by all sites), per day.",
     )
 
@@ -352,8 +362,10 @@ class CarT(_Therapy):
         0.6, description="Kill rate of memory CAR-T cells relative to effectors."
     )
     max_generations: int = Field(
-        18, ge=0, le=63, description="Divisions after which a CAR-T lineage is exhausted "
-        "and divides no more.",
+        18,
+        ge=0,
+        le=63,
+        description="Divisions after which a CAR-T lineage is exhausted and divides no more.",
     )
 
 
@@ -365,7 +377,8 @@ class AntiCD20(_Therapy):
     dose_mg: Pos = Field(1000.0, description="Dose per infusion (mg).")
     half_life_days: Pos = Field(21.0, description="Drug half-life (days).")
     kill_rate_per_day: NonNeg = Field(
-        1.5, description="Kill rate of CD20+ cells per day at 1000 mg of circulating drug, "
+        1.5,
+        description="Kill rate of CD20+ cells per day at 1000 mg of circulating drug, "
         "scaled by the zone efficacy.",
     )
     targets: list[str] = Field(
@@ -425,8 +438,9 @@ class Initial(_Section):
     )
     autoantigen: NonNeg = Field(50.0, description="Autoantigen units per tissue site.")
     damage: NonNeg = Field(
-        100.0, description="Tissue damage units per tissue site (an active disease to start "
-        "from; the run-in takes it to its steady state)."
+        100.0,
+        description="Tissue damage units per tissue site (an active disease to start "
+        "from; the run-in takes it to its steady state).",
     )
 
 
@@ -459,12 +473,14 @@ class Endpoints(_Section):
         0.2, description="Anti-dsDNA below this fraction of baseline is seronegative."
     )
     score_damage_half: Pos = Field(
-        100.0, description="Tissue damage (mean per tissue site) at which organ involvement "
-        "reaches half of its 12 points in the disease score."
+        100.0,
+        description="Tissue damage (mean per tissue site) at which organ involvement "
+        "reaches half of its 12 points in the disease score.",
     )
     remission_score: NonNeg = Field(
-        4.0, description="Disease score at or below which a patient is in remission "
-        "(SLEDAI-like scale, baseline disease near 16)."
+        4.0,
+        description="Disease score at or below which a patient is in remission "
+        "(SLEDAI-like scale, baseline disease near 16).",
     )
     car_t_persistence_fraction: Fraction = Field(
         0.0, description="CAR-T persist while their count is above this fraction of the dose."
@@ -476,7 +492,8 @@ class Output(_Section):
 
     parquet: bool = Field(True, description="Also write timeseries.parquet.")
     snapshot_every_hours: NonNeg = Field(
-        0.0, description="Record a lattice snapshot (for `immunesim animate`) this often "
+        0.0,
+        description="Record a lattice snapshot (for `immunesim animate`) this often "
         "(hours); 0: no snapshots.",
     )
     snapshot_from_day: float = Field(
@@ -505,8 +522,11 @@ class Variability(_Section):
 
     @model_validator(mode="after")
     def _parameters(self) -> Variability:
-        need = {"lognormal": ("median", "sigma"), "normal": ("mean", "sd"),
-                "uniform": ("low", "high")}[self.distribution]
+        need = {
+            "lognormal": ("median", "sigma"),
+            "normal": ("mean", "sd"),
+            "uniform": ("low", "high"),
+        }[self.distribution]
         missing = [n for n in need if getattr(self, n) is None]
         if missing:
             raise ValueError(f"a {self.distribution} distribution needs {' and '.join(need)}")
@@ -520,8 +540,10 @@ class RunSettings(_Section):
 
     seed: int = Field(1, ge=0, lt=2**63, description="Random seed.")
     backend: Literal["auto", "numba", "cuda"] = Field(
-        "auto", description="Execution backend: auto takes a GPU (cuda) when there is one, "
-                            "else the CPU (numba).")
+        "auto",
+        description="Execution backend: auto takes a GPU (cuda) when there is one, "
+        "else the CPU (numba).",
+    )
 
 
 class Scenario(_Section):
@@ -590,9 +612,7 @@ class Scenario(_Section):
                     f"the key path of a numeric scenario value (got {v.key!r})",
                 )
         if self.time.sample_every_hours < self.time.dt_hours:
-            raise _KeyedError(
-                "time.sample_every_hours", "at least time.dt_hours"
-            )
+            raise _KeyedError("time.sample_every_hours", "at least time.dt_hours")
         return self
 
     # Derived quantities used throughout -----------------------------------------------
@@ -628,6 +648,7 @@ class _KeyedError(ValueError):
 
 # --------------------------------------------------------------------------- loading
 
+
 def bytes_per_site(n_vaccines: int) -> int:
     """Bytes per lattice site the engine allocates (a cell slot, the site arrays and the
     double-buffered molecular layers); used to refuse lattices that cannot fit in memory."""
@@ -643,15 +664,20 @@ def _available_memory() -> int:
 
 def _loc_to_key(loc: tuple[Any, ...]) -> str:
     # pydantic puts the tag of a [[therapy]] entry after its index: therapy.1.car_t.day.
-    parts = [str(p) for i, p in enumerate(loc)
-             if not (p in _UNION_TAGS and i >= 2 and loc[i - 2] == "therapy"
-                     and isinstance(loc[i - 1], int))]
+    parts = [
+        str(p)
+        for i, p in enumerate(loc)
+        if not (
+            p in _UNION_TAGS and i >= 2 and loc[i - 2] == "therapy" and isinstance(loc[i - 1], int)
+        )
+    ]
     return ".".join(parts)
 
 
 #: The ``type`` tag of every kind of therapy entry.
-THERAPY_TYPES = frozenset(cls.model_fields["type"].annotation.__args__[0]
-                          for cls in get_args(get_args(Therapy)[0]))
+THERAPY_TYPES = frozenset(
+    cls.model_fields["type"].annotation.__args__[0] for cls in get_args(get_args(Therapy)[0])
+)
 _UNION_TAGS = THERAPY_TYPES
 
 

@@ -83,6 +83,5 @@ def reference_markdown() -> str:
     _section(Scenario, "", out)
     out.append("\n## Therapies (`[[therapy]]` entries, chosen by `type`)")
     for cls in (Lymphodepletion, CarT, AntiCD20, Vaccination, StandardOfCare):
-        _section(cls, f"therapy (type = {cls.model_fields['type'].annotation.__args__[0]!r})",
-                 out)
+        _section(cls, f"therapy (type = {cls.model_fields['type'].annotation.__args__[0]!r})", out)
     return "\n".join(out) + "\n"

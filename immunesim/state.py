@@ -66,8 +66,12 @@ class State:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array of the state by name (the backend's buffers under ``aux.<name>``)."""
-        out = {**self.cells._asdict(), **self.sites._asdict(), "mol_next": self.mol_next,
-               "ledger": self.ledger}
+        out = {
+            **self.cells._asdict(),
+            **self.sites._asdict(),
+            "mol_next": self.mol_next,
+            "ledger": self.ledger,
+        }
         for key, value in self.aux.items():
             if isinstance(value, tuple) and hasattr(value, "_asdict"):
                 out.update({f"aux.{key}.{k}": v for k, v in value._asdict().items()})
@@ -79,8 +83,7 @@ class State:
 
 
 def _field_view(group: str, name: str) -> property:
-    return property(lambda self: getattr(getattr(self, group), name),
-                    doc=f"``{group}.{name}``")
+    return property(lambda self: getattr(getattr(self, group), name), doc=f"``{group}.{name}``")
 
 
 for _f in CELL_FIELDS:
@@ -90,8 +93,9 @@ for _f in (*SITE_FIELDS, "toward"):
     setattr(State, _name, _field_view("sites", _name))
 
 
-def allocate(L: int, n_layers: int, zone: np.ndarray, niche: np.ndarray,
-             toward: np.ndarray) -> State:
+def allocate(
+    L: int, n_layers: int, zone: np.ndarray, niche: np.ndarray, toward: np.ndarray
+) -> State:
     """Allocate an empty state for an ``L x L`` lattice.
 
     Args:
@@ -103,12 +107,24 @@ def allocate(L: int, n_layers: int, zone: np.ndarray, niche: np.ndarray,
     cap = L * L
     cells = Cells(*(np.full(cap, f.fill, f.dtype) for f in CELL_FIELDS))
     given = {"zone": zone, "niche": niche}
-    site_arrays = [np.ascontiguousarray(given[f.name].reshape(-1), dtype=f.dtype)
-                   if f.name in given else np.full(cap, f.fill, f.dtype) for f in SITE_FIELDS]
-    sites = Sites(*site_arrays, toward=np.ascontiguousarray(toward, dtype=np.int8),
-                  mol=np.zeros((n_layers, cap), np.int64))
-    return State(L=L, cells=cells, sites=sites, mol_next=np.zeros((n_layers, cap), np.int64),
-                 ledger=np.zeros((N_KINDS, 4), np.int64))
+    site_arrays = [
+        np.ascontiguousarray(given[f.name].reshape(-1), dtype=f.dtype)
+        if f.name in given
+        else np.full(cap, f.fill, f.dtype)
+        for f in SITE_FIELDS
+    ]
+    sites = Sites(
+        *site_arrays,
+        toward=np.ascontiguousarray(toward, dtype=np.int8),
+        mol=np.zeros((n_layers, cap), np.int64),
+    )
+    return State(
+        L=L,
+        cells=cells,
+        sites=sites,
+        mol_next=np.zeros((n_layers, cap), np.int64),
+        ledger=np.zeros((N_KINDS, 4), np.int64),
+    )
 
 
 __all__ = ["BORN", "CONV_IN", "CONV_OUT", "DIED", "State", "allocate"]

@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--backend", default="numba")
     ap.add_argument("--full", action="store_true", help="also the default scenario at full size")
-    ap.add_argument("scenarios", nargs="*", type=Path,
-                    default=sorted((REPO / "scenarios").glob("*.toml")))
+    ap.add_argument(
+        "scenarios", nargs="*", type=Path, default=sorted((REPO / "scenarios").glob("*.toml"))
+    )
     a = ap.parse_args(argv)
     for path in a.scenarios:
         fp = fingerprint(path, [f"lattice.size={a.size}"], a.seed, a.backend)

@@ -49,8 +49,9 @@ def immunesim_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "immunesim.cli"]
 
 
-def small_cart(size: int = 40, run_in: float = 20.0, follow_up: float = 30.0,
-               targets: list[str] | None = None) -> dict[str, Any]:
+def small_cart(
+    size: int = 40, run_in: float = 20.0, follow_up: float = 30.0, targets: list[str] | None = None
+) -> dict[str, Any]:
     """A CD19 CAR-T scenario shrunk to a few seconds: conditioning on days -5..-3, infusion
     on day 0, a vaccination and an anti-CD20 course, so every phase and therapy runs."""
     return {

@@ -35,7 +35,8 @@ def _load(name: str) -> ModuleType:
         except ImportError as exc:  # numba without its CUDA target
             raise BackendError(
                 f"backend 'cuda' cannot be loaded ({exc}); install the GPU extra: "
-                "pip install 'immunesim[gpu]'") from None
+                "pip install 'immunesim[gpu]'"
+            ) from None
         return cuda
     raise BackendError(f"unknown backend {name!r}; expected one of auto, {', '.join(BACKENDS)}")
 
@@ -68,6 +69,7 @@ def get_backend(name: str = "auto") -> tuple[str, ModuleType]:
     mod = _load(name)
     if not mod.is_available():
         reason = getattr(mod, "unavailable_reason", lambda: "")()
-        raise BackendError(f"backend {name!r} is not available on this machine"
-                           + (f": {reason}" if reason else ""))
+        raise BackendError(
+            f"backend {name!r} is not available on this machine" + (f": {reason}" if reason else "")
+        )
     return name, mod

@@ -72,14 +72,16 @@ class Backend(Protocol):
         """Wait for every launched kernel."""
         ...
 
-    def for_cells(self, body: CellBody, n: int, t: tuple, c: Cells, s: Sites, p: tuple,
-                  bins: int = 1) -> Any:
+    def for_cells(
+        self, body: CellBody, n: int, t: tuple, c: Cells, s: Sites, p: tuple, bins: int = 1
+    ) -> Any:
         """Run ``body`` for every cell slot ``i < n`` in any order; returns the tally,
         int64[bins] (the sum of each bin's values)."""
         ...
 
-    def for_sites(self, body: SiteBody, layers: int, t: tuple, c: Cells, s: Sites, p: tuple,
-                  bins: int = 1) -> Any:
+    def for_sites(
+        self, body: SiteBody, layers: int, t: tuple, c: Cells, s: Sites, p: tuple, bins: int = 1
+    ) -> Any:
         """Run ``body`` for every site of ``layers`` layers (``t.L`` sites a side) in any
         order; returns the tally, int64[bins]."""
         ...
@@ -89,8 +91,17 @@ class Backend(Protocol):
         ``i < n`` (``want[i] >= 0``): each site or victim goes to its lowest key."""
         ...
 
-    def append(self, wins: Wins, place: Place, n: int, t: tuple, c: Cells, s: Sites,
-               p: tuple, bins: int = 1) -> tuple[int, Any]:
+    def append(
+        self,
+        wins: Wins,
+        place: Place,
+        n: int,
+        t: tuple,
+        c: Cells,
+        s: Sites,
+        p: tuple,
+        bins: int = 1,
+    ) -> tuple[int, Any]:
         """For every ``i < n`` with ``wins(i, ...)``, call ``place(i, j, ...)`` with ``j`` its
         rank among the winners (a prefix sum in index order). ``place`` must not change
         what ``wins`` reads of any other item (the CPU evaluates both in one pass, a GPU

@@ -105,9 +105,11 @@ def auto_eligible() -> bool:
 
 
 def unavailable_reason() -> str:
-    return ("no usable CUDA GPU (install the GPU extra with pip install 'immunesim[gpu]' on a "
-            "machine with an NVIDIA GPU and driver, or set NUMBA_ENABLE_CUDASIM=1 to run the "
-            "CUDA kernels in numba's simulator, slowly)")
+    return (
+        "no usable CUDA GPU (install the GPU extra with pip install 'immunesim[gpu]' on a "
+        "machine with an NVIDIA GPU and driver, or set NUMBA_ENABLE_CUDASIM=1 to run the "
+        "CUDA kernels in numba's simulator, slowly)"
+    )
 
 
 def describe() -> str:
@@ -139,17 +141,21 @@ def synchronize() -> None:
 
 def _on_device(tup):
     """A named tuple of host arrays with each array copied to the device."""
-    return type(tup)(*(xp.array(a, copy=True) if isinstance(a, np.ndarray) else a
-                       for a in tup))
+    return type(tup)(*(xp.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in tup))
 
 
 def prepare(st, p):
     """Copy a host state and its parameters to the device; returns ``(state, params)`` and
     leaves the host ones as they were. The state gets spare cell arrays for compaction."""
     cells = _on_device(st.cells)
-    out = dataclasses.replace(st, cells=cells, sites=_on_device(st.sites),
-                              mol_next=xp.array(st.mol_next, copy=True),
-                              ledger=xp.array(st.ledger, copy=True), aux={})
+    out = dataclasses.replace(
+        st,
+        cells=cells,
+        sites=_on_device(st.sites),
+        mol_next=xp.array(st.mol_next, copy=True),
+        ledger=xp.array(st.ledger, copy=True),
+        aux={},
+    )
     out.aux["spare"] = Cells(*(xp.empty_like(a) for a in cells))
     return out, dataclasses.replace(p, k=_on_device(p.k))
 
@@ -292,6 +298,19 @@ def append(wins, place, n, t, c, s, p, bins=1):
     return count, acc.sum(axis=1)
 
 
-__all__ = ["SIMULATED", "append", "auto_eligible", "describe", "for_cells", "for_sites",
-           "is_available", "prepare", "real_gpu", "scatter_min", "spare_cells", "synchronize",
-           "to_host", "xp"]
+__all__ = [
+    "SIMULATED",
+    "append",
+    "auto_eligible",
+    "describe",
+    "for_cells",
+    "for_sites",
+    "is_available",
+    "prepare",
+    "real_gpu",
+    "scatter_min",
+    "spare_cells",
+    "synchronize",
+    "to_host",
+    "xp",
+]

@@ -30,8 +30,16 @@ xp = np
 
 #: The parallel loops use ``prange`` and nothing else of numba's automatic parallelisation
 #: (its other passes find nothing in them, and cost seconds of compilation per kernel).
-_PRANGE_ONLY = dict(prange=True, comprehension=False, numpy=False, reduction=False,
-                    setitem=False, stencil=False, fusion=False, inplace_binop=False)
+_PRANGE_ONLY = dict(
+    prange=True,
+    comprehension=False,
+    numpy=False,
+    reduction=False,
+    setitem=False,
+    stencil=False,
+    fusion=False,
+    inplace_binop=False,
+)
 
 _kernels: dict[tuple, object] = {}
 

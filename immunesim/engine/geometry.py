@@ -77,8 +77,9 @@ def build_zones(s: Scenario, seed: int) -> tuple[np.ndarray, np.ndarray]:
         try:
             zone = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise ScenarioError(path, "lattice.zones.file",
-                                f"a readable .npy array ({exc})") from None
+            raise ScenarioError(
+                path, "lattice.zones.file", f"a readable .npy array ({exc})"
+            ) from None
         if zone.shape != (L, L) or not np.isin(zone, (0, 1, 2)).all():
             raise ScenarioError(
                 path,
@@ -88,7 +89,7 @@ def build_zones(s: Scenario, seed: int) -> tuple[np.ndarray, np.ndarray]:
         zone = zone.astype(np.uint8)
     keys = np.empty(L * L, np.uint64)
     site_keys(seed, 0, S_NICHE, L * L, keys)
-    niche = ((zone.reshape(-1) == 0) & ((keys >> np.uint64(11)) < threshold(z.niche_fraction)))
+    niche = (zone.reshape(-1) == 0) & ((keys >> np.uint64(11)) < threshold(z.niche_fraction))
     return zone, niche.reshape(L, L).astype(np.uint8)
 
 

@@ -47,11 +47,14 @@ def initial_state(s: Scenario, p: Params, g: Geometry, seed: int) -> State:
         edges = np.cumsum([self_frac] + [vacc_frac / n_vacc] * n_vacc)
         return np.searchsorted(edges, rs, side="right").clip(0, n_spec - 1)
 
-    spec = np.where(kind == Kind.MEMORY_B,
-                    _mixed(ini.memory_self_fraction, 2 * s.specificities.vaccine_fraction
-                           * n_vacc), spec)
-    spec = np.where(kind == Kind.LLPC,
-                    _mixed(ini.llpc_self_fraction, ini.llpc_vaccine_fraction), spec)
+    spec = np.where(
+        kind == Kind.MEMORY_B,
+        _mixed(ini.memory_self_fraction, 2 * s.specificities.vaccine_fraction * n_vacc),
+        spec,
+    )
+    spec = np.where(
+        kind == Kind.LLPC, _mixed(ini.llpc_self_fraction, ini.llpc_vaccine_fraction), spec
+    )
 
     sites = np.flatnonzero(kind >= 0)
     n = sites.size

@@ -134,7 +134,8 @@ def build_params(s: Scenario) -> Params:
         ip[IP_THR_CAR_DIVIDE] = rate_threshold(car.division_rate_per_day, dt)
         ip[IP_THR_CAR_MEMORY] = threshold(car.memory_fraction)
         ip[IP_THR_CAR_KILL_MEMORY] = rate_threshold(
-            car.kill_rate_per_day * car.memory_kill_factor, dt)
+            car.kill_rate_per_day * car.memory_kill_factor, dt
+        )
         ip[IP_CAR_MAX_GENERATIONS] = car.max_generations
 
     fp = np.zeros(N_FP)
@@ -157,16 +158,24 @@ def build_params(s: Scenario) -> Params:
     )
     naive, memory = p.activation_luts(1.0)
     p.k = KernelParams(
-        ip=ip, fp=fp, fx=fx, thr_move=thr_move, thr_homing=thr_homing, thr_stay=thr_stay,
-        thr_divide=thr_divide, thr_death=np.array(death, np.uint64), home=home,
-        markers=MARKERS.copy(), spec_cum=spec_cum,
+        ip=ip,
+        fp=fp,
+        fx=fx,
+        thr_move=thr_move,
+        thr_homing=thr_homing,
+        thr_stay=thr_stay,
+        thr_divide=thr_divide,
+        thr_death=np.array(death, np.uint64),
+        home=home,
+        markers=MARKERS.copy(),
+        spec_cum=spec_cum,
         decay=np.array([fixed(f) for f in decay], np.int64),
-        circulate=np.array([fixed(f) for f in circulate], np.int64), diffuses=diffuses,
-        lut_naive=naive, lut_memory=memory)
+        circulate=np.array([fixed(f) for f in circulate], np.int64),
+        diffuses=diffuses,
+        lut_naive=naive,
+        lut_memory=memory,
+    )
     return p
-
-
-
 
 
 def t_helper_threshold(s: Scenario, n_lymphoid_sites: int, count: int) -> int:
@@ -178,4 +187,6 @@ def t_helper_threshold(s: Scenario, n_lymphoid_sites: int, count: int) -> int:
         return 0
     drive = max(0.0, 1.0 - count / target)
     return rate_threshold(pr.t_helper_per_site_per_day * drive, s.time.dt_hours)
+
+
 __all__ = ["build_params", "t_helper_threshold"]

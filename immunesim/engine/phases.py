@@ -36,8 +36,9 @@ class Phases:
         self.b = backend
 
     # ------------------------------------------------------------------ therapy
-    def deplete(self, st: State, p: Params, seed: int, step: int, target_mask: int,
-                thr_zone: np.ndarray):
+    def deplete(
+        self, st: State, p: Params, seed: int, step: int, target_mask: int, thr_zone: np.ndarray
+    ):
         """Therapy depletion: every live cell bearing a marker of ``target_mask`` dies with
         its zone's threshold (``thr_zone``: uint64[3]). Returns the number killed (a device
         scalar on a GPU)."""
@@ -62,8 +63,19 @@ class Phases:
         order."""
         t = Births(seed, step, st.L, st.n, st.next_uid, np.uint64(thr_t_helper))
         self.b.for_sites(lifecycle.mark_production, 1, t, st.cells, st.sites, p.k)
-        self._born(st, *self.b.append(lifecycle.makes_cell, slots.place_newborn, st.L * st.L,
-                                      t, st.cells, st.sites, p.k, N_KINDS))
+        self._born(
+            st,
+            *self.b.append(
+                lifecycle.makes_cell,
+                slots.place_newborn,
+                st.L * st.L,
+                t,
+                st.cells,
+                st.sites,
+                p.k,
+                N_KINDS,
+            ),
+        )
 
     def _born(self, st: State, count: int, tally) -> None:
         st.n += count
@@ -100,8 +112,9 @@ class Phases:
         """Activation with T help, differentiation, plasmablast to LLPC; conversions go to
         the ledger."""
         t = Tick(seed, step, st.L)
-        tally = self.b.for_cells(contact.activate, st.n, t, st.cells, st.sites, p.k,
-                                 N_KINDS * N_KINDS).reshape(N_KINDS, N_KINDS)  # [from, to]
+        tally = self.b.for_cells(
+            contact.activate, st.n, t, st.cells, st.sites, p.k, N_KINDS * N_KINDS
+        ).reshape(N_KINDS, N_KINDS)  # [from, to]
         st.ledger[:, CONV_OUT] += tally.sum(axis=1)
         st.ledger[:, CONV_IN] += tally.sum(axis=0)
 
@@ -111,8 +124,9 @@ class Phases:
         t = Tick(seed, step, st.L)
         self._propose_resolve(contact.propose_division, st, p, t)
         births = Births(seed, step, st.L, st.n, st.next_uid, np.uint64(0))
-        born = self.b.append(slots.wins_site, slots.place_daughter, st.n, births, st.cells,
-                             st.sites, p.k, N_KINDS)
+        born = self.b.append(
+            slots.wins_site, slots.place_daughter, st.n, births, st.cells, st.sites, p.k, N_KINDS
+        )
         self._release(st, p, t)
         self._born(st, *born)
 
@@ -138,14 +152,16 @@ class Phases:
     def death(self, st: State, p: Params, seed: int, step: int) -> None:
         """Deaths by lifespan; every cell that died this step leaves its site and its slot
         (compaction keeps slot order), and its death goes to the ledger."""
-        st.ledger[:, DIED] += self.b.for_cells(lifecycle.age, st.n, Tick(seed, step, st.L),
-                                               st.cells, st.sites, p.k, N_KINDS)
+        st.ledger[:, DIED] += self.b.for_cells(
+            lifecycle.age, st.n, Tick(seed, step, st.L), st.cells, st.sites, p.k, N_KINDS
+        )
         self._compact(st, p)
 
     def _compact(self, st: State, p: Params) -> None:
         dst = self.b.spare_cells(st)
-        st.n, _ = self.b.append(slots.is_alive, slots.move_to_slot, st.n,
-                                Compaction(st.L, dst), st.cells, st.sites, p.k)
+        st.n, _ = self.b.append(
+            slots.is_alive, slots.move_to_slot, st.n, Compaction(st.L, dst), st.cells, st.sites, p.k
+        )
         if dst is not st.cells:
             st.aux["spare"], st.cells = st.cells, dst
 
@@ -154,8 +170,15 @@ class Phases:
         """Cell counts, int64[N_CLASSES, n_spec, 3] by class (kinds, then memory CAR-T),
         specificity and zone, on the host."""
         n_spec = p.layers.n_spec
-        tally = self.b.for_cells(lifecycle.census, st.n, Tick(0, 0, st.L), st.cells, st.sites,
-                                 p.k, N_CLASSES * n_spec * 3)
+        tally = self.b.for_cells(
+            lifecycle.census,
+            st.n,
+            Tick(0, 0, st.L),
+            st.cells,
+            st.sites,
+            p.k,
+            N_CLASSES * n_spec * 3,
+        )
         return self.b.to_host(tally).reshape(N_CLASSES, n_spec, 3)
 
 

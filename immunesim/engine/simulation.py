@@ -68,7 +68,8 @@ class Simulation(Clocked):
         self.state: State
         self.params: Params
         self.state, self.params = self.backend.prepare(
-            initial_state(scenario, host_params, self.geometry, self.seed), host_params)
+            initial_state(scenario, host_params, self.geometry, self.seed), host_params
+        )
         self.course = Course(scenario, self._immunosuppress)
         self.step_index = 0
         self.rows: list[dict] = []
@@ -78,16 +79,16 @@ class Simulation(Clocked):
         #: Seconds spent compiling kernels before the run, when the runner measured it.
         self.jit_seconds: float | None = None
         self._observers: list[tuple[int, int, Callable[[Simulation], None]]] = []
-        self._sample_every = max(1, int(round(scenario.time.sample_every_hours
-                                              / scenario.time.dt_hours)))
+        self._sample_every = max(
+            1, int(round(scenario.time.sample_every_hours / scenario.time.dt_hours))
+        )
         self._n_lymphoid_sites = self.geometry.count("lymphoid")
         self._zone_masks: dict[str, object] = {}
         self._record()
 
     # ------------------------------------------------------------------ the patient
     def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray) -> int:
-        return self.phases.deplete(self.state, self.params, self.seed, step, target_mask,
-                                   thr_zone)
+        return self.phases.deplete(self.state, self.params, self.seed, step, target_mask, thr_zone)
 
     def infuse(self, step: int, count: int, target_mask: int) -> int:
         """CAR-T cells at the free sites with the lowest infusion keys, in site order."""
@@ -113,8 +114,9 @@ class Simulation(Clocked):
 
     def _immunosuppress(self, factor: float) -> None:
         naive, memory = self._host_params.activation_luts(factor)
-        k = self.params.k._replace(lut_naive=self.backend.asarray(naive),
-                                   lut_memory=self.backend.asarray(memory))
+        k = self.params.k._replace(
+            lut_naive=self.backend.asarray(naive), lut_memory=self.backend.asarray(memory)
+        )
         self.params = dataclasses.replace(self.params, k=k)
 
     # ------------------------------------------------------------------ observation
@@ -154,8 +156,9 @@ class Simulation(Clocked):
         p = self.params
         t = self._timed("events", t)
         th_count = int(st.ledger[Kind.T_HELPER, BORN] - st.ledger[Kind.T_HELPER, DIED])
-        ph.produce(st, p, seed, step,
-                   t_helper_threshold(self.scenario, self._n_lymphoid_sites, th_count))
+        ph.produce(
+            st, p, seed, step, t_helper_threshold(self.scenario, self._n_lymphoid_sites, th_count)
+        )
         t = self._timed("production", t)
         ph.move(st, p, seed, step)
         t = self._timed("movement", t)
@@ -175,19 +178,23 @@ class Simulation(Clocked):
                 fn(self)
         self._timed("observe", t)
 
-    def add_observer(self, fn: Callable[[Simulation], None], every_steps: int,
-                     first_step: int = 0) -> None:
+    def add_observer(
+        self, fn: Callable[[Simulation], None], every_steps: int, first_step: int = 0
+    ) -> None:
         """Call ``fn(simulation)`` after every ``every_steps`` steps from ``first_step``."""
         if every_steps < 1:
             raise ValueError("every_steps must be at least 1")
         self._observers.append((every_steps, max(0, first_step), fn))
-        if self.step_index >= max(0, first_step) and \
-                (self.step_index - max(0, first_step)) % every_steps == 0:
+        if (
+            self.step_index >= max(0, first_step)
+            and (self.step_index - max(0, first_step)) % every_steps == 0
+        ):
             fn(self)
 
     # ------------------------------------------------------------------ running
-    def run(self, until_step: int | None = None,
-            callback: Callable[[Simulation], None] | None = None) -> Simulation:
+    def run(
+        self, until_step: int | None = None, callback: Callable[[Simulation], None] | None = None
+    ) -> Simulation:
         """Run to ``until_step`` (default: the end), calling ``callback`` after each sample."""
         end = self.total_steps if until_step is None else min(until_step, self.total_steps)
         n_rows = len(self.rows)
@@ -210,16 +217,18 @@ def warm_up(backend: str = "auto") -> float:
     from immunesim.scenario import load_scenario
 
     t0 = time.perf_counter()
-    s = load_scenario({
-        "lattice": {"size": 64},
-        "time": {"run_in_days": 1.0, "follow_up_days": 1.0},
-        "therapy": [
-            {"type": "lymphodepletion", "days": [-0.5]},
-            {"type": "car_t", "day": 0.0, "dose_per_kg": 5e7},
-            {"type": "anti_cd20", "days": [0.0]},
-            {"type": "vaccination", "day": 0.0, "antigen": "tetanus"},
-        ],
-    })
+    s = load_scenario(
+        {
+            "lattice": {"size": 64},
+            "time": {"run_in_days": 1.0, "follow_up_days": 1.0},
+            "therapy": [
+                {"type": "lymphodepletion", "days": [-0.5]},
+                {"type": "car_t", "day": 0.0, "dose_per_kg": 5e7},
+                {"type": "anti_cd20", "days": [0.0]},
+                {"type": "vaccination", "day": 0.0, "antigen": "tetanus"},
+            ],
+        }
+    )
     Simulation(s, seed=0, backend=backend).run()
     return time.perf_counter() - t0
 

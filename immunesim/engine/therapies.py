@@ -115,7 +115,7 @@ class CarT(TherapyEffect):
         return [t.day]
 
     def on_event(self, t, s, patient, step):
-        sites = s.lattice.size ** 2
+        sites = s.lattice.size**2
         count = int(round(t.dose_per_kg * s.scale.weight_kg * sites / s.scale.body_cells))
         return {"cells": patient.infuse(step, count, marker_mask(t.targets))}
 
@@ -135,12 +135,15 @@ class AntiCD20(TherapyEffect):
         return list(t.days)
 
     def each_step(self, t, s, patient, step, day):
-        level = sum(t.dose_mg / 1000.0 * 0.5 ** ((day - d) / t.half_life_days)
-                    for d in t.days if d <= day)
+        level = sum(
+            t.dose_mg / 1000.0 * 0.5 ** ((day - d) / t.half_life_days) for d in t.days if d <= day
+        )
         if level > 1e-3:
             eff = (t.marrow_efficacy, t.lymphoid_efficacy, t.tissue_efficacy)
-            thr = np.array([rate_threshold(t.kill_rate_per_day * level * e, s.time.dt_hours)
-                            for e in eff], np.uint64)
+            thr = np.array(
+                [rate_threshold(t.kill_rate_per_day * level * e, s.time.dt_hours) for e in eff],
+                np.uint64,
+            )
             patient.deplete(step, marker_mask(t.targets), thr)
 
     def label(self, t):
@@ -157,8 +160,9 @@ class Vaccination(TherapyEffect):
         return [t.day]
 
     def on_event(self, t, s, patient, step):
-        patient.add_antigen(f"antigen_{t.antigen}", "lymphoid",
-                            int(round(t.amount_per_site * MOL_SCALE)))
+        patient.add_antigen(
+            f"antigen_{t.antigen}", "lymphoid", int(round(t.amount_per_site * MOL_SCALE))
+        )
         return {}
 
     def label(self, t):

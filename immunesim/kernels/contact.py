@@ -61,7 +61,6 @@ _LUT_SHIFT = np.int64(MOL_SHIFT - LUT_BITS)
 _LUT_MAX = LUT_SIZE - 1
 
 
-
 # --------------------------------------------------------------------------- scalar rules
 # What a cell does, given its attributes and uniform 53-bit draws; the array rules below
 # (and the Mesa reference, :mod:`immunesim.reference`) decide with these.
@@ -234,7 +233,8 @@ def activation_rule(i, t, c, s, p):
                 return activated(k, ip)
     elif k == ACTIVATED_B:
         if n == 0 and rand53(t.seed, t.step, u, S_DIFFERENTIATE) < nb.uint64(
-                ip[IP_THR_DIFFERENTIATE]):
+            ip[IP_THR_DIFFERENTIATE]
+        ):
             return differentiated(rand53(t.seed, t.step, u, S_FATE), ip)
     elif k == PLASMABLAST:
         site = c.y[i] * t.L + c.x[i]

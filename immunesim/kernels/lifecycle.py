@@ -130,8 +130,9 @@ def deplete(i, t, c, s, p):
 def mark_production(layer, site, x, y, t, c, s, p):
     """A site body: what the free ``site`` makes this step, written to ``cells.want[site]``
     (the scratch doubles as a per-site array; ``t``: :data:`Births`)."""
-    c.want[site] = production_at(site, t.seed, t.step, s.occ, s.zone,
-                                 nb.uint64(p.ip[IP_THR_PRODUCE]), t.thr_t_helper)
+    c.want[site] = production_at(
+        site, t.seed, t.step, s.occ, s.zone, nb.uint64(p.ip[IP_THR_PRODUCE]), t.thr_t_helper
+    )
     return 0, 0
 
 
@@ -178,7 +179,25 @@ def census(i, t, c, s, p):
     return (k * p.ip[IP_N_SPEC] + c.spec[i]) * 3 + s.zone[c.y[i] * t.L + c.x[i]], 1
 
 
-__all__ = ["Births", "Depletion", "PRODUCE_NAIVE_B", "PRODUCE_NONE",
-           "PRODUCE_T_HELPER", "age", "cell_class", "census", "countdown", "deplete",
-           "depleted", "dies", "makes_cell", "mark_production", "new_specificity", "production",
-           "production_at", "secrete", "secretion", "specificity"]
+__all__ = [
+    "Births",
+    "Depletion",
+    "PRODUCE_NAIVE_B",
+    "PRODUCE_NONE",
+    "PRODUCE_T_HELPER",
+    "age",
+    "cell_class",
+    "census",
+    "countdown",
+    "deplete",
+    "depleted",
+    "dies",
+    "makes_cell",
+    "mark_production",
+    "new_specificity",
+    "production",
+    "production_at",
+    "secrete",
+    "secretion",
+    "specificity",
+]

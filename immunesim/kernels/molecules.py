@@ -55,8 +55,14 @@ def diffuse_decay(q, q_w, q_e, q_n, q_s, n_neighbours, d, decay):
     (2 to 4: nothing leaves the lattice) and receives theirs (``q_w .. q_s`` are the
     neighbours' values, 0 where there is none); then it loses ``portion(q, decay)``.
     """
-    q = (q - n_neighbours * portion(q, d) + portion(q_w, d) + portion(q_e, d)
-         + portion(q_n, d) + portion(q_s, d))
+    q = (
+        q
+        - n_neighbours * portion(q, d)
+        + portion(q_w, d)
+        + portion(q_e, d)
+        + portion(q_n, d)
+        + portion(q_s, d)
+    )
     return q - portion(q, decay)
 
 
@@ -109,8 +115,12 @@ def diffuse(layer, site, x, y, t, c, s, p):
     q_e = src[layer, site + 1] if x < L - 1 else 0
     q_n = src[layer, site - L] if y > 0 else 0
     q_s = src[layer, site + L] if y < L - 1 else 0
-    n_nb = (1 if x > 0 else 0) + (1 if x < L - 1 else 0) + (1 if y > 0 else 0) + (
-        1 if y < L - 1 else 0)
+    n_nb = (
+        (1 if x > 0 else 0)
+        + (1 if x < L - 1 else 0)
+        + (1 if y > 0 else 0)
+        + (1 if y < L - 1 else 0)
+    )
     d = t.diffusion if p.diffuses[layer] != 0 else 0
     q = diffuse_decay(src[layer, site], q_w, q_e, q_n, q_s, n_nb, d, p.decay[layer])
     t.dst[layer, site] = q
@@ -124,7 +134,8 @@ def exchange(layer, site, x, y, t, c, s, p):
     for row in range(s.mol.shape[0]):
         f = p.circulate[row]
         if f > 0:
-            s.mol[row, site] = circulate_site(s.mol[row, site], f, t.share[row],
-                                              1 if site < t.rest[row] else 0)
+            s.mol[row, site] = circulate_site(
+                s.mol[row, site], f, t.share[row], 1 if site < t.rest[row] else 0
+            )
     react_site(site, s.mol, s.zone, p.ip, p.fx, p.fp)
     return 0, 0

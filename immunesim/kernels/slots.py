@@ -44,12 +44,15 @@ def _generated(name: str, args: str, lines: list[str]):
 
 
 #: ``clear_cell(c, m)``: every persistent field of slot ``m`` to its fill value.
-clear_cell = _generated("clear_cell", "c, m", [f"c.{f.name}[m] = {f.fill}" for f in CELL_FIELDS
-                                               if f.persistent])
+clear_cell = _generated(
+    "clear_cell", "c, m", [f"c.{f.name}[m] = {f.fill}" for f in CELL_FIELDS if f.persistent]
+)
 #: ``copy_cell(src, i, dst, w)``: every persistent field of slot ``i`` to slot ``w``.
-copy_cell = _generated("copy_cell", "src, i, dst, w",
-                       [f"dst.{f.name}[w] = src.{f.name}[i]" for f in CELL_FIELDS
-                        if f.persistent])
+copy_cell = _generated(
+    "copy_cell",
+    "src, i, dst, w",
+    [f"dst.{f.name}[w] = src.{f.name}[i]" for f in CELL_FIELDS if f.persistent],
+)
 
 
 @nb.njit(inline="always", cache=True)
@@ -106,20 +109,23 @@ def place_daughter(i, j, t, c, s, p):
     birth of its kind."""
     k = c.kind[i]
     joins = k == CAR_T and rand53(t.seed, t.step, c.uid[i], S_CAR_MEMORY) < nb.uint64(
-        p.ip[IP_THR_CAR_MEMORY])
+        p.ip[IP_THR_CAR_MEMORY]
+    )
     parent, daughter, n = daughter_states(k, c.state[i], c.counter[i], joins)
     c.state[i] = parent
     c.counter[i] = n
-    write_cell(c, s, t.n + j, t.next_uid + j, k, daughter, c.spec[i], n, c.car_mask[i],
-               c.want[i], t.L)
+    write_cell(
+        c, s, t.n + j, t.next_uid + j, k, daughter, c.spec[i], n, c.car_mask[i], c.want[i], t.L
+    )
     return k, 1
 
 
 @nb.njit(inline="always", cache=True)
 def infuse(j, t, c, s, p):
     """The ``j``-th infused CAR-T cell (``t``: :data:`Infusion`), of the ``other`` class."""
-    write_cell(c, s, t.n + j, t.next_uid + j, CAR_T, 0, p.ip[IP_N_SPEC] - 1, 0, t.mask,
-               t.site[j], t.L)
+    write_cell(
+        c, s, t.n + j, t.next_uid + j, CAR_T, 0, p.ip[IP_N_SPEC] - 1, 0, t.mask, t.site[j], t.L
+    )
     return 0, 0
 
 
@@ -137,6 +143,17 @@ def move_to_slot(i, j, t, c, s, p):
     return 0, 0
 
 
-__all__ = ["Compaction", "Infusion", "clear_cell", "copy_cell", "infuse", "is_alive",
-           "move_to_slot", "newborn", "place_daughter", "place_newborn", "wins_site",
-           "write_cell"]
+__all__ = [
+    "Compaction",
+    "Infusion",
+    "clear_cell",
+    "copy_cell",
+    "infuse",
+    "is_alive",
+    "move_to_slot",
+    "newborn",
+    "place_daughter",
+    "place_newborn",
+    "wins_site",
+    "write_cell",
+]

@@ -161,7 +161,26 @@ def specificity_names(vaccines: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return ("self", *vaccines, "other")
 
 
-__all__ = ["AUTOREACTIVE_CATEGORY", "AUTOREACTIVE_SHOWN", "CAR_T_MEMORY_CLASS", "CATEGORIES",
-           "CLASS_NAMES", "CellKind", "KINDS", "KIND_CATEGORY", "KIND_NAMES", "Kind", "MARKERS",
-           "MARKER_NAMES", "Marker", "N_CLASSES", "N_KINDS", "PALETTE", "STATE_CAR_T_MEMORY",
-           "kinds_bearing", "kinds_of_lineage", "marker_mask", "specificity_names"]
+__all__ = [
+    "AUTOREACTIVE_CATEGORY",
+    "AUTOREACTIVE_SHOWN",
+    "CAR_T_MEMORY_CLASS",
+    "CATEGORIES",
+    "CLASS_NAMES",
+    "CellKind",
+    "KINDS",
+    "KIND_CATEGORY",
+    "KIND_NAMES",
+    "Kind",
+    "MARKERS",
+    "MARKER_NAMES",
+    "Marker",
+    "N_CLASSES",
+    "N_KINDS",
+    "PALETTE",
+    "STATE_CAR_T_MEMORY",
+    "kinds_bearing",
+    "kinds_of_lineage",
+    "marker_mask",
+    "specificity_names",
+]

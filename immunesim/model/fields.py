@@ -52,15 +52,18 @@ CELL_FIELDS: tuple[Field, ...] = (
     Field("x", np.int32, "lattice column, sites"),
     Field("y", np.int32, "lattice row, sites"),
     Field("age", np.int32, "steps since birth"),
-    Field("counter", np.int16,
-          "divisions left (activated B) or stimulated steps left (CAR-T)"),
+    Field("counter", np.int16, "divisions left (activated B) or stimulated steps left (CAR-T)"),
     Field("car_mask", np.uint8, "marker mask a CAR-T cell's receptor recognises (0 otherwise)"),
-    Field("alive", np.uint8, "1, or 0 once the cell has died in this step (removed at "
-          "compaction)"),
-    Field("want", np.int32, "scratch: site or victim slot a cell proposes (-1 none); per site, "
-          "what a free site makes in the production phase", fill=-1, persistent=False),
-    Field("key", np.int64, "scratch: priority key of the proposal (lowest wins)",
-          persistent=False),
+    Field("alive", np.uint8, "1, or 0 once the cell has died in this step (removed at compaction)"),
+    Field(
+        "want",
+        np.int32,
+        "scratch: site or victim slot a cell proposes (-1 none); per site, "
+        "what a free site makes in the production phase",
+        fill=-1,
+        persistent=False,
+    ),
+    Field("key", np.int64, "scratch: priority key of the proposal (lowest wins)", persistent=False),
 )
 
 #: Fields that move with a cell (everything but the scratch).
@@ -71,8 +74,13 @@ SITE_FIELDS: tuple[Field, ...] = (
     Field("occ", np.int32, "slot of the cell on the site, or -1", fill=-1),
     Field("zone", np.uint8, "zone code: 0 marrow, 1 lymphoid, 2 tissue"),
     Field("niche", np.uint8, "1 on a long-lived plasma cell niche"),
-    Field("claim", np.int64, "scratch: lowest priority key proposing the site or victim",
-          fill=CLAIM_FREE, persistent=False),
+    Field(
+        "claim",
+        np.int64,
+        "scratch: lowest priority key proposing the site or victim",
+        fill=CLAIM_FREE,
+        persistent=False,
+    ),
 )
 
 #: The cell arrays as one argument of a kernel: ``cells.kind[i]`` is the kind of slot ``i``.
@@ -92,5 +100,13 @@ def bytes_per_site(n_layers: int) -> int:
     return cell + site + 3 + 2 * 8 * n_layers
 
 
-__all__ = ["CELL_FIELDS", "CLAIM_FREE", "Cells", "Field", "PERSISTENT_CELL_FIELDS",
-           "SITE_FIELDS", "Sites", "bytes_per_site"]
+__all__ = [
+    "CELL_FIELDS",
+    "CLAIM_FREE",
+    "Cells",
+    "Field",
+    "PERSISTENT_CELL_FIELDS",
+    "SITE_FIELDS",
+    "Sites",
+    "bytes_per_site",
+]

@@ -137,5 +137,15 @@ def fixed(fraction: float) -> int:
     return int(round(fraction * (1 << FRAC_BITS)))
 
 
-__all__ = ["FRAC_BITS", "KernelParams", "LUT_BITS", "LUT_SIZE", "MOL_SCALE", "MOL_SHIFT",
-           "Params", "ZONE_CODE", "ZONE_NAMES", "fixed"]
+__all__ = [
+    "FRAC_BITS",
+    "KernelParams",
+    "LUT_BITS",
+    "LUT_SIZE",
+    "MOL_SCALE",
+    "MOL_SHIFT",
+    "Params",
+    "ZONE_CODE",
+    "ZONE_NAMES",
+    "fixed",
+]

@@ -56,8 +56,16 @@ class ImmuneCell(CellAgent):
 
     model: ReferenceModel
 
-    def __init__(self, model: ReferenceModel, cell: Cell, kind: int, spec: int,
-                 state: int = 0, counter: int = 0, age: int = 0):
+    def __init__(
+        self,
+        model: ReferenceModel,
+        cell: Cell,
+        kind: int,
+        spec: int,
+        state: int = 0,
+        counter: int = 0,
+        age: int = 0,
+    ):
         super().__init__(model)
         self.kind = int(kind)
         self.spec = int(spec)
@@ -85,8 +93,16 @@ class ImmuneCell(CellAgent):
             return
         here = self.cell
         zone = here.zone
-        d = rules.heading(k, self.site, zone, self.random.randrange(8), self.draw(),
-                          self.model.state.toward, p.thr_homing, p.home)
+        d = rules.heading(
+            k,
+            self.site,
+            zone,
+            self.random.randrange(8),
+            self.draw(),
+            self.model.state.toward,
+            p.thr_homing,
+            p.home,
+        )
         target = here.connections.get(DIRECTIONS[d])  # None off the lattice
         if target is None or not target.is_empty:
             return
@@ -105,7 +121,8 @@ class ImmuneCell(CellAgent):
             return
         joins_memory = self.kind == _CAR_T and self.draw() < p.ip[IP_THR_CAR_MEMORY]
         self.state, daughter, self.counter = rules.daughter_states(
-            self.kind, self.state, self.counter, joins_memory)
+            self.kind, self.state, self.counter, joins_memory
+        )
         self.daughter(self.random.choice(free), daughter)
 
     def daughter(self, cell: Cell, state: int) -> ImmuneCell:
@@ -167,8 +184,16 @@ class CarTCell(ImmuneCell):
         car_mask: the marker mask its CAR recognises.
     """
 
-    def __init__(self, model: ReferenceModel, cell: Cell, spec: int, car_mask: int,
-                 state: int = 0, counter: int = 0, age: int = 0):
+    def __init__(
+        self,
+        model: ReferenceModel,
+        cell: Cell,
+        spec: int,
+        car_mask: int,
+        state: int = 0,
+        counter: int = 0,
+        age: int = 0,
+    ):
         super().__init__(model, cell, _CAR_T, spec, state, counter, age)
         self.car_mask = int(car_mask)
 
@@ -185,8 +210,9 @@ class CarTCell(ImmuneCell):
         if self.draw() >= rules.kill_threshold(self.state, ip):
             return
         markers = m.params.k.markers
-        targets = [a for a in self.cell.neighborhood.agents
-                   if rules.bears(markers, a.kind, self.car_mask)]
+        targets = [
+            a for a in self.cell.neighborhood.agents if rules.bears(markers, a.kind, self.car_mask)
+        ]
         if not targets:
             return
         victim = self.random.choice(targets)

@@ -111,14 +111,21 @@ class ReferenceModel(Clocked, mesa.Model):
         for name, values in (("zone", st.zone), ("niche", st.niche)):
             layer = PropertyLayer.from_data(name, np.asarray(values).reshape(L, L).T.copy())
             self.grid.add_property_layer(layer)
-        self._producing = [c for c in self.grid.all_cells
-                           if c.zone in (ZONE_CODE["marrow"], ZONE_CODE["lymphoid"])]
+        self._producing = [
+            c for c in self.grid.all_cells if c.zone in (ZONE_CODE["marrow"], ZONE_CODE["lymphoid"])
+        ]
         self._n_lymphoid_sites = self.geometry.count("lymphoid")
         self._n_neighbours = self.geometry.von_neumann_neighbours()
         for i in np.flatnonzero(np.asarray(st.alive[: st.n]) != 0):
-            self._place(int(st.kind[i]), self.grid[int(st.x[i]), int(st.y[i])],
-                        spec=st.spec[i], state=st.state[i], counter=st.counter[i],
-                        age=st.age[i], car_mask=st.car_mask[i])
+            self._place(
+                int(st.kind[i]),
+                self.grid[int(st.x[i]), int(st.y[i])],
+                spec=st.spec[i],
+                state=st.state[i],
+                counter=st.counter[i],
+                age=st.age[i],
+                car_mask=st.car_mask[i],
+            )
 
         self.step_index = start.step_index
         self.rows: list[dict] = []
@@ -182,8 +189,9 @@ class ReferenceModel(Clocked, mesa.Model):
     def produce(self) -> None:
         """New naive B cells at free marrow sites and T helpers at free lymphoid sites."""
         p = self.params
-        thr_t_helper = t_helper_threshold(self.scenario, self._n_lymphoid_sites,
-                                          len(self._agents_of(THelper)))
+        thr_t_helper = t_helper_threshold(
+            self.scenario, self._n_lymphoid_sites, len(self._agents_of(THelper))
+        )
         other = p.layers.n_spec - 1
         for cell in self._producing:
             if not cell.is_empty:
@@ -208,8 +216,9 @@ class ReferenceModel(Clocked, mesa.Model):
             west[:, 1:], east[:, :-1] = q[:, :-1], q[:, 1:]
             north[1:, :], south[:-1, :] = q[:-1, :], q[1:, :]
             d = self.params.diffusion if k.diffuses[layer] else 0
-            q = rules.diffuse_decay(q, west, east, north, south, self._n_neighbours, d,
-                                    k.decay[layer])
+            q = rules.diffuse_decay(
+                q, west, east, north, south, self._n_neighbours, d, k.decay[layer]
+            )
             c = k.circulate[layer]
             if c > 0:  # the pool is shared equally, the remainder to the lowest sites
                 share, rest = divmod(int(rules.portion(q, c).sum()), n_sites)

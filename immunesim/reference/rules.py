@@ -35,8 +35,7 @@ def python_rule(rule: CPUDispatcher, _done: dict | None = None) -> types.Functio
         return done[rule]
     src = rule.py_func
     env = dict(src.__globals__)
-    func = types.FunctionType(src.__code__, env, src.__name__, src.__defaults__,
-                              src.__closure__)
+    func = types.FunctionType(src.__code__, env, src.__name__, src.__defaults__, src.__closure__)
     func.__doc__ = src.__doc__
     done[rule] = func
     for name in src.__code__.co_names:

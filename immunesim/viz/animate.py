@@ -34,8 +34,12 @@ PALETTE = cells_model.PALETTE
 ZONE_COLOURS = np.array([(58, 48, 38), (34, 44, 58), (60, 34, 38)], dtype=np.uint8)
 
 
-def cells_to_rgb(cells: np.ndarray, zones: np.ndarray, damage: np.ndarray | None = None,
-                 damage_scale: float = 300.0) -> np.ndarray:
+def cells_to_rgb(
+    cells: np.ndarray,
+    zones: np.ndarray,
+    damage: np.ndarray | None = None,
+    damage_scale: float = 300.0,
+) -> np.ndarray:
     """RGB image uint8[L, L, 3] of a cell map over the zone backdrop.
 
     Args:
@@ -74,18 +78,23 @@ def phases(endpoints: dict, events: list[dict]) -> list[Phase]:
     if endpoints.get("b_cell_depletion_day") is not None:
         out.append(Phase(endpoints["b_cell_depletion_day"], "B-cell aplasia: no B cells left"))
     if endpoints.get("b_cell_reconstitution_day") is not None:
-        out.append(Phase(endpoints["b_cell_reconstitution_day"],
-                         "Naive B cells return from the marrow"))
+        out.append(
+            Phase(endpoints["b_cell_reconstitution_day"], "Naive B cells return from the marrow")
+        )
     if endpoints.get("relapse_day") is not None:
         out.append(Phase(endpoints["relapse_day"], "Relapse: the autoimmune loop restarts"))
     return sorted(out, key=lambda p: p.start)
 
 
-def caption_at(day: float, course: list[Phase], remission_day: float | None,
-               relapse_day: float | None) -> str:
+def caption_at(
+    day: float, course: list[Phase], remission_day: float | None, relapse_day: float | None
+) -> str:
     text = [p.caption for p in course if p.start <= day][-1]
-    if remission_day is not None and day >= remission_day and \
-            (relapse_day is None or day < relapse_day):
+    if (
+        remission_day is not None
+        and day >= remission_day
+        and (relapse_day is None or day < relapse_day)
+    ):
         text += "  |  remission"
     return text
 
@@ -93,8 +102,14 @@ def caption_at(day: float, course: list[Phase], remission_day: float | None,
 class FrameRenderer:
     """Draws frames of a run at a fixed pixel size."""
 
-    def __init__(self, run_dir: str | Path, width: int = 960, height: int | None = None,
-                 overlay: str | None = None, dpi: int = 100):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        width: int = 960,
+        height: int | None = None,
+        overlay: str | None = None,
+        dpi: int = 100,
+    ):
         import matplotlib
 
         matplotlib.use("Agg")
@@ -115,49 +130,75 @@ class FrameRenderer:
         vacc = sc["specificities"]["vaccines"]
         self.df = df
 
-        fig = plt.figure(figsize=(self.size[0] / dpi, self.size[1] / dpi), dpi=dpi,
-                         facecolor="white")
-        gs = fig.add_gridspec(2, 2, width_ratios=[1.0, 1.25], height_ratios=[1, 1],
-                              left=0.02, right=0.93, top=0.86, bottom=0.10, wspace=0.30,
-                              hspace=0.12)
+        fig = plt.figure(
+            figsize=(self.size[0] / dpi, self.size[1] / dpi), dpi=dpi, facecolor="white"
+        )
+        gs = fig.add_gridspec(
+            2,
+            2,
+            width_ratios=[1.0, 1.25],
+            height_ratios=[1, 1],
+            left=0.02,
+            right=0.93,
+            top=0.86,
+            bottom=0.10,
+            wspace=0.30,
+            hspace=0.12,
+        )
         self.ax_lat = fig.add_subplot(gs[:, 0])
         L = self.zones.shape[0]
-        self.image = self.ax_lat.imshow(np.zeros((L, L, 3), np.uint8), interpolation="nearest",
-                                        origin="upper")
+        self.image = self.ax_lat.imshow(
+            np.zeros((L, L, 3), np.uint8), interpolation="nearest", origin="upper"
+        )
         self.ax_lat.set_xticks([])
         self.ax_lat.set_yticks([])
-        handles = [Patch(color=PALETTE[i] / 255, label=CATEGORIES[i])
-                   for i in range(1, len(CATEGORIES))]
-        handles += [Patch(color=ZONE_COLOURS[z] / 255, label=f"{ZONE_NAMES[z]} zone")
-                    for z in range(3)]
-        self.ax_lat.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.005),
-                           ncols=3, fontsize=6.5, frameon=False, handlelength=1.0)
+        handles = [
+            Patch(color=PALETTE[i] / 255, label=CATEGORIES[i]) for i in range(1, len(CATEGORIES))
+        ]
+        handles += [
+            Patch(color=ZONE_COLOURS[z] / 255, label=f"{ZONE_NAMES[z]} zone") for z in range(3)
+        ]
+        self.ax_lat.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.005),
+            ncols=3,
+            fontsize=6.5,
+            frameon=False,
+            handlelength=1.0,
+        )
         ax1 = fig.add_subplot(gs[0, 1])
-        ax1.plot(df["day"], df["car_t"].clip(lower=0.5), color="#E69F00", lw=1.5,
-                 label="CAR-T")
-        ax1.plot(df["day"], df["b_cells"].clip(lower=0.5), color="#0072B2", lw=1.5,
-                 label="B cells")
+        ax1.plot(df["day"], df["car_t"].clip(lower=0.5), color="#E69F00", lw=1.5, label="CAR-T")
+        ax1.plot(df["day"], df["b_cells"].clip(lower=0.5), color="#0072B2", lw=1.5, label="B cells")
         ax1.set_yscale("log")
         ax1.set_ylabel("cells", fontsize=8)
         ax1.legend(fontsize=7, loc="upper right")
         ax2 = fig.add_subplot(gs[1, 1], sharex=ax1)
-        ax2.plot(df["day"], df["anti_dsdna"] / base["anti_dsdna"], color="#D55E00", lw=1.5,
-                 label="anti-dsDNA")
+        ax2.plot(
+            df["day"],
+            df["anti_dsdna"] / base["anti_dsdna"],
+            color="#D55E00",
+            lw=1.5,
+            label="anti-dsDNA",
+        )
         prot = sum(df[f"antibody_{v}"] / base[f"antibody_{v}"] for v in vacc) / len(vacc)
         ax2.plot(df["day"], prot, color="#009E73", lw=1.5, label="vaccine titre")
         ax2.set_ylabel("titre / baseline", fontsize=8)
         ax2.set_xlabel("day", fontsize=8)
-        self._titres = np.vstack([np.asarray(prot, float),
-                                  np.asarray(df["anti_dsdna"] / base["anti_dsdna"], float)])
+        self._titres = np.vstack(
+            [np.asarray(prot, float), np.asarray(df["anti_dsdna"] / base["anti_dsdna"], float)]
+        )
         ax2.legend(fontsize=7, loc="upper right")
         for ax in (ax1, ax2):
             ax.tick_params(labelsize=7)
         self.cursors = [ax.axvline(0, color="#333333", lw=1) for ax in (ax1, ax2)]
         self.ax_ts = (ax1, ax2)
-        self.title = fig.text(0.02, 0.95, manifest["scenario_name"], fontsize=11,
-                              weight="bold", va="center")
-        self.day_text = fig.text(0.98, 0.95, "", fontsize=12, ha="right", va="center",
-                                 family="monospace")
+        self.title = fig.text(
+            0.02, 0.95, manifest["scenario_name"], fontsize=11, weight="bold", va="center"
+        )
+        self.day_text = fig.text(
+            0.98, 0.95, "", fontsize=12, ha="right", va="center", family="monospace"
+        )
         self.caption = fig.text(0.02, 0.90, "", fontsize=10, va="center")
         self.fig = fig
         # Blitting: the static parts are drawn once; a frame redraws only these artists.
@@ -183,8 +224,14 @@ class FrameRenderer:
         for c in self.cursors:
             c.set_xdata([day, day])
         self.day_text.set_text(f"day {day:6.0f}")
-        self.caption.set_text(caption_at(day, self.course, self.endpoints.get("remission_day"),
-                                         self.endpoints.get("relapse_day")))
+        self.caption.set_text(
+            caption_at(
+                day,
+                self.course,
+                self.endpoints.get("remission_day"),
+                self.endpoints.get("relapse_day"),
+            )
+        )
         canvas = self.fig.canvas
         if self._background is None:
             canvas.draw()
@@ -201,19 +248,24 @@ class FrameRenderer:
         plt.close(self.fig)
 
 
-def select_frames(run_dir: str | Path, first_day: float | None, last_day: float | None,
-                  every: int = 1) -> list[Path]:
+def select_frames(
+    run_dir: str | Path, first_day: float | None, last_day: float | None, every: int = 1
+) -> list[Path]:
     """Snapshot files within a day range (every ``every``-th one)."""
     from immunesim.viz.snapshots import frame_days
 
     paths = list_frames(run_dir)
     if not paths:
         raise FileNotFoundError(
-            f"{run_dir}: no snapshots; run with --set output.snapshot_every_hours=24")
+            f"{run_dir}: no snapshots; run with --set output.snapshot_every_hours=24"
+        )
     days = frame_days(paths)
-    keep = [p for p, d in zip(paths, days, strict=True)
-            if (first_day is None or d >= first_day) and (last_day is None or d <= last_day)]
-    return keep[::max(1, every)]
+    keep = [
+        p
+        for p, d in zip(paths, days, strict=True)
+        if (first_day is None or d >= first_day) and (last_day is None or d <= last_day)
+    ]
+    return keep[:: max(1, every)]
 
 
 def _frames(renderer: FrameRenderer, paths: list[Path]) -> Iterator[np.ndarray]:
@@ -221,9 +273,16 @@ def _frames(renderer: FrameRenderer, paths: list[Path]) -> Iterator[np.ndarray]:
         yield renderer.render(day, cells, damage)
 
 
-def animate(run_dir: str | Path, out: str | Path, fps: float = 12.0, width: int = 960,
-            first_day: float | None = None, last_day: float | None = None, every: int = 1,
-            overlay: str | None = None) -> dict:
+def animate(
+    run_dir: str | Path,
+    out: str | Path,
+    fps: float = 12.0,
+    width: int = 960,
+    first_day: float | None = None,
+    last_day: float | None = None,
+    every: int = 1,
+    overlay: str | None = None,
+) -> dict:
     """Write an animation of a run's snapshots; the format follows ``out``'s suffix
     (.mp4, .gif, .html). Returns ``{"frames": n, "size": (w, h), "path": out}``."""
     out = Path(out)
@@ -252,16 +311,24 @@ def animate(run_dir: str | Path, out: str | Path, fps: float = 12.0, width: int 
     return {"frames": n, "size": renderer.size, "path": out}
 
 
-def _write_mp4(frames: Iterator[np.ndarray], path: Path, size: tuple[int, int],
-               fps: float) -> int:
+def _write_mp4(frames: Iterator[np.ndarray], path: Path, size: tuple[int, int], fps: float) -> int:
     try:
         import imageio_ffmpeg
     except ImportError:
-        raise ValueError("MP4 needs the ffmpeg that imageio-ffmpeg ships: "
-                         "pip install 'immunesim[viz]' (or write .gif or .html)") from None
+        raise ValueError(
+            "MP4 needs the ffmpeg that imageio-ffmpeg ships: "
+            "pip install 'immunesim[viz]' (or write .gif or .html)"
+        ) from None
     writer = imageio_ffmpeg.write_frames(
-        str(path), size, fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
-        quality=6, macro_block_size=2, output_params=["-f", "mp4"],
+        str(path),
+        size,
+        fps=fps,
+        codec="libx264",
+        pix_fmt_in="rgb24",
+        pix_fmt_out="yuv420p",
+        quality=6,
+        macro_block_size=2,
+        output_params=["-f", "mp4"],
     )
     writer.send(None)
     n = 0
@@ -277,15 +344,25 @@ def _write_gif(frames: Iterator[np.ndarray], path: Path, fps: float) -> int:
     256-colour palette first (1 byte per pixel), which keeps that small."""
     from PIL import Image
 
-    images = [Image.fromarray(f).quantize(colors=256, method=Image.Quantize.MEDIANCUT,
-                                          dither=Image.Dither.NONE) for f in frames]
-    images[0].save(path, format="GIF", save_all=True, append_images=images[1:],
-                   duration=int(round(1000 / fps)), loop=0, optimize=False)
+    images = [
+        Image.fromarray(f).quantize(
+            colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+        )
+        for f in frames
+    ]
+    images[0].save(
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=int(round(1000 / fps)),
+        loop=0,
+        optimize=False,
+    )
     return len(images)
 
 
-def _write_html(frames: Iterator[np.ndarray], path: Path, size: tuple[int, int],
-                fps: float) -> int:
+def _write_html(frames: Iterator[np.ndarray], path: Path, size: tuple[int, int], fps: float) -> int:
     """Self-contained HTML: frames as base64 PNGs in the page, a small player in plain
     JavaScript; written frame by frame."""
     from PIL import Image
@@ -304,8 +381,7 @@ value="0"><span id="count"></span></div>
         for frame in frames:
             buf = io.BytesIO()
             Image.fromarray(frame).save(buf, format="PNG", optimize=True)
-            f.write('"data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
-                    + '",\n')
+            f.write('"data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode() + '",\n')
             n += 1
         f.write(f"""];
 const img = document.getElementById("frame"), slider = document.getElementById("slider");
@@ -324,9 +400,15 @@ show(0); start();
     return n
 
 
-def animate_side_by_side(run_dirs: list[str | Path], out: str | Path, fps: float = 12.0,
-                         width: int = 640, first_day: float | None = None,
-                         last_day: float | None = None, every: int = 1) -> dict:
+def animate_side_by_side(
+    run_dirs: list[str | Path],
+    out: str | Path,
+    fps: float = 12.0,
+    width: int = 640,
+    first_day: float | None = None,
+    last_day: float | None = None,
+    every: int = 1,
+) -> dict:
     """Several runs next to each other, frame by frame on the days they all recorded."""
     from immunesim.viz.snapshots import frame_days
 
@@ -336,7 +418,7 @@ def animate_side_by_side(run_dirs: list[str | Path], out: str | Path, fps: float
         paths = select_frames(d, first_day, last_day)
         selected.append(dict(zip(frame_days(paths), paths, strict=True)))
         renderers.append(FrameRenderer(d, width=width))
-    common = sorted(set.intersection(*(set(s) for s in selected)))[::max(1, every)]
+    common = sorted(set.intersection(*(set(s) for s in selected)))[:: max(1, every)]
     if not common:
         raise ValueError("the runs have no snapshot day in common")
     for r in renderers:
@@ -346,7 +428,7 @@ def animate_side_by_side(run_dirs: list[str | Path], out: str | Path, fps: float
         for day in common:
             parts = []
             for r, sel in zip(renderers, selected, strict=True):
-                (_, cells, damage), = iter_frames([sel[day]])
+                ((_, cells, damage),) = iter_frames([sel[day]])
                 parts.append(r.render(day, cells, damage))
             yield np.hstack(parts)
 
@@ -382,7 +464,7 @@ def still(run_dir: str | Path, day: float, out: str | Path, width: int = 960) ->
     k = int(np.argmin(np.abs(days - day)))
     r = FrameRenderer(run_dir, width=width)
     r.set_x_range(float(days[0]), float(days[-1]))
-    (d, cells, damage), = iter_frames([paths[k]])
+    ((d, cells, damage),) = iter_frames([paths[k]])
     Image.fromarray(r.render(d, cells, damage)).save(out)
     r.close()
     return Path(out)

@@ -102,26 +102,44 @@ def Controls(run: LiveRun | None):
     solara.Text("Changes apply when you press Reset.", style={"font-size": "0.85em"})
     with solara.Column(gap="0px", classes=["immunesim-dose"]):
         solara.Text(f"CAR-T dose: {s.dose_per_kg:,.0f} cells/kg")
-        dose_index = min(range(len(DOSE_CHOICES)),
-                         key=lambda i: abs(DOSE_CHOICES[i] - s.dose_per_kg))
-        solara.SliderInt("", value=dose_index, min=0, max=len(DOSE_CHOICES) - 1,
-                         thumb_label=False, on_value=lambda i: update(dose_per_kg=DOSE_CHOICES[i]))
+        dose_index = min(
+            range(len(DOSE_CHOICES)), key=lambda i: abs(DOSE_CHOICES[i] - s.dose_per_kg)
+        )
+        solara.SliderInt(
+            "",
+            value=dose_index,
+            min=0,
+            max=len(DOSE_CHOICES) - 1,
+            thumb_label=False,
+            on_value=lambda i: update(dose_per_kg=DOSE_CHOICES[i]),
+        )
     with solara.Column(gap="0px", classes=["immunesim-targets"]):
         solara.Text("CAR-T target markers")
         for marker in TARGET_CHOICES:
+
             def toggle(on: bool, marker: str = marker) -> None:
                 chosen = set(settings.value.targets) - {marker} | ({marker} if on else set())
                 update(targets=tuple(m for m in TARGET_CHOICES if m in chosen))
 
-            solara.Checkbox(label=f"{marker} (on {TARGET_HINTS[marker]})",
-                            value=marker in s.targets, on_value=toggle)
+            solara.Checkbox(
+                label=f"{marker} (on {TARGET_HINTS[marker]})",
+                value=marker in s.targets,
+                on_value=toggle,
+            )
     with solara.Column(gap="0px", classes=["immunesim-autoreactive"]):
         solara.Text(f"Autoreactive fraction of marrow output: {s.autoreactive_fraction:.0%}")
-        solara.SliderFloat("", value=s.autoreactive_fraction, min=0.0, max=1.0, step=0.05,
-                           thumb_label=False,
-                           on_value=lambda v: update(autoreactive_fraction=round(v, 2)))
-    solara.InputInt("Seed", value=s.seed, on_value=lambda v: update(seed=v),
-                    classes=["immunesim-seed"])
+        solara.SliderFloat(
+            "",
+            value=s.autoreactive_fraction,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            thumb_label=False,
+            on_value=lambda v: update(autoreactive_fraction=round(v, 2)),
+        )
+    solara.InputInt(
+        "Seed", value=s.seed, on_value=lambda v: update(seed=v), classes=["immunesim-seed"]
+    )
     solara.Checkbox(label="Tint damaged tissue red", value=show_damage)
     problem = s.problem()
     if problem:
@@ -129,8 +147,11 @@ def Controls(run: LiveRun | None):
     elif run is not None and s != run.settings:
         solara.Warning("Press Reset to start a run with these settings.", dense=True)
     if run is not None:
-        solara.Text(f"Running: {run.settings.describe()}", classes=["immunesim-in-use"],
-                    style={"font-size": "0.85em"})
+        solara.Text(
+            f"Running: {run.settings.describe()}",
+            classes=["immunesim-in-use"],
+            style={"font-size": "0.85em"},
+        )
 
 
 @solara.component
@@ -146,48 +167,73 @@ def Buttons(run: LiveRun | None):
             play(run)
 
     with solara.Row():
-        solara.Button("Step (+1 day)", icon_name="mdi-step-forward", on_click=lambda: step(run),
-                      disabled=not idle or finished)
+        solara.Button(
+            "Step (+1 day)",
+            icon_name="mdi-step-forward",
+            on_click=lambda: step(run),
+            disabled=not idle or finished,
+        )
         if playing.value:
             solara.Button("Pause", icon_name="mdi-pause", on_click=toggle_play, color="primary")
         else:
-            solara.Button("Play", icon_name="mdi-play", on_click=toggle_play, color="primary",
-                          disabled=not idle or finished)
-        solara.Button("Reset", icon_name="mdi-restart", on_click=reset,
-                      disabled=build.pending or settings.value.problem() is not None)
+            solara.Button(
+                "Play",
+                icon_name="mdi-play",
+                on_click=toggle_play,
+                color="primary",
+                disabled=not idle or finished,
+            )
+        solara.Button(
+            "Reset",
+            icon_name="mdi-restart",
+            on_click=reset,
+            disabled=build.pending or settings.value.problem() is not None,
+        )
 
 
 @solara.component
 def Legend():
     """Colour chips of the cell categories and zones, as
     :func:`~immunesim.viz.animate.cells_to_rgb` paints them."""
+
     def chip(rgb, label: str) -> str:
         colour = "rgb({},{},{})".format(*(int(c) for c in rgb))
-        return (f'<span style="display:inline-flex;align-items:center;margin:2px 10px 2px 0">'
-                f'<span style="width:14px;height:14px;background:{colour};'
-                f'border:1px solid #888;margin-right:5px"></span>{label}</span>')
+        return (
+            f'<span style="display:inline-flex;align-items:center;margin:2px 10px 2px 0">'
+            f'<span style="width:14px;height:14px;background:{colour};'
+            f'border:1px solid #888;margin-right:5px"></span>{label}</span>'
+        )
 
     cells = "".join(chip(PALETTE[i], CATEGORIES[i]) for i in range(1, len(CATEGORIES)))
-    zones = "".join(chip(ZONE_COLOURS[z], f"{ZONE_NAMES[z]} zone (empty site)")
-                    for z in range(len(ZONE_NAMES)))
+    zones = "".join(
+        chip(ZONE_COLOURS[z], f"{ZONE_NAMES[z]} zone (empty site)") for z in range(len(ZONE_NAMES))
+    )
     damage = chip((200, 30, 30), "damaged tissue") if show_damage.value else ""  # full tint
-    solara.HTML(unsafe_innerHTML=f"<div>{cells}</div><div>{zones}{damage}</div>",
-                style="font-size:0.85em;max-width:480px", classes=["immunesim-legend"])
+    solara.HTML(
+        unsafe_innerHTML=f"<div>{cells}</div><div>{zones}{damage}</div>",
+        style="font-size:0.85em;max-width:480px",
+        classes=["immunesim-legend"],
+    )
 
 
 @solara.component
 def Views(run: LiveRun, current: Frame):
     """The lattice with its legend, and the time series, of the current frame."""
-    lattice = solara.use_memo(lambda: lattice_png(current, run.zones, damage=show_damage.value),
-                              [current, show_damage.value])
+    lattice = solara.use_memo(
+        lambda: lattice_png(current, run.zones, damage=show_damage.value),
+        [current, show_damage.value],
+    )
     course = solara.use_memo(
-        lambda: course_png(current, run.scenario, run.start_day - HISTORY_DAYS), [current])
+        lambda: course_png(current, run.scenario, run.start_day - HISTORY_DAYS), [current]
+    )
     L = run.scenario.lattice.size
     with solara.Columns([1, 1.25]):
         with solara.Card(f"Tissue lattice ({L} x {L} sites)"):
-            solara.Text("Bone marrow (left) makes B cells; they meet T helpers in the lymphoid "
-                        "zone (middle); autoantibodies damage the tissue (right).",
-                        style={"font-size": "0.85em"})
+            solara.Text(
+                "Bone marrow (left) makes B cells; they meet T helpers in the lymphoid "
+                "zone (middle); autoantibodies damage the tissue (right).",
+                style={"font-size": "0.85em"},
+            )
             solara.Image(lattice, classes=["immunesim-lattice"])
             Legend()
         with solara.Card():
@@ -208,19 +254,23 @@ def Page():
         solara.Text("immunesim: the CAR-T immune reset in lupus")
     with solara.Row(style={"align-items": "center", "flex-wrap": "wrap"}):
         day = "Day …" if current is None else f"Day {current.day:.0f}"
-        solara.Text(day, classes=["immunesim-day"],
-                    style={"font-size": "1.8em", "font-weight": "bold", "min-width": "5.5em"})
+        solara.Text(
+            day,
+            classes=["immunesim-day"],
+            style={"font-size": "1.8em", "font-weight": "bold", "min-width": "5.5em"},
+        )
         Buttons(run)
     if build.pending:
         start = SCENARIO.endpoints.baseline_day
-        solara.Text(f"Running the untreated disease up to day {start:.0f} "
-                    f"({build.progress or 0:.0f}%) ...", classes=["immunesim-building"])
+        solara.Text(
+            f"Running the untreated disease up to day {start:.0f} ({build.progress or 0:.0f}%) ...",
+            classes=["immunesim-building"],
+        )
         solara.ProgressLinear(build.progress or True)
     elif build.error:
         solara.Error(f"The model could not be built: {build.exception}")
     elif play.error:
         solara.Error(f"The run stopped: {play.exception}")
     elif current is not None:
-        solara.Text(current.caption, classes=["immunesim-caption"],
-                    style={"font-size": "1.2em"})
+        solara.Text(current.caption, classes=["immunesim-caption"], style={"font-size": "1.2em"})
         Views(run, current)

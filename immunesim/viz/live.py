@@ -66,8 +66,11 @@ def car_t_index(s: Scenario) -> int:
     for i, t in enumerate(s.therapy):
         if isinstance(t, CarT):
             return i
-    raise ScenarioError(f"<scenario {s.name}>", "therapy",
-                        "a car_t entry (the app's dose and target controls act on it)")
+    raise ScenarioError(
+        f"<scenario {s.name}>",
+        "therapy",
+        "a car_t entry (the app's dose and target controls act on it)",
+    )
 
 
 def load_app_scenario(path: str | os.PathLike[str] | None = None) -> Scenario:
@@ -96,9 +99,12 @@ class Settings:
     def from_scenario(cls, s: Scenario) -> Settings:
         """The scenario's own values."""
         car = s.therapy[car_t_index(s)]
-        return cls(dose_per_kg=car.dose_per_kg, targets=tuple(m.upper() for m in car.targets),
-                   autoreactive_fraction=s.specificities.autoreactive_fraction,
-                   seed=s.run.seed)
+        return cls(
+            dose_per_kg=car.dose_per_kg,
+            targets=tuple(m.upper() for m in car.targets),
+            autoreactive_fraction=s.specificities.autoreactive_fraction,
+            seed=s.run.seed,
+        )
 
     def problem(self) -> str | None:
         """Why a run cannot be built with these settings, or ``None``."""
@@ -111,15 +117,19 @@ class Settings:
     def overrides(self, s: Scenario) -> list[str]:
         """``key.path=value`` overrides that put these settings into scenario ``s``."""
         i = car_t_index(s)
-        return [f"therapy.{i}.dose_per_kg={self.dose_per_kg!r}",
-                f"therapy.{i}.targets={json.dumps(list(self.targets))}",
-                f"specificities.autoreactive_fraction={self.autoreactive_fraction!r}"]
+        return [
+            f"therapy.{i}.dose_per_kg={self.dose_per_kg!r}",
+            f"therapy.{i}.targets={json.dumps(list(self.targets))}",
+            f"specificities.autoreactive_fraction={self.autoreactive_fraction!r}",
+        ]
 
     def describe(self) -> str:
         """One line for the user, e.g. ``CD19 CAR-T at 1,000,000 cells/kg, ...``."""
-        return (f"{'+'.join(self.targets)} CAR-T at {self.dose_per_kg:,.0f} cells/kg, "
-                f"{self.autoreactive_fraction:.0%} autoreactive marrow output, "
-                f"seed {self.seed}")
+        return (
+            f"{'+'.join(self.targets)} CAR-T at {self.dose_per_kg:,.0f} cells/kg, "
+            f"{self.autoreactive_fraction:.0%} autoreactive marrow output, "
+            f"seed {self.seed}"
+        )
 
 
 @dataclass(frozen=True)
@@ -155,8 +165,12 @@ class LiveRun:
             when that is later).
     """
 
-    def __init__(self, scenario: Scenario, settings: Settings,
-                 progress: Callable[[float], None] | None = None):
+    def __init__(
+        self,
+        scenario: Scenario,
+        settings: Settings,
+        progress: Callable[[float], None] | None = None,
+    ):
         self.settings = settings
         self.scenario = load_scenario(scenario, settings.overrides(scenario))
         # The CPU backend: on a lattice this small a GPU would only add launch overheads.
@@ -195,8 +209,15 @@ class LiveRun:
         events = tuple(sim.events)
         course = phases(ends, [dataclasses.asdict(e) for e in events])
         caption = caption_at(sim.day, course, ends.get("remission_day"), ends.get("relapse_day"))
-        return Frame(day=sim.day, cells=cells, damage=damage, timeseries=df, events=events,
-                     caption=caption, finished=not self.model.running)
+        return Frame(
+            day=sim.day,
+            cells=cells,
+            damage=damage,
+            timeseries=df,
+            events=events,
+            caption=caption,
+            finished=not self.model.running,
+        )
 
 
 @contextmanager
@@ -226,8 +247,13 @@ def lattice_png(frame: Frame, zones: np.ndarray, scale: int = 6, damage: bool = 
     return buf.getvalue()
 
 
-def course_png(frame: Frame, scenario: Scenario, first_day: float,
-               size: tuple[float, float] = (5.6, 4.6), dpi: int = 100) -> bytes:
+def course_png(
+    frame: Frame,
+    scenario: Scenario,
+    first_day: float,
+    size: tuple[float, float] = (5.6, 4.6),
+    dpi: int = 100,
+) -> bytes:
     """The time series of a frame from ``first_day`` as a PNG: B cells and CAR-T on the
     lattice (log scale) above, anti-dsDNA and the protective vaccine titre relative to
     baseline below, the therapy events as vertical lines named in the legend. The day axis
@@ -239,10 +265,16 @@ def course_png(frame: Frame, scenario: Scenario, first_day: float,
     df = df[df["day"] >= first_day]
     fig = Figure(figsize=size, dpi=dpi, layout="constrained")
     ax_cells, ax_titre = fig.subplots(2, 1, sharex=True)
-    ax_cells.plot(df["day"], df["b_cells"].clip(lower=0.5), color=COLOURS["b_cells"], lw=1.8,
-                  label="B cells (CD19+)")
-    ax_cells.plot(df["day"], df["car_t"].clip(lower=0.5), color=COLOURS["car_t"], lw=1.8,
-                  label="CAR-T cells")
+    ax_cells.plot(
+        df["day"],
+        df["b_cells"].clip(lower=0.5),
+        color=COLOURS["b_cells"],
+        lw=1.8,
+        label="B cells (CD19+)",
+    )
+    ax_cells.plot(
+        df["day"], df["car_t"].clip(lower=0.5), color=COLOURS["car_t"], lw=1.8, label="CAR-T cells"
+    )
     ax_cells.set_yscale("log")
     ax_cells.set_ylim(0.5, max(10.0, float(df[["b_cells", "car_t"]].max().max()) * 3))
     ax_cells.set_ylabel("cells on the lattice")
@@ -250,10 +282,20 @@ def course_png(frame: Frame, scenario: Scenario, first_day: float,
 
     vaccines = scenario.specificities.vaccines
     protective = sum(df[f"antibody_{v}"] / base[f"antibody_{v}"] for v in vaccines) / len(vaccines)
-    ax_titre.plot(df["day"], df["anti_dsdna"] / base["anti_dsdna"], color=COLOURS["anti_dsdna"],
-                  lw=1.8, label="anti-dsDNA (autoantibody)")
-    ax_titre.plot(df["day"], protective, color=VACCINE_COLOUR, lw=1.8,
-                  label=f"vaccine titre ({', '.join(vaccines)})")
+    ax_titre.plot(
+        df["day"],
+        df["anti_dsdna"] / base["anti_dsdna"],
+        color=COLOURS["anti_dsdna"],
+        lw=1.8,
+        label="anti-dsDNA (autoantibody)",
+    )
+    ax_titre.plot(
+        df["day"],
+        protective,
+        color=VACCINE_COLOUR,
+        lw=1.8,
+        label=f"vaccine titre ({', '.join(vaccines)})",
+    )
     ax_titre.set_ylim(0, max(1.3, float(np.nanmax(protective.to_numpy())) * 1.1))
     ax_titre.set_ylabel("titre / baseline")
     ax_titre.set_xlabel("day (0 = CAR-T infusion)")
@@ -266,8 +308,14 @@ def course_png(frame: Frame, scenario: Scenario, first_day: float,
             continue
         style = _EVENT_STYLES.get(e.kind, "-")
         for ax in (ax_cells, ax_titre):
-            ax.axvline(e.day, color="#888888", lw=0.9, ls=style, zorder=0,
-                       label=None if ax is ax_titre or e.kind in labelled else e.label)
+            ax.axvline(
+                e.day,
+                color="#888888",
+                lw=0.9,
+                ls=style,
+                zorder=0,
+                label=None if ax is ax_titre or e.kind in labelled else e.label,
+            )
         labelled.add(e.kind)
     ax_cells.legend(loc="best", fontsize=7)
     ax_titre.legend(loc="best", fontsize=7)
@@ -280,5 +328,15 @@ def course_png(frame: Frame, scenario: Scenario, first_day: float,
 _EVENT_STYLES = {"lymphodepletion": ":", "car_t": "--", "anti_cd20": "-.", "vaccination": "-"}
 
 
-__all__ = ["DOSE_CHOICES", "LATTICE_SIZE", "TARGET_CHOICES", "Frame", "LiveRun", "Settings",
-           "car_t_index", "course_png", "lattice_png", "load_app_scenario"]
+__all__ = [
+    "DOSE_CHOICES",
+    "LATTICE_SIZE",
+    "TARGET_CHOICES",
+    "Frame",
+    "LiveRun",
+    "Settings",
+    "car_t_index",
+    "course_png",
+    "lattice_png",
+    "load_app_scenario",
+]

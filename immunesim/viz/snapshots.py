@@ -27,8 +27,9 @@ from immunesim.model.params import MOL_SCALE
 CATEGORIES = cells_model.CATEGORIES
 
 
-def cell_map(kind: np.ndarray, spec: np.ndarray, x: np.ndarray, y: np.ndarray, L: int
-             ) -> np.ndarray:
+def cell_map(
+    kind: np.ndarray, spec: np.ndarray, x: np.ndarray, y: np.ndarray, L: int
+) -> np.ndarray:
     """Category map uint8[L, L] of live cells given their arrays (length n)."""
     codes = cells_model.KIND_CATEGORY[kind]
     autoreactive = (spec == 0) & np.isin(kind, cells_model.AUTOREACTIVE_SHOWN)

@@ -39,13 +39,15 @@ def test_app_scenario_is_the_default_one_on_a_small_lattice():
     s = load_app_scenario()
     assert s.name == "sle_cd19_cart"
     assert s.lattice.size == LATTICE_SIZE
-    assert Settings.from_scenario(s) == Settings(dose_per_kg=1.0e6, targets=("CD19",),
-                                                 autoreactive_fraction=0.35, seed=1)
+    assert Settings.from_scenario(s) == Settings(
+        dose_per_kg=1.0e6, targets=("CD19",), autoreactive_fraction=0.35, seed=1
+    )
 
 
 def test_settings_reach_the_scenario_of_the_run(scenario):
-    chosen = Settings(dose_per_kg=5.0e6, targets=("CD20", "BCMA"), autoreactive_fraction=0.6,
-                      seed=11)
+    chosen = Settings(
+        dose_per_kg=5.0e6, targets=("CD20", "BCMA"), autoreactive_fraction=0.6, seed=11
+    )
     progress: list[float] = []
     run = LiveRun(scenario, chosen, progress=progress.append)
     car = run.scenario.therapy[2]
@@ -61,8 +63,9 @@ def test_settings_reach_the_scenario_of_the_run(scenario):
 def test_bcma_only_car_t_spares_cd19_b_cells_and_kills_plasma_cells(scenario):
     base = Settings.from_scenario(scenario)
     cd19 = run_to(scenario, base, 14).frame.timeseries.set_index("day")
-    bcma = run_to(scenario, Settings(base.dose_per_kg, ("BCMA",), base.autoreactive_fraction,
-                                     base.seed), 14).frame.timeseries.set_index("day")
+    bcma = run_to(
+        scenario, Settings(base.dose_per_kg, ("BCMA",), base.autoreactive_fraction, base.seed), 14
+    ).frame.timeseries.set_index("day")
     b0 = cd19.loc[-7.0, "b_cells"]
     assert bcma.loc[-7.0, "b_cells"] == b0  # same seed: the same patient before therapy
     # CD19 CAR-T: B-cell aplasia, long-lived plasma cells (CD19-negative) untouched
@@ -76,8 +79,11 @@ def test_bcma_only_car_t_spares_cd19_b_cells_and_kills_plasma_cells(scenario):
 def test_reset_with_the_same_seed_gives_the_same_lattice(scenario):
     settings = Settings.from_scenario(scenario)
     first, again = (run_to(scenario, settings, 2) for _ in range(2))
-    other = run_to(scenario, Settings(settings.dose_per_kg, settings.targets,
-                                      settings.autoreactive_fraction, seed=2), 2)
+    other = run_to(
+        scenario,
+        Settings(settings.dose_per_kg, settings.targets, settings.autoreactive_fraction, seed=2),
+        2,
+    )
     assert np.array_equal(first.frame.cells, again.frame.cells)
     assert lattice_png(first.frame, first.zones) == lattice_png(again.frame, again.zones)
     assert not np.array_equal(first.frame.cells, other.frame.cells)
@@ -116,6 +122,7 @@ def test_a_scenario_without_car_t_is_refused():
 
 # ------------------------------------------------------------------ immunesim app: bad input
 
+
 def test_cli_refuses_a_scenario_without_car_t():
     proc = run_immunesim("app", "--scenario", SCENARIOS / "sle_untreated.toml")
     assert proc.returncode == 2
@@ -133,10 +140,11 @@ def test_cli_refuses_a_port_in_use():
 
 def test_cli_without_solara_says_what_to_install():
     # Hide solara from the import system, as if the [app] extra were not installed.
-    code = ("import sys; sys.modules['solara'] = None; sys.argv = ['immunesim', 'app']; "
-            "from immunesim.cli import main; main()")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    code = (
+        "import sys; sys.modules['solara'] = None; sys.argv = ['immunesim', 'app']; "
+        "from immunesim.cli import main; main()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "pip install 'immunesim[app]'" in proc.stderr
 

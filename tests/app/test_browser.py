@@ -30,8 +30,13 @@ try:
 except ImportError:  # reported by the browser fixture
     sync_playwright = None
 
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking"]
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+]
 #: Waits (ms). Building a run (the run-in) takes a second or two, or a minute while numba
 #: compiles the kernels for the first time on a fresh machine.
 BUILD_MS = 120_000
@@ -69,7 +74,10 @@ def server(tmp_path_factory) -> Iterator[str]:
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [*immunesim_cmd(), "app", "--port", str(port), "--scenario", str(scenario)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 60
@@ -134,10 +142,10 @@ def test_page_shows_the_controls_and_the_model_at_baseline(page):
     for name in ("Step", "Play", "Reset"):
         expect(page.get_by_role("button", name=name)).to_be_enabled()
     expect(page.locator(".immunesim-caption")).to_have_text(
-        "Active lupus: autoreactive B cells and plasmablasts make anti-dsDNA")
+        "Active lupus: autoreactive B cells and plasmablasts make anti-dsDNA"
+    )
     legend = page.locator(".immunesim-legend")
-    for label in ("naive B", "autoreactive B", "long-lived plasma cell", "CAR-T",
-                  "tissue zone"):
+    for label in ("naive B", "autoreactive B", "long-lived plasma cell", "CAR-T", "tissue zone"):
         expect(legend).to_contain_text(label)
     for image in (".immunesim-lattice", ".immunesim-course"):
         box = page.locator(image).bounding_box()
@@ -152,14 +160,17 @@ def test_step_and_play_advance_the_day_and_redraw(page):
     expect(day).to_have_text("Day -6", timeout=STEP_MS)
     expect(page.get_by_role("button", name="Step")).to_be_enabled()
     after = lattice.screenshot(), course.screenshot()
-    redrawn = {view: b != a for view, b, a in
-               zip(("lattice", "time series"), before, after, strict=True)}
+    redrawn = {
+        view: b != a for view, b, a in zip(("lattice", "time series"), before, after, strict=True)
+    }
     assert all(redrawn.values()), f"not redrawn after a step: {redrawn}"
 
     page.get_by_role("button", name="Play").click()
     # on through the chemotherapy (days -5 to -3)
-    page.wait_for_function("parseInt(document.querySelector('.immunesim-day').innerText"
-                           ".split(' ')[1]) >= -2", timeout=STEP_MS)
+    page.wait_for_function(
+        "parseInt(document.querySelector('.immunesim-day').innerText.split(' ')[1]) >= -2",
+        timeout=STEP_MS,
+    )
     page.get_by_role("button", name="Pause").click()
     expect(page.get_by_role("button", name="Play")).to_be_enabled(timeout=STEP_MS)
     paused = day.inner_text()

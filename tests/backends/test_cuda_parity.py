@@ -52,11 +52,11 @@ def assert_same_state(cpu, gpu) -> None:
     host = cuda_backend.to_host
     assert (cpu.n, cpu.next_uid) == (gpu.n, gpu.next_uid)
     for name in CELL_ARRAYS:
-        np.testing.assert_array_equal(getattr(cpu, name)[: cpu.n],
-                                      host(getattr(gpu, name))[: gpu.n], err_msg=name)
+        np.testing.assert_array_equal(
+            getattr(cpu, name)[: cpu.n], host(getattr(gpu, name))[: gpu.n], err_msg=name
+        )
     for name in ("occ", "mol", "ledger", "claim"):
-        np.testing.assert_array_equal(getattr(cpu, name), host(getattr(gpu, name)),
-                                      err_msg=name)
+        np.testing.assert_array_equal(getattr(cpu, name), host(getattr(gpu, name)), err_msg=name)
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +92,10 @@ PHASES = {
     "molecules": lambda b, st, p, sim, step: b.molecules(st, p),
     "deplete": lambda b, st, p, sim, step: _deplete(b, st, p, sim, step),
     # compaction has work only where cells died: a depletion first
-    "death": lambda b, st, p, sim, step: (_deplete(b, st, p, sim, step),
-                                          b.death(st, p, sim.seed, step)),
+    "death": lambda b, st, p, sim, step: (
+        _deplete(b, st, p, sim, step),
+        b.death(st, p, sim.seed, step),
+    ),
     "count_cells": lambda b, st, p, sim, step: b.count_cells(st, p).tolist(),
 }
 
@@ -112,8 +114,10 @@ def test_each_phase_matches_the_cpu(mid_course, phase):
         got_gpu = run(gpu, st_gpu, p_gpu, mid_course, step)
         assert got_cpu == got_gpu
         assert_same_state(st_cpu, st_gpu)
-        changed |= not all(np.array_equal(getattr(before, f), getattr(st_cpu, f))
-                           for f in ("x", "y", "kind", "age", "alive", "mol", "ledger", "occ"))
+        changed |= not all(
+            np.array_equal(getattr(before, f), getattr(st_cpu, f))
+            for f in ("x", "y", "kind", "age", "alive", "mol", "ledger", "occ")
+        )
         changed |= bool(got_cpu)
     assert changed, f"phase {phase} did nothing here: the comparison would prove nothing"
 
@@ -128,8 +132,9 @@ def test_a_short_sle_cd19_cart_run_matches_the_cpu():
     assert cpu.backend_name == "numba" and gpu.backend_name == "cuda"
     assert max(r["car_t"] for r in cpu.rows) > 0 and sum(r["kills"] for r in cpu.rows) > 0
     assert cpu.rows == gpu.rows
-    assert [dataclasses.astuple(e) for e in cpu.events] == \
-        [dataclasses.astuple(e) for e in gpu.events]
+    assert [dataclasses.astuple(e) for e in cpu.events] == [
+        dataclasses.astuple(e) for e in gpu.events
+    ]
     assert_same_state(cpu.state, gpu.state)
 
 

@@ -28,23 +28,47 @@ CASES: dict[str, tuple[str | None, str, tuple[str, ...]]] = {
     "unknown_key": ("[lattice]\nsise = 200\n", "lattice.sise", ("unknown key",)),
     "unknown_section": (BASE + "\n[lattise]\nsize = 3\n", "lattise", ("unknown key",)),
     "wrong_type": ('[lattice]\nsize = "big"\n', "lattice.size", ("valid integer", "'big'")),
-    "wrong_type_in_list": (BASE.replace("days = [-5, -4, -3]", 'days = [-5, "x", -3]'),
-                           "therapy.0.days.1", ("valid number", "'x'")),
-    "negative_lifespan": (NAIVE_B.format(life=-4, move=1), "cells.naive_b.lifespan_days",
-                          ("greater than 0", "got -4")),
-    "negative_rate": (NAIVE_B.format(life=40, move=-1), "cells.naive_b.move_rate_per_day",
-                      ("greater than or equal to 0", "got -1")),
-    "negative_dose": (BASE.replace("dose_per_kg = 1.0e6", "dose_per_kg = -1.0e6"),
-                      "therapy.1.dose_per_kg", ("greater than or equal to 0", "got -1000000.0")),
-    "too_large": ("[lattice]\nsize = 100000\n", "lattice.size",
-                  ("a lattice that fits in memory", "GiB")),
+    "wrong_type_in_list": (
+        BASE.replace("days = [-5, -4, -3]", 'days = [-5, "x", -3]'),
+        "therapy.0.days.1",
+        ("valid number", "'x'"),
+    ),
+    "negative_lifespan": (
+        NAIVE_B.format(life=-4, move=1),
+        "cells.naive_b.lifespan_days",
+        ("greater than 0", "got -4"),
+    ),
+    "negative_rate": (
+        NAIVE_B.format(life=40, move=-1),
+        "cells.naive_b.move_rate_per_day",
+        ("greater than or equal to 0", "got -1"),
+    ),
+    "negative_dose": (
+        BASE.replace("dose_per_kg = 1.0e6", "dose_per_kg = -1.0e6"),
+        "therapy.1.dose_per_kg",
+        ("greater than or equal to 0", "got -1000000.0"),
+    ),
+    "too_large": (
+        "[lattice]\nsize = 100000\n",
+        "lattice.size",
+        ("a lattice that fits in memory", "GiB"),
+    ),
     "missing_file": (None, "", ("file not found",)),
-    "unknown_marker": (BASE.replace('targets = ["CD19"]', 'targets = ["CD19", "CD99"]'),
-                       "therapy.1.targets.1", ("a marker, one of", "CD19", "'CD99'")),
-    "unknown_therapy_type": (BASE.replace('type = "car_t"', 'type = "car_x"'), "therapy.1",
-                             ("'car_x'", "car_t", "anti_cd20")),
-    "zone_fractions": ("[lattice.zones]\nmarrow = 0.5\nlymphoid = 0.5\ntissue = 0.5\n",
-                       "lattice.zones", ("add up to 1", "1.5")),
+    "unknown_marker": (
+        BASE.replace('targets = ["CD19"]', 'targets = ["CD19", "CD99"]'),
+        "therapy.1.targets.1",
+        ("a marker, one of", "CD19", "'CD99'"),
+    ),
+    "unknown_therapy_type": (
+        BASE.replace('type = "car_t"', 'type = "car_x"'),
+        "therapy.1",
+        ("'car_x'", "car_t", "anti_cd20"),
+    ),
+    "zone_fractions": (
+        "[lattice.zones]\nmarrow = 0.5\nlymphoid = 0.5\ntissue = 0.5\n",
+        "lattice.zones",
+        ("add up to 1", "1.5"),
+    ),
     "schema_version": ("schema_version = 7\n", "schema_version", ("schema_version 1", "not 7")),
 }
 
@@ -66,7 +90,7 @@ def _expect_bad_input(proc, file: str | Path, key: str, words: tuple[str, ...]) 
     assert len(lines) == 1, proc.stderr  # one line, not wrapped
     head = f"error: {file}: {key}: " if key else f"error: {file}: "
     assert lines[0].startswith(head), f"{lines[0]!r} does not start with {head!r}"
-    expected = lines[0][len(head):]
+    expected = lines[0][len(head) :]
     for w in words:
         assert w in expected, f"{w!r} not in what was expected: {expected!r}"
 
@@ -98,15 +122,22 @@ def test_validate_checks_every_file_and_fails_if_one_is_bad(cli, tmp_path):
     assert proc.stdout.startswith(f"ok  {good}")  # the good file after the bad one is checked
 
 
-@pytest.mark.parametrize("args,name,key,words", [
-    ((), "unknown_key", "lattice.sise", ("unknown key",)),
-    ((), "negative_dose", "therapy.1.dose_per_kg", ("greater than or equal to 0",)),
-    ((), "missing_file", "", ("file not found",)),
-    ((), "too_large", "lattice.size", ("fits in memory",)),
-    (("--set", "lattice.size=abc"), "base", "lattice.size", ("valid integer", "'abc'")),
-    (("--set", "therapy.1.dose_per_kg=-5"), "base", "therapy.1.dose_per_kg",
-     ("greater than or equal to 0",)),
-])
+@pytest.mark.parametrize(
+    "args,name,key,words",
+    [
+        ((), "unknown_key", "lattice.sise", ("unknown key",)),
+        ((), "negative_dose", "therapy.1.dose_per_kg", ("greater than or equal to 0",)),
+        ((), "missing_file", "", ("file not found",)),
+        ((), "too_large", "lattice.size", ("fits in memory",)),
+        (("--set", "lattice.size=abc"), "base", "lattice.size", ("valid integer", "'abc'")),
+        (
+            ("--set", "therapy.1.dose_per_kg=-5"),
+            "base",
+            "therapy.1.dose_per_kg",
+            ("greater than or equal to 0",),
+        ),
+    ],
+)
 def test_run_reports_bad_input_and_leaves_outputs_alone(cli, tmp_path, args, name, key, words):
     if name == "base":
         path = tmp_path / "base.toml"
@@ -136,22 +167,28 @@ def test_run_with_bad_input_creates_no_output_directory(cli, tmp_path):
 # --------------------------------------------------------------------------- --set
 
 
-@pytest.mark.parametrize("override,file,key,words", [
-    ("lattice.size=abc", "FILE", "lattice.size", ("valid integer", "'abc'")),
-    ("lattice.size=3", "FILE", "lattice.size", ("greater than or equal to 8", "got 3")),
-    ("lattice.sise=64", "FILE", "lattice.sise", ("unknown key",)),
-    ("lattice.size.x=1", "FILE", "lattice.size", ("a table", "--set lattice.size.x=1")),
-    ("therapy.9.day=1", "FILE", "therapy.9",
-     ("an index below 2", "--set therapy.9.day=1")),
-    ("therapy.one.day=1", "FILE", "therapy.one", ("an index below 2",)),
-    ("therapy.1.targets.3=CD20", "FILE", "therapy.1.targets.3", ("an index below 1",)),
-    ("therapy.1.targets=['CD99']", "FILE", "therapy.1.targets.0", ("a marker", "'CD99'")),
-    ("therapy.1.dose_per_kg=-5e5", "FILE", "therapy.1.dose_per_kg",
-     ("greater than or equal to 0",)),
-    # A --set without '=' or without a key is named by the option and the text typed.
-    ("nonsense", "--set", "nonsense", ("key.path=value",)),
-    ("=5", "--set", "=5", ("a key path before '='",)),
-])
+@pytest.mark.parametrize(
+    "override,file,key,words",
+    [
+        ("lattice.size=abc", "FILE", "lattice.size", ("valid integer", "'abc'")),
+        ("lattice.size=3", "FILE", "lattice.size", ("greater than or equal to 8", "got 3")),
+        ("lattice.sise=64", "FILE", "lattice.sise", ("unknown key",)),
+        ("lattice.size.x=1", "FILE", "lattice.size", ("a table", "--set lattice.size.x=1")),
+        ("therapy.9.day=1", "FILE", "therapy.9", ("an index below 2", "--set therapy.9.day=1")),
+        ("therapy.one.day=1", "FILE", "therapy.one", ("an index below 2",)),
+        ("therapy.1.targets.3=CD20", "FILE", "therapy.1.targets.3", ("an index below 1",)),
+        ("therapy.1.targets=['CD99']", "FILE", "therapy.1.targets.0", ("a marker", "'CD99'")),
+        (
+            "therapy.1.dose_per_kg=-5e5",
+            "FILE",
+            "therapy.1.dose_per_kg",
+            ("greater than or equal to 0",),
+        ),
+        # A --set without '=' or without a key is named by the option and the text typed.
+        ("nonsense", "--set", "nonsense", ("key.path=value",)),
+        ("=5", "--set", "=5", ("a key path before '='",)),
+    ],
+)
 def test_validate_reports_bad_overrides(cli, tmp_path, override, file, key, words):
     path = tmp_path / "base.toml"
     path.write_text(BASE)
@@ -188,8 +225,9 @@ def test_cuda_without_a_gpu_is_bad_input_and_says_how_to_get_one(cli, tmp_path):
     path = tmp_path / "base.toml"
     path.write_text(BASE)
     out = tmp_path / "o"
-    proc = cli("run", path, "--out", out, "--quiet", "--backend", "cuda",
-               env={"NUMBA_ENABLE_CUDASIM": "0"})
+    proc = cli(
+        "run", path, "--out", out, "--quiet", "--backend", "cuda", env={"NUMBA_ENABLE_CUDASIM": "0"}
+    )
     both = proc.stdout + proc.stderr
     assert "Traceback" not in both, both
     assert proc.returncode == 2, both
@@ -198,11 +236,17 @@ def test_cuda_without_a_gpu_is_bad_input_and_says_how_to_get_one(cli, tmp_path):
     assert not (out / "manifest.json").exists()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--sizes", "100,x"], "error: --sizes: expected lattice sides as comma-separated integers"),
-    (["--sizes", "4"], "error: --sizes: expected lattice sides of at least 8"),
-    (["--backend", "opencl"], "error: --backend: unknown backend 'opencl'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--sizes", "100,x"],
+            "error: --sizes: expected lattice sides as comma-separated integers",
+        ),
+        (["--sizes", "4"], "error: --sizes: expected lattice sides of at least 8"),
+        (["--backend", "opencl"], "error: --backend: unknown backend 'opencl'"),
+    ],
+)
 def test_bench_bad_options_are_bad_input(cli, args, message):
     proc = cli("bench", *args)
     assert "Traceback" not in proc.stdout + proc.stderr

@@ -15,8 +15,13 @@ from tests.conftest import SCENARIOS, immunesim_cmd
 def test_targets_are_shipped_with_their_sources():
     targets = load_targets()
     names = {t.name for t in targets}
-    assert {"b_cell_reconstitution_day", "anti_dsdna_seronegative_month3",
-            "vaccine_titres_month12", "car_t_peak_day", "drug_free_remission_lasts"} <= names
+    assert {
+        "b_cell_reconstitution_day",
+        "anti_dsdna_seronegative_month3",
+        "vaccine_titres_month12",
+        "car_t_peak_day",
+        "drug_free_remission_lasts",
+    } <= names
     for t in targets:
         assert t.source and t.published and t.tolerance
         assert (t.low is not None and t.high is not None) or t.expected is not None
@@ -40,16 +45,27 @@ def two_runs(tmp_path_factory):
 
 def test_markdown_report(two_runs, tmp_path):
     out = tmp_path / "r.md"
-    proc = subprocess.run([*immunesim_cmd(), "report", str(two_runs / "sle_cd19_cart"),
-                           str(two_runs / "sle_bcma_cd19_cart"), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            *immunesim_cmd(),
+            "report",
+            str(two_runs / "sle_cd19_cart"),
+            str(two_runs / "sle_bcma_cd19_cart"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     assert (tmp_path / "r_files" / "course.png").stat().st_size > 10_000
     # one table row per target, one verdict per run in each row
     for t in load_targets():
-        row = next(line for line in text.splitlines()
-                   if line.startswith(f"| {t.name.replace('_', ' ')} |"))
+        row = next(
+            line for line in text.splitlines() if line.startswith(f"| {t.name.replace('_', ' ')} |")
+        )
         assert len(re.findall(r"\((met|MISSED|n/a)\)", row)) == 2
     # the verdicts agree with the endpoints: BCMA+CD19 loses the vaccine titres
     import json
@@ -62,8 +78,12 @@ def test_markdown_report(two_runs, tmp_path):
 
 def test_html_report_is_self_contained(two_runs, tmp_path):
     out = tmp_path / "r.html"
-    proc = subprocess.run([*immunesim_cmd(), "report", str(two_runs / "sle_cd19_cart"),
-                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*immunesim_cmd(), "report", str(two_runs / "sle_cd19_cart"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     doc = out.read_text()
     sources = re.findall(r'src="([^"]+)"', doc)
@@ -72,6 +92,10 @@ def test_html_report_is_self_contained(two_runs, tmp_path):
 
 
 def test_report_refuses_what_is_not_a_run(tmp_path):
-    proc = subprocess.run([*immunesim_cmd(), "report", str(tmp_path), "--out",
-                           str(tmp_path / "r.md")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*immunesim_cmd(), "report", str(tmp_path), "--out", str(tmp_path / "r.md")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and str(tmp_path) in proc.stderr

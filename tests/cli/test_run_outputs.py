@@ -16,10 +16,22 @@ from tests.conftest import SCENARIOS, immunesim_cmd
 def test_run_writes_every_output(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
-        [*immunesim_cmd(), "run", str(SCENARIOS / "sle_untreated.toml"), "--out", str(out),
-         "--set", "lattice.size=32", "--set", "time.run_in_days=10",
-         "--set", "time.follow_up_days=5"],
-        capture_output=True, text=True, timeout=600,
+        [
+            *immunesim_cmd(),
+            "run",
+            str(SCENARIOS / "sle_untreated.toml"),
+            "--out",
+            str(out),
+            "--set",
+            "lattice.size=32",
+            "--set",
+            "time.run_in_days=10",
+            "--set",
+            "time.follow_up_days=5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     df = pd.read_csv(out / "timeseries.csv")
@@ -39,8 +51,12 @@ def test_run_writes_every_output(tmp_path):
     assert "endpoints" in proc.stdout.lower()
 
     # the course plot of that run
-    plot = subprocess.run([*immunesim_cmd(), "plot", str(out), "--out", str(out / "c.png")],
-                          capture_output=True, text=True, timeout=300)
+    plot = subprocess.run(
+        [*immunesim_cmd(), "plot", str(out), "--out", str(out / "c.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert plot.returncode == 0, plot.stderr
     png = (out / "c.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -49,8 +65,9 @@ def test_run_writes_every_output(tmp_path):
 
 
 def test_plot_refuses_a_directory_that_is_not_a_run(tmp_path):
-    proc = subprocess.run([*immunesim_cmd(), "plot", str(tmp_path)], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [*immunesim_cmd(), "plot", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 2
     assert str(tmp_path) in proc.stderr and "timeseries.csv" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -59,9 +76,21 @@ def test_plot_refuses_a_directory_that_is_not_a_run(tmp_path):
 def test_ctrl_c_leaves_a_usable_partial_run(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [*immunesim_cmd(), "run", str(SCENARIOS / "sle_cd19_cart.toml"), "--out", str(out),
-         "--set", "lattice.size=120", "--quiet", "--flush-seconds", "0.2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *immunesim_cmd(),
+            "run",
+            str(SCENARIOS / "sle_cd19_cart.toml"),
+            "--out",
+            str(out),
+            "--set",
+            "lattice.size=120",
+            "--quiet",
+            "--flush-seconds",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         # A shell without job control starts background jobs with SIGINT ignored, and the
         # child would inherit that: give it the default disposition, as a terminal would.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),

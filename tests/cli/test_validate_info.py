@@ -30,9 +30,9 @@ def test_info_lists_numba_backend_and_threads(cli):
     proc = cli("info", env={"NUMBA_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert re.search(r"^\s*backend: numba available \(CPU, 1 numba threads\)$", proc.stdout,
-                     re.M), proc.stdout
+    assert re.search(
+        r"^\s*backend: numba available \(CPU, 1 numba threads\)$", proc.stdout, re.M
+    ), proc.stdout
     # NUMBA_NUM_THREADS is honoured (the default is the number of cores).
     assert re.search(r"^\s*threads: 1 numba threads\b", proc.stdout, re.M), proc.stdout
     assert re.search(r"^\s*numba: \d+\.\d+", proc.stdout, re.M), proc.stdout
-

@@ -30,7 +30,8 @@ def check_state(sim: Simulation) -> None:
     counts = np.bincount(st.kind[:n], minlength=N_KINDS)
     led = st.ledger
     assert np.array_equal(led[:, 0] - led[:, 1] + led[:, 2] - led[:, 3], counts), (
-        f"ledger {led.tolist()} does not balance counts {counts.tolist()}")
+        f"ledger {led.tolist()} does not balance counts {counts.tolist()}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,7 @@ def test_diffusion_conserves_mass():
     k = k._replace(fp=np.zeros_like(k.fp), fx=np.zeros_like(k.fx))
     mol = st.mol_next.copy()
     sites = st.sites._replace(mol=mol, zone=np.zeros_like(st.zone))
-    numba_cpu.for_sites(molecules.exchange, 1, t._replace(share=share, rest=rest), st.cells,
-                        sites, k)
+    numba_cpu.for_sites(
+        molecules.exchange, 1, t._replace(share=share, rest=rest), st.cells, sites, k
+    )
     assert np.array_equal(mol.sum(axis=1), before)

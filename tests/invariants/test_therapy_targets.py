@@ -18,8 +18,14 @@ def diseased() -> Simulation:
     sim = Simulation(s, seed=5)
     sim.run(until_step=s.run_in_steps - 7 * 24)  # before any therapy
     kinds = set(sim.state.kind[: sim.state.n].tolist())
-    assert {Kind.NAIVE_B, Kind.ACTIVATED_B, Kind.MEMORY_B, Kind.PLASMABLAST, Kind.LLPC,
-            Kind.T_HELPER} <= kinds
+    assert {
+        Kind.NAIVE_B,
+        Kind.ACTIVATED_B,
+        Kind.MEMORY_B,
+        Kind.PLASMABLAST,
+        Kind.LLPC,
+        Kind.T_HELPER,
+    } <= kinds
     return sim
 
 
@@ -34,8 +40,9 @@ def _deplete_all(sim: Simulation, targets: list[str]) -> tuple[np.ndarray, np.nd
     return kinds, killed
 
 
-@pytest.mark.parametrize("targets", [["CD19"], ["CD20"], ["BCMA"], ["CD19", "BCMA"],
-                                     ["CD19", "CD3"]])
+@pytest.mark.parametrize(
+    "targets", [["CD19"], ["CD20"], ["BCMA"], ["CD19", "BCMA"], ["CD19", "CD3"]]
+)
 def test_depletion_hits_exactly_marker_bearers(diseased, targets):
     kinds, killed = _deplete_all(diseased, targets)
     bearing = (MARKERS[kinds] & marker_mask(targets)) != 0
@@ -81,8 +88,12 @@ def _car_t_victims(targets: list[str], seed: int = 11) -> np.ndarray:
 def test_cd19_car_t_kills_only_cd19_cells_and_spares_llpc():
     victims = _car_t_victims(["CD19"])
     assert victims.size > 0
-    assert set(victims.tolist()) <= {Kind.NAIVE_B, Kind.ACTIVATED_B, Kind.MEMORY_B,
-                                     Kind.PLASMABLAST}
+    assert set(victims.tolist()) <= {
+        Kind.NAIVE_B,
+        Kind.ACTIVATED_B,
+        Kind.MEMORY_B,
+        Kind.PLASMABLAST,
+    }
     assert Kind.LLPC not in victims
 
 

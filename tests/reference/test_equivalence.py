@@ -92,11 +92,16 @@ CART_OUTCOMES: dict[str, Outcome] = {
 }
 
 SCENARIO_RUNS = {
-    "untreated": (SCENARIOS / "sle_untreated.toml", [*SMALL, "time.follow_up_days=60"],
-                  UNTREATED_OUTCOMES),
-    "cd19_cart": (SCENARIOS / "sle_cd19_cart.toml",
-                  [*SMALL, "time.follow_up_days=120", "therapy.2.dose_per_kg=5e6"],
-                  CART_OUTCOMES),
+    "untreated": (
+        SCENARIOS / "sle_untreated.toml",
+        [*SMALL, "time.follow_up_days=60"],
+        UNTREATED_OUTCOMES,
+    ),
+    "cd19_cart": (
+        SCENARIOS / "sle_cd19_cart.toml",
+        [*SMALL, "time.follow_up_days=120", "therapy.2.dose_per_kg=5e6"],
+        CART_OUTCOMES,
+    ),
 }
 
 #: One deliberately different parameter per scenario, for the power test.
@@ -134,8 +139,9 @@ def reference() -> dict[str, pd.DataFrame]:
     jobs = [(name, seed) for name in SCENARIO_RUNS for seed in SEEDS]
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that ran numba threads
     with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
-        futures = [pool.submit(run_reference, SCENARIO_RUNS[n][0], s, SCENARIO_RUNS[n][1])
-                   for n, s in jobs]
+        futures = [
+            pool.submit(run_reference, SCENARIO_RUNS[n][0], s, SCENARIO_RUNS[n][1]) for n, s in jobs
+        ]
         results = [f.result() for f in futures]
     rows: dict[str, list] = {name: [] for name in SCENARIO_RUNS}
     for (name, _), res in zip(jobs, results, strict=True):
@@ -145,8 +151,10 @@ def reference() -> dict[str, pd.DataFrame]:
 
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, float]:
     """Two-sided Mann-Whitney p-value of every outcome (column) of ``a`` against ``b``."""
-    return {col: float(mannwhitneyu(a[col], b[col], alternative="two-sided").pvalue)
-            for col in a.columns}
+    return {
+        col: float(mannwhitneyu(a[col], b[col], alternative="two-sided").pvalue)
+        for col in a.columns
+    }
 
 
 def threshold(n_outcomes: int) -> float:
@@ -160,13 +168,17 @@ def test_reference_and_fast_engine_agree(reference, name):
     differ = {k: v for k, v in p.items() if v < threshold(len(p))}
     assert not differ, (
         f"{name}: the engines differ in {differ} (threshold {threshold(len(p)):.2g});\n"
-        f"fast:\n{fast.describe().T}\nreference:\n{reference[name].describe().T}")
+        f"fast:\n{fast.describe().T}\nreference:\n{reference[name].describe().T}"
+    )
 
 
-@pytest.mark.parametrize(("name", "must_differ"), [
-    ("untreated", ("autoreactive_memory_b_end", "damage_end", "disease_score_mean")),
-    ("cd19_cart", ("car_t_peak", "b_cell_depletion_day")),
-])
+@pytest.mark.parametrize(
+    ("name", "must_differ"),
+    [
+        ("untreated", ("autoreactive_memory_b_end", "damage_end", "disease_score_mean")),
+        ("cd19_cart", ("car_t_peak", "b_cell_depletion_day")),
+    ],
+)
 def test_the_comparison_detects_a_different_model(reference, name, must_differ):
     different = fast_outcomes(name, (DIFFERENT[name],))
     p = compare(different, reference[name])

@@ -31,8 +31,8 @@ def test_is_a_mesa_model_on_a_moore_grid_without_wrap_around(cart_run):
     ref, _, _ = cart_run
     assert isinstance(ref.grid, OrthogonalMooreGrid) and not ref.grid.torus
     corner = ref.grid[0, 0]
-    assert len(corner.neighborhood) == 3            # no wrap-around: the lattice has edges
-    assert len(ref.grid[5, 5].neighborhood) == 8    # Moore neighbourhood inside
+    assert len(corner.neighborhood) == 3  # no wrap-around: the lattice has edges
+    assert len(ref.grid[5, 5].neighborhood) == 8  # Moore neighbourhood inside
     kinds = {type(a) for a in ref.agents}
     assert {BCell, THelper, CarTCell} <= kinds
     assert ref.steps == ref.step_index > 0 and not ref.running
@@ -54,8 +54,9 @@ def test_same_columns_endpoints_and_events_as_the_fast_engine(cart_run):
     assert list(res.timeseries.columns) == list(fast.timeseries.columns)
     assert list(res.timeseries["day"]) == list(fast.timeseries["day"])
     assert set(res.endpoints) == set(fast.endpoints)
-    assert [(e["day"], e["kind"]) for e in res.events] == \
-        [(e["day"], e["kind"]) for e in fast.events]
+    assert [(e["day"], e["kind"]) for e in res.events] == [
+        (e["day"], e["kind"]) for e in fast.events
+    ]
     assert res.endpoints["car_t_infused_agents"] == fast.endpoints["car_t_infused_agents"]
 
 
@@ -92,9 +93,15 @@ def test_the_molecular_phase_gives_the_fast_engines_bits():
 
 def test_same_seed_same_run_and_another_seed_another():
     def run(seed):
-        return ReferenceModel(SCENARIOS / "sle_untreated.toml", seed,
-                              overrides=[*TINY, "time.run_in_days=3",
-                                         "time.follow_up_days=2"]).run().timeseries
+        return (
+            ReferenceModel(
+                SCENARIOS / "sle_untreated.toml",
+                seed,
+                overrides=[*TINY, "time.run_in_days=3", "time.follow_up_days=2"],
+            )
+            .run()
+            .timeseries
+        )
 
     a, b, c = run(4), run(4), run(5)
     assert a.equals(b)
@@ -112,37 +119,83 @@ def test_the_python_rules_decide_as_the_compiled_ones():
     lut_n, lut_m = host.activation_luts(0.7)
     mol = rng.integers(0, 1 << 30, size=(host.layers.n_layers, 64))
     cases = [
-        (common.bears, rules.bears, lambda: (p.markers, int(rng.integers(7)),
-                                             int(rng.integers(32)))),
-        (move.heading, rules.heading,
-         lambda: (int(rng.integers(7)), int(rng.integers(64)), int(rng.integers(3)),
-                  int(rng.integers(8)), draw(), toward, p.thr_homing, p.home)),
-        (move.leaves_home, rules.leaves_home,
-         lambda: (int(rng.integers(7)), int(rng.integers(3)), int(rng.integers(3)), p.home)),
+        (
+            common.bears,
+            rules.bears,
+            lambda: (p.markers, int(rng.integers(7)), int(rng.integers(32))),
+        ),
+        (
+            move.heading,
+            rules.heading,
+            lambda: (
+                int(rng.integers(7)),
+                int(rng.integers(64)),
+                int(rng.integers(3)),
+                int(rng.integers(8)),
+                draw(),
+                toward,
+                p.thr_homing,
+                p.home,
+            ),
+        ),
+        (
+            move.leaves_home,
+            rules.leaves_home,
+            lambda: (int(rng.integers(7)), int(rng.integers(3)), int(rng.integers(3)), p.home),
+        ),
         (contact.kill_threshold, rules.kill_threshold, lambda: (int(rng.integers(128)), p.ip)),
         (contact.stimulated, rules.stimulated, lambda: (p.ip,)),
-        (contact.antigen_at, rules.antigen_at,
-         lambda: (int(rng.integers(host.layers.n_spec)), int(rng.integers(64)), mol, p.ip)),
-        (contact.activation_threshold, rules.activation_threshold,
-         lambda: (int(rng.integers(3)), int(rng.integers(4096)), lut_n, lut_m)),
+        (
+            contact.antigen_at,
+            rules.antigen_at,
+            lambda: (int(rng.integers(host.layers.n_spec)), int(rng.integers(64)), mol, p.ip),
+        ),
+        (
+            contact.activation_threshold,
+            rules.activation_threshold,
+            lambda: (int(rng.integers(3)), int(rng.integers(4096)), lut_n, lut_m),
+        ),
         (contact.activated, rules.activated, lambda: (int(rng.integers(3)), p.ip)),
         (contact.differentiated, rules.differentiated, lambda: (draw(), p.ip)),
-        (contact.division_threshold, rules.division_threshold,
-         lambda: (int(rng.integers(7)), int(rng.integers(128)), int(rng.integers(-1, 40)),
-                  p.thr_divide, p.ip)),
-        (contact.daughter_states, rules.daughter_states,
-         lambda: (int(rng.integers(7)), int(rng.integers(128)), int(rng.integers(5)),
-                  bool(rng.integers(2)))),
-        (lifecycle.production, rules.production,
-         lambda: (int(rng.integers(3)), draw(), draw())),
+        (
+            contact.division_threshold,
+            rules.division_threshold,
+            lambda: (
+                int(rng.integers(7)),
+                int(rng.integers(128)),
+                int(rng.integers(-1, 40)),
+                p.thr_divide,
+                p.ip,
+            ),
+        ),
+        (
+            contact.daughter_states,
+            rules.daughter_states,
+            lambda: (
+                int(rng.integers(7)),
+                int(rng.integers(128)),
+                int(rng.integers(5)),
+                bool(rng.integers(2)),
+            ),
+        ),
+        (lifecycle.production, rules.production, lambda: (int(rng.integers(3)), draw(), draw())),
         (lifecycle.specificity, rules.specificity, lambda: (draw(), p.spec_cum)),
-        (lifecycle.cell_class, rules.cell_class,
-         lambda: (int(rng.integers(7)), int(rng.integers(128)))),
-        (lifecycle.countdown, rules.countdown,
-         lambda: (int(rng.integers(7)), int(rng.integers(-1, 40)))),
+        (
+            lifecycle.cell_class,
+            rules.cell_class,
+            lambda: (int(rng.integers(7)), int(rng.integers(128))),
+        ),
+        (
+            lifecycle.countdown,
+            rules.countdown,
+            lambda: (int(rng.integers(7)), int(rng.integers(-1, 40))),
+        ),
         (lifecycle.secretion, rules.secretion, lambda: (int(rng.integers(7)), p.ip)),
-        (molecules.portion, rules.portion,
-         lambda: (int(rng.integers(1 << 43)), int(rng.integers(1 << 20)))),
+        (
+            molecules.portion,
+            rules.portion,
+            lambda: (int(rng.integers(1 << 43)), int(rng.integers(1 << 20))),
+        ),
     ]
     for compiled, python, args in cases:
         for _ in range(200):

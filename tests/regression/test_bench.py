@@ -54,8 +54,7 @@ def test_benchmark_script_writes_results(tmp_path, monkeypatch):
 
 
 def test_mesa_comparison_times_both_engines_on_the_same_cells():
-    r = mesa_comparison(size=24, threads=[1], steps=4, mesa_steps=3, run_in_days=2.0,
-                        repeats=2)
+    r = mesa_comparison(size=24, threads=[1], steps=4, mesa_steps=3, run_in_days=2.0, repeats=2)
     mesa, (fast,) = r["mesa"], r["fast"]
     assert r["lattice"] == 24 and r["sites"] == 576
     assert mesa["steps"] == 3 and fast["steps"] == 4 and fast["threads"] == 1
@@ -65,10 +64,12 @@ def test_mesa_comparison_times_both_engines_on_the_same_cells():
     # take what a few steps change
     assert 0 < mesa["cells"] <= 576 and abs(mesa["cells"] - fast["cells"]) < 0.2 * fast["cells"]
     for e in (mesa, fast):
-        assert e["cell_updates_per_second"] == \
-            pytest.approx(e["cells"] * e["steps"] / e["wall_seconds"], rel=0.05)
+        assert e["cell_updates_per_second"] == pytest.approx(
+            e["cells"] * e["steps"] / e["wall_seconds"], rel=0.05
+        )
     assert fast["speedup_over_mesa"] == pytest.approx(
-        fast["cell_updates_per_second"] / mesa["cell_updates_per_second"])
+        fast["cell_updates_per_second"] / mesa["cell_updates_per_second"]
+    )
     rows = comparison_rows(r)
     assert [row[2] for row in rows] == ["Mesa reference", "immunesim (numba)"]
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)

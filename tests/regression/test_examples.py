@@ -11,10 +11,16 @@ from tests.conftest import REPO
 
 def test_teaching_set_script_makes_every_file(tmp_path):
     script = runpy.run_path(str(REPO / "visualizations" / "make_teaching_set.py"))
-    script["main"](["--size", "16", "--last-day", "12", "--run-in-days", "30",
-                    "--out", str(tmp_path)])
-    for name in ("reset.mp4", "reset.gif", "reset_vs_rituximab.mp4", "bcma_cd19_titres.mp4",
-                 "failed_reset.mp4"):
+    script["main"](
+        ["--size", "16", "--last-day", "12", "--run-in-days", "30", "--out", str(tmp_path)]
+    )
+    for name in (
+        "reset.mp4",
+        "reset.gif",
+        "reset_vs_rituximab.mp4",
+        "bcma_cd19_titres.mp4",
+        "failed_reset.mp4",
+    ):
         assert (tmp_path / name).stat().st_size > 1000, name
     stills = sorted(tmp_path.glob("still_*.png"))
     assert len(stills) == 7

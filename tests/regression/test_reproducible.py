@@ -11,17 +11,37 @@ import pytest
 
 from tests.conftest import SCENARIOS, immunesim_cmd
 
-SMALL = ["--set", "lattice.size=40", "--set", "time.run_in_days=20",
-         "--set", "time.follow_up_days=25", "--set", "therapy.2.dose_per_kg=4e6"]
+SMALL = [
+    "--set",
+    "lattice.size=40",
+    "--set",
+    "time.run_in_days=20",
+    "--set",
+    "time.follow_up_days=25",
+    "--set",
+    "therapy.2.dose_per_kg=4e6",
+]
 DATA_FILES = ("timeseries.csv", "timeseries.parquet", "endpoints.json", "events.json")
 
 
 def run_cli(out: Path, seed: int, threads: int) -> dict:
     env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
     proc = subprocess.run(
-        [*immunesim_cmd(), "run", str(SCENARIOS / "sle_cd19_cart.toml"), "--out", str(out),
-         "--seed", str(seed), "--quiet", *SMALL],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            *immunesim_cmd(),
+            "run",
+            str(SCENARIOS / "sle_cd19_cart.toml"),
+            "--out",
+            str(out),
+            "--seed",
+            str(seed),
+            "--quiet",
+            *SMALL,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads((out / "manifest.json").read_text())

@@ -20,15 +20,20 @@ def test_scenario_runs_at_reduced_size(path):
     s = immunesim.load_scenario(path)
     assert s.lattice.size >= 200, "shipped scenarios are full size; tests shrink them"
     assert s.time.follow_up_days >= 540
-    res = immunesim.run(path, overrides=["lattice.size=32", "time.run_in_days=10",
-                                         "time.follow_up_days=12"])
+    res = immunesim.run(
+        path, overrides=["lattice.size=32", "time.run_in_days=10", "time.follow_up_days=12"]
+    )
     df = res.timeseries
     assert len(df) == 23
     counts = df[["naive_b", "t_helper", "llpc"]]
     assert (counts.iloc[0] > 0).all(), "the initial state holds B cells, T helpers and LLPCs"
     assert not df.isna().all().any()
     # every therapy scheduled inside the shortened run happened
-    planned = {t.type for t in s.therapy if t.type != "standard_of_care"
-               and min(getattr(t, "days", None) or [getattr(t, "day", 0.0)]) <= 12}
+    planned = {
+        t.type
+        for t in s.therapy
+        if t.type != "standard_of_care"
+        and min(getattr(t, "days", None) or [getattr(t, "day", 0.0)]) <= 12
+    }
     happened = {e["kind"] for e in res.events}
     assert planned <= happened

@@ -26,24 +26,22 @@ SEEDS = (1, 2, 3)
 
 @pytest.fixture(scope="module", params=SEEDS, ids=[f"seed{s}" for s in SEEDS])
 def cart(request):
-    return immunesim.run(SCENARIOS / "sle_cd19_cart.toml", seed=request.param,
-                         overrides=REDUCED)
+    return immunesim.run(SCENARIOS / "sle_cd19_cart.toml", seed=request.param, overrides=REDUCED)
 
 
 @pytest.fixture(scope="module", params=SEEDS[:2], ids=[f"seed{s}" for s in SEEDS[:2]])
 def untreated(request):
-    return immunesim.run(SCENARIOS / "sle_untreated.toml", seed=request.param,
-                         overrides=REDUCED)
+    return immunesim.run(SCENARIOS / "sle_untreated.toml", seed=request.param, overrides=REDUCED)
 
 
 def test_car_t_expands_then_contracts_and_persists(cart):
     e, df = cart.endpoints, cart.timeseries
-    assert 7 <= e["car_t_peak_day"] <= 14           # published range (seeds 1-8: 7-9)
+    assert 7 <= e["car_t_peak_day"] <= 14  # published range (seeds 1-8: 7-9)
     assert e["car_t_fold_expansion"] >= 10
     peak = df["car_t"].max()
     at60 = df.loc[df["day"] == 60, "car_t"].item()
-    assert at60 < 0.3 * peak                          # contraction
-    assert e["car_t_persisting_at_end"]               # a small persistent pool
+    assert at60 < 0.3 * peak  # contraction
+    assert e["car_t_persisting_at_end"]  # a small persistent pool
 
 
 def test_b_cell_aplasia_then_naive_return(cart):
@@ -57,13 +55,13 @@ def test_b_cell_aplasia_then_naive_return(cart):
     # 20-patient cohort at full size (docs/validation) meets mean +/- 1 SD with its median.
     assert e["b_cell_reconstitution_day"] is not None
     assert 46 <= e["b_cell_reconstitution_day"] <= 174
-    assert e["returning_b_naive_fraction"] >= 0.5        # returning cells are mostly naive
+    assert e["returning_b_naive_fraction"] >= 0.5  # returning cells are mostly naive
     assert e["returning_b_phenotype"] == "naive"
 
 
 def test_anti_dsdna_falls_and_vaccine_titres_hold(cart):
     e = cart.endpoints
-    assert e["anti_dsdna_day90_relative"] < 0.2          # seronegative by month 3
+    assert e["anti_dsdna_day90_relative"] < 0.2  # seronegative by month 3
     assert abs(e["protective_titre_month3_relative"] - 1) <= 0.2
     assert abs(e["protective_titre_month12_relative"] - 1) <= 0.2
 
@@ -71,11 +69,11 @@ def test_anti_dsdna_falls_and_vaccine_titres_hold(cart):
 def test_drug_free_remission_lasts(cart):
     e = cart.endpoints
     assert e["remission_day"] is not None and e["remission_day"] <= 90  # by month 3
-    assert e["relapse_day"] is None                    # none through the follow-up
+    assert e["relapse_day"] is None  # none through the follow-up
 
 
 def test_cytokine_release_is_mild(cart):
-    assert cart.endpoints["crs_proxy_grade"] <= 1      # published: grade 1 in 3/5, none >= 2
+    assert cart.endpoints["crs_proxy_grade"] <= 1  # published: grade 1 in 3/5, none >= 2
 
 
 def test_untreated_disease_persists(untreated):

@@ -11,9 +11,19 @@ from tests.conftest import SCENARIOS, small_cart
 
 
 def test_public_namespace_is_pinned():
-    assert sorted(immunesim.__all__) == sorted([
-        "ImmuneModel", "RunResult", "Scenario", "ScenarioError", "Simulation", "__version__",
-        "load_scenario", "run", "write_run"])
+    assert sorted(immunesim.__all__) == sorted(
+        [
+            "ImmuneModel",
+            "RunResult",
+            "Scenario",
+            "ScenarioError",
+            "Simulation",
+            "__version__",
+            "load_scenario",
+            "run",
+            "write_run",
+        ]
+    )
 
 
 def test_run_returns_timeseries_and_endpoints(tmp_path):
@@ -34,8 +44,7 @@ def _small_kwargs():
 
 
 def test_immune_model_behaves_like_a_mesa_model():
-    model = immunesim.ImmuneModel(str(SCENARIOS / "sle_cd19_cart.toml"), seed=2,
-                                  **_small_kwargs())
+    model = immunesim.ImmuneModel(str(SCENARIOS / "sle_cd19_cart.toml"), seed=2, **_small_kwargs())
     assert isinstance(model, mesa.Model)
     assert model.steps == 0 and model.running
     for _ in range(3):
@@ -55,9 +64,15 @@ def test_immune_model_behaves_like_a_mesa_model():
 def test_immune_model_runs_under_mesa_batch_run():
     results = mesa.batch_run(
         immunesim.ImmuneModel,
-        parameters={"scenario": str(SCENARIOS / "sle_untreated.toml"), "seed": [1, 2],
-                    **_small_kwargs()},
-        iterations=1, max_steps=4, display_progress=False, data_collection_period=1,
+        parameters={
+            "scenario": str(SCENARIOS / "sle_untreated.toml"),
+            "seed": [1, 2],
+            **_small_kwargs(),
+        },
+        iterations=1,
+        max_steps=4,
+        display_progress=False,
+        data_collection_period=1,
     )
     df = pd.DataFrame(results)
     assert sorted(df["seed"].unique().tolist()) == [1, 2]

@@ -23,9 +23,17 @@ def fake_cohorts(monkeypatch):
         seen.append(v)
         median = 200.0 - 100.0 * v
         table = pd.DataFrame({"patient": range(patients)})
-        summary = {"endpoints": {"b_cell_reconstitution_day": {
-            "median": median, "p5": median - 5, "p95": median + 5, "n": patients,
-            "of": patients}}}
+        summary = {
+            "endpoints": {
+                "b_cell_reconstitution_day": {
+                    "median": median,
+                    "p5": median - 5,
+                    "p95": median + 5,
+                    "n": patients,
+                    "of": patients,
+                }
+            }
+        }
         return table, summary
 
     monkeypatch.setattr(cal, "run_cohort", fake_run_cohort)
@@ -37,7 +45,7 @@ def test_fit_interpolates_between_bracketing_points(fake_cohorts, tmp_path):
     t = cal.find_target("b_cell_reconstitution_day")  # published 110
     res = cal.calibrate(s, "therapy.2.memory_kill_factor", [0.2, 0.6, 1.0], t, tmp_path)
     assert fake_cohorts == [0.2, 0.6, 1.0]  # the override reached the scenario
-    assert res.best_grid_value == 1.0        # median 100, the closest to 110
+    assert res.best_grid_value == 1.0  # median 100, the closest to 110
     assert res.interpolated_value == pytest.approx(0.9)  # 200 - 100 v = 110
     saved = json.loads((tmp_path / "calibration.json").read_text())
     assert saved["apply_with"] == "--set therapy.2.memory_kill_factor=0.9"

@@ -46,29 +46,43 @@ def test_patients_do_not_depend_on_cohort_size_or_workers(tmp_path):
 
 
 def test_summary_counts_flags_and_skips_unreached():
-    table = pd.DataFrame({"patient": [0, 1, 2], "seed": [1, 2, 3],
-                          "relapse_day": [None, 300.0, 200.0],
-                          "remission_durable": [True, False, False],
-                          "returning_b_phenotype": ["naive", "naive", None]})
+    table = pd.DataFrame(
+        {
+            "patient": [0, 1, 2],
+            "seed": [1, 2, 3],
+            "relapse_day": [None, 300.0, 200.0],
+            "remission_durable": [True, False, False],
+            "returning_b_phenotype": ["naive", "naive", None],
+        }
+    )
     s = summarise(table)
-    assert s["returning_b_phenotype"] == {"n": 2, "of": 3, "median": "naive", "p5": None,
-                                          "p95": None}
+    assert s["returning_b_phenotype"] == {
+        "n": 2,
+        "of": 3,
+        "median": "naive",
+        "p5": None,
+        "p95": None,
+    }
     assert s["relapse_day"] == {"n": 2, "of": 3, "median": 250.0, "p5": 205.0, "p95": 295.0}
     assert s["remission_durable"]["n"] == 1 and s["remission_durable"]["median"] is None
 
 
 def test_bad_variability_key_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[[variability]]\nkey = "molecules.no_such_rate"\n'
-                   'distribution = "lognormal"\nmedian = 1.0\nsigma = 0.1\n')
+    bad.write_text(
+        '[[variability]]\nkey = "molecules.no_such_rate"\n'
+        'distribution = "lognormal"\nmedian = 1.0\nsigma = 0.1\n'
+    )
     with pytest.raises(ScenarioError) as err:
         load_scenario(bad)
     assert err.value.key == "variability.0.key"
-    proc = subprocess.run([*immunesim_cmd(), "validate", str(bad)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [*immunesim_cmd(), "validate", str(bad)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and "variability.0.key" in proc.stderr
     missing = tmp_path / "missing.toml"
-    missing.write_text('[[variability]]\nkey = "time.dt_hours"\ndistribution = "normal"\n'
-                       "mean = 1.0\n")
+    missing.write_text(
+        '[[variability]]\nkey = "time.dt_hours"\ndistribution = "normal"\nmean = 1.0\n'
+    )
     with pytest.raises(ScenarioError, match="needs mean and sd"):
         load_scenario(missing)

@@ -22,8 +22,12 @@ def test_kind_codes_names_and_markers_follow_the_declaration():
         bits = sum(1 << Marker[m] for m in kind.markers)
         assert cells.MARKERS[code] == bits
     # the table of DESIGN section 2: CD19 on the B lineage up to plasmablasts, not on LLPC
-    assert set(cells.kinds_bearing("CD19")) == {Kind.NAIVE_B, Kind.ACTIVATED_B,
-                                                Kind.MEMORY_B, Kind.PLASMABLAST}
+    assert set(cells.kinds_bearing("CD19")) == {
+        Kind.NAIVE_B,
+        Kind.ACTIVATED_B,
+        Kind.MEMORY_B,
+        Kind.PLASMABLAST,
+    }
     assert set(cells.kinds_bearing("BCMA")) == {Kind.PLASMABLAST, Kind.LLPC}
 
 
@@ -57,8 +61,17 @@ def test_state_is_allocated_from_the_field_table_and_the_estimate_counts_it():
 
 def test_layer_rows_follow_the_declaration():
     rows = layers.Layers(("self", "tetanus", "measles", "other"))
-    assert rows.names() == ["antibody_self", "antibody_tetanus", "antibody_measles",
-                            "antibody_other", "autoantigen", "antigen_tetanus",
-                            "antigen_measles", "immune_complex", "damage", "cytokine"]
+    assert rows.names() == [
+        "antibody_self",
+        "antibody_tetanus",
+        "antibody_measles",
+        "antibody_other",
+        "autoantigen",
+        "antigen_tetanus",
+        "antigen_measles",
+        "immune_complex",
+        "damage",
+        "cytokine",
+    ]
     assert rows.vaccine_antigen(1) == rows.index("antigen_measles")
     assert rows.n_layers == layers.n_layers(2) == 10

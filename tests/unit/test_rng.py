@@ -30,8 +30,18 @@ def test_site_keys_match_scalar_hash():
 
 def test_each_input_changes_the_hash():
     base = rng.hash64_py(1, 2, 3, 4)
-    assert len({base, rng.hash64_py(2, 2, 3, 4), rng.hash64_py(1, 3, 3, 4),
-                rng.hash64_py(1, 2, 4, 4), rng.hash64_py(1, 2, 3, 5)}) == 5
+    assert (
+        len(
+            {
+                base,
+                rng.hash64_py(2, 2, 3, 4),
+                rng.hash64_py(1, 3, 3, 4),
+                rng.hash64_py(1, 2, 4, 4),
+                rng.hash64_py(1, 2, 3, 5),
+            }
+        )
+        == 5
+    )
 
 
 def test_draws_are_uniform():

@@ -92,8 +92,11 @@ _walk(Scenario, "", SECTIONS, LEAVES)
 
 # Fields that once had no description (they showed an empty "meaning" in docs/scenarios.md).
 ONCE_UNDOCUMENTED = {
-    "therapy.lymphodepletion.type", "therapy.car_t.type", "therapy.anti_cd20.type",
-    "therapy.vaccination.type", "therapy.standard_of_care.type",
+    "therapy.lymphodepletion.type",
+    "therapy.car_t.type",
+    "therapy.anti_cd20.type",
+    "therapy.vaccination.type",
+    "therapy.standard_of_care.type",
     "therapy.anti_cd20.targets",
 }
 
@@ -101,16 +104,21 @@ ONCE_UNDOCUMENTED = {
 def test_the_schema_walk_reaches_every_section():
     keys = {k for k, _ in LEAVES}
     assert len(LEAVES) > 150
-    for key in ("lattice.size", "lattice.zones.marrow", "cells.car_t.lifespan_days",
-                "therapy.car_t.dose_per_kg", "therapy.vaccination.antigen",
-                "variability.N.key", "run.seed", "name"):
+    for key in (
+        "lattice.size",
+        "lattice.zones.marrow",
+        "cells.car_t.lifespan_days",
+        "therapy.car_t.dose_per_kg",
+        "therapy.vaccination.antigen",
+        "variability.N.key",
+        "run.seed",
+        "name",
+    ):
         assert key in keys
     assert ONCE_UNDOCUMENTED <= keys
 
 
-@pytest.mark.parametrize("key,field", [
-    (k, f) for k, f in LEAVES
-], ids=[k for k, _ in LEAVES])
+@pytest.mark.parametrize("key,field", [(k, f) for k, f in LEAVES], ids=[k for k, _ in LEAVES])
 def test_every_field_has_a_description(key, field):
     assert (field.description or "").strip(), f"{key} has no description"
 
@@ -128,8 +136,16 @@ def test_every_section_has_a_docstring(key, model):
 @pytest.mark.parametrize("dt_hours", [0.25, 0.5, 1.0, 3.0, 7.0, 24.0])
 @pytest.mark.parametrize("run_in_days", [0.0, 10.0, 10.3])
 def test_step_and_day_round_trip(dt_hours, run_in_days):
-    s = load_scenario({"time": {"dt_hours": dt_hours, "run_in_days": run_in_days,
-                                "follow_up_days": 20.0, "sample_every_hours": 24.0}})
+    s = load_scenario(
+        {
+            "time": {
+                "dt_hours": dt_hours,
+                "run_in_days": run_in_days,
+                "follow_up_days": 20.0,
+                "sample_every_hours": 24.0,
+            }
+        }
+    )
     assert s.steps_per_day == pytest.approx(24.0 / dt_hours)
     assert s.day_of_step(s.run_in_steps) == 0.0
     assert s.step_of_day(0.0) == s.run_in_steps
@@ -164,11 +180,14 @@ def test_car_t_with_two_targets_validates():
     assert targets_mask(s.therapy[1].targets) == (1 << Marker.CD19) | (1 << Marker.BCMA)
 
 
-@pytest.mark.parametrize("index,entry", [
-    (1, {"type": "car_t", "day": 0, "targets": ["CD19", "CD99"]}),
-    (0, {"type": "lymphodepletion", "days": [-3], "targets": ["CD3", "CD99"]}),
-    (1, {"type": "anti_cd20", "days": [0], "targets": ["CD20", "CD99"]}),
-])
+@pytest.mark.parametrize(
+    "index,entry",
+    [
+        (1, {"type": "car_t", "day": 0, "targets": ["CD19", "CD99"]}),
+        (0, {"type": "lymphodepletion", "days": [-3], "targets": ["CD3", "CD99"]}),
+        (1, {"type": "anti_cd20", "days": [0], "targets": ["CD20", "CD99"]}),
+    ],
+)
 def test_unknown_marker_is_rejected_naming_its_key_path(index, entry):
     data = base()
     data["therapy"][index] = entry
@@ -216,22 +235,42 @@ def test_vaccination_antigen_is_checked_against_this_scenarios_vaccines():
 # --------------------------------------------------------------------------- keyed errors
 
 
-@pytest.mark.parametrize("change,key,words", [
-    ({"lattice": {"sise": 3}}, "lattice.sise", "unknown key"),
-    ({"lattice": {"size": "big"}}, "lattice.size", "valid integer"),
-    ({"lattice": {"size": 4}}, "lattice.size", "greater than or equal to 8"),
-    ({"time": {"dt_hours": 0}}, "time.dt_hours", "greater than 0"),
-    ({"time": {"dt_hours": 2, "sample_every_hours": 1}}, "time.sample_every_hours",
-     "at least time.dt_hours"),
-    ({"molecules": {"diffusion": 0.3}}, "molecules.diffusion", "less than or equal to 0.25"),
-    ({"cells": {"naive_b": {"lifespan_days": -4, "move_rate_per_day": 1, "home": "lymphoid"}}},
-     "cells.naive_b.lifespan_days", "greater than 0"),
-    ({"specificities": {"vaccines": []}}, "specificities.vaccines", "at least 1"),
-    ({"specificities": {"vaccines": ["self"]}}, "specificities.vaccines", "not self/other"),
-    ({"variability": [{"key": "lattice.nothing", "distribution": "uniform", "low": 0,
-                       "high": 1}]}, "variability.0.key", "numeric scenario value"),
-    ({"schema_version": 2}, "schema_version", "schema_version 1"),
-])
+@pytest.mark.parametrize(
+    "change,key,words",
+    [
+        ({"lattice": {"sise": 3}}, "lattice.sise", "unknown key"),
+        ({"lattice": {"size": "big"}}, "lattice.size", "valid integer"),
+        ({"lattice": {"size": 4}}, "lattice.size", "greater than or equal to 8"),
+        ({"time": {"dt_hours": 0}}, "time.dt_hours", "greater than 0"),
+        (
+            {"time": {"dt_hours": 2, "sample_every_hours": 1}},
+            "time.sample_every_hours",
+            "at least time.dt_hours",
+        ),
+        ({"molecules": {"diffusion": 0.3}}, "molecules.diffusion", "less than or equal to 0.25"),
+        (
+            {
+                "cells": {
+                    "naive_b": {"lifespan_days": -4, "move_rate_per_day": 1, "home": "lymphoid"}
+                }
+            },
+            "cells.naive_b.lifespan_days",
+            "greater than 0",
+        ),
+        ({"specificities": {"vaccines": []}}, "specificities.vaccines", "at least 1"),
+        ({"specificities": {"vaccines": ["self"]}}, "specificities.vaccines", "not self/other"),
+        (
+            {
+                "variability": [
+                    {"key": "lattice.nothing", "distribution": "uniform", "low": 0, "high": 1}
+                ]
+            },
+            "variability.0.key",
+            "numeric scenario value",
+        ),
+        ({"schema_version": 2}, "schema_version", "schema_version 1"),
+    ],
+)
 def test_errors_name_the_key_path_and_what_was_expected(change, key, words):
     data = base()
     data.update(change)
@@ -240,13 +279,16 @@ def test_errors_name_the_key_path_and_what_was_expected(change, key, words):
     assert words in err.expected
 
 
-@pytest.mark.parametrize("content,words", [
-    (None, "file not found"),
-    ("", "empty"),
-    ("  \n\n", "empty"),
-    ("[lattice\n", "valid TOML"),
-    (b"\xff\xfe\x00", "UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        (None, "file not found"),
+        ("", "empty"),
+        ("  \n\n", "empty"),
+        ("[lattice\n", "valid TOML"),
+        (b"\xff\xfe\x00", "UTF-8"),
+    ],
+)
 def test_unreadable_files_are_scenario_errors(tmp_path, content, words):
     path = tmp_path / "s.toml"
     if isinstance(content, bytes):
@@ -291,16 +333,20 @@ def test_override_changes_a_list_entry_by_index(tmp_path):
 def test_overrides_are_read_as_toml_values(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(BASE_TOML)
-    s = load_scenario(path, [
-        "therapy.1.targets=['CD19', 'BCMA']",
-        "lattice.size=64",
-        "time.follow_up_days=12.5",
-        "output.parquet=false",
-        "name=renamed",                       # a bare word is a string
-        'description="with spaces = ok"',    # the first '=' splits key from value
-        "lattice.zones.marrow=0.3", "lattice.zones.tissue=0.35",  # a nested table
-        "therapy.1.targets.0=BCMA",           # a list item of a list entry
-    ])
+    s = load_scenario(
+        path,
+        [
+            "therapy.1.targets=['CD19', 'BCMA']",
+            "lattice.size=64",
+            "time.follow_up_days=12.5",
+            "output.parquet=false",
+            "name=renamed",  # a bare word is a string
+            'description="with spaces = ok"',  # the first '=' splits key from value
+            "lattice.zones.marrow=0.3",
+            "lattice.zones.tissue=0.35",  # a nested table
+            "therapy.1.targets.0=BCMA",  # a list item of a list entry
+        ],
+    )
     assert s.therapy[1].targets == ["BCMA", "BCMA"]
     assert s.lattice.size == 64 and s.time.follow_up_days == 12.5
     assert s.output.parquet is False
@@ -329,15 +375,18 @@ def test_override_of_a_loaded_scenario_leaves_it_unchanged():
     assert load_scenario(s) is s  # nothing to apply
 
 
-@pytest.mark.parametrize("override,key,words", [
-    ("lattice.size=abc", "lattice.size", "valid integer"),
-    ("therapy.9.day=1", "therapy.9", "an index below 2"),
-    ("therapy.x.day=1", "therapy.x", "an index below 2"),
-    ("therapy.1.targets.5=CD20", "therapy.1.targets.5", "an index below 1"),
-    ("lattice.size.x=1", "lattice.size", "a table"),
-    ("therapy.1.dose_per_kg=-1", "therapy.1.dose_per_kg", "greater than or equal to 0"),
-    ("lattice.nonsense=1", "lattice.nonsense", "unknown key"),
-])
+@pytest.mark.parametrize(
+    "override,key,words",
+    [
+        ("lattice.size=abc", "lattice.size", "valid integer"),
+        ("therapy.9.day=1", "therapy.9", "an index below 2"),
+        ("therapy.x.day=1", "therapy.x", "an index below 2"),
+        ("therapy.1.targets.5=CD20", "therapy.1.targets.5", "an index below 1"),
+        ("lattice.size.x=1", "lattice.size", "a table"),
+        ("therapy.1.dose_per_kg=-1", "therapy.1.dose_per_kg", "greater than or equal to 0"),
+        ("lattice.nonsense=1", "lattice.nonsense", "unknown key"),
+    ],
+)
 def test_bad_override_names_the_file_and_key(tmp_path, override, key, words):
     path = tmp_path / "s.toml"
     path.write_text(BASE_TOML)
@@ -346,10 +395,13 @@ def test_bad_override_names_the_file_and_key(tmp_path, override, key, words):
     assert words in err.expected
 
 
-@pytest.mark.parametrize("override,expected", [
-    ("nonsense", "key.path=value"),
-    ("=5", "a key path before '='"),
-])
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("nonsense", "key.path=value"),
+        ("=5", "a key path before '='"),
+    ],
+)
 def test_override_without_key_or_value(override, expected):
     err = reject(base(), [override])
     assert (err.file, err.key, err.expected) == ("--set", override, expected)
@@ -398,24 +450,29 @@ def test_overriding_one_cell_value(tmp_path):
     assert s.cells.car_t.lifespan_days == 9.0
 
 
-@pytest.mark.parametrize("override,key", [
-    ("time.follow_up_days=inf", "time.follow_up_days"),
-    ("therapy.1.day=nan", "therapy.1.day"),
-    ("therapy.0.days=[-5, inf]", "therapy.0.days.1"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("time.follow_up_days=inf", "time.follow_up_days"),
+        ("therapy.1.day=nan", "therapy.1.day"),
+        ("therapy.0.days=[-5, inf]", "therapy.0.days.1"),
+    ],
+)
 def test_infinite_and_nan_values_are_rejected(override, key):
     err = reject(base(), [override])
     assert err.key == key
 
 
 def test_errors_in_the_car_t_cell_table_name_car_t():
-    err = reject({"cells": {"car_t": {"lifespan_days": -1, "move_rate_per_day": 1,
-                                      "home": "none"}}})
+    err = reject(
+        {"cells": {"car_t": {"lifespan_days": -1, "move_rate_per_day": 1, "home": "none"}}}
+    )
     assert err.key == "cells.car_t.lifespan_days"
 
 
 def test_errors_in_other_cell_tables_name_the_kind():
     # The same error in another kind's table is keyed correctly (the bug above is car_t only).
-    err = reject({"cells": {"t_helper": {"lifespan_days": -1, "move_rate_per_day": 1,
-                                         "home": "none"}}})
+    err = reject(
+        {"cells": {"t_helper": {"lifespan_days": -1, "move_rate_per_day": 1, "home": "none"}}}
+    )
     assert err.key == "cells.t_helper.lifespan_days"

@@ -17,8 +17,19 @@ from tests.conftest import SCENARIOS, immunesim_cmd
 
 
 def test_cell_map_categories():
-    kind = np.array([Kind.NAIVE_B, Kind.NAIVE_B, Kind.MEMORY_B, Kind.LLPC, Kind.CAR_T,
-                     Kind.T_HELPER, Kind.PLASMABLAST, Kind.ACTIVATED_B], np.int8)
+    kind = np.array(
+        [
+            Kind.NAIVE_B,
+            Kind.NAIVE_B,
+            Kind.MEMORY_B,
+            Kind.LLPC,
+            Kind.CAR_T,
+            Kind.T_HELPER,
+            Kind.PLASMABLAST,
+            Kind.ACTIVATED_B,
+        ],
+        np.int8,
+    )
     spec = np.array([1, 0, 3, 0, 3, 3, 0, 0], np.int8)  # 0 = self
     x = np.arange(8, dtype=np.int32)
     y = np.zeros(8, np.int32)
@@ -26,8 +37,16 @@ def test_cell_map_categories():
     names = [CATEGORIES[c] for c in cells[0]]
     # autoreactive B-lineage cells (naive, activated, memory) are shown as such; a
     # self-specific LLPC or plasmablast keeps its own category
-    assert names == ["naive B", "autoreactive B", "memory B", "long-lived plasma cell",
-                     "CAR-T", "T helper", "plasmablast", "autoreactive B"]
+    assert names == [
+        "naive B",
+        "autoreactive B",
+        "memory B",
+        "long-lived plasma cell",
+        "CAR-T",
+        "T helper",
+        "plasmablast",
+        "autoreactive B",
+    ]
     assert cells[1:].sum() == 0
 
 
@@ -44,9 +63,18 @@ def test_cells_to_rgb_uses_palette_over_zone_backdrop():
 @pytest.fixture(scope="module")
 def snap_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("snap") / "run"
-    immunesim.run(SCENARIOS / "sle_cd19_cart.toml", seed=1, out=out, overrides=[
-        "lattice.size=16", "time.run_in_days=10", "time.follow_up_days=12",
-        "output.snapshot_every_hours=24", "output.snapshot_from_day=-8"])
+    immunesim.run(
+        SCENARIOS / "sle_cd19_cart.toml",
+        seed=1,
+        out=out,
+        overrides=[
+            "lattice.size=16",
+            "time.run_in_days=10",
+            "time.follow_up_days=12",
+            "output.snapshot_every_hours=24",
+            "output.snapshot_from_day=-8",
+        ],
+    )
     return out
 
 
@@ -98,15 +126,21 @@ def test_writers_give_the_requested_frames(snap_run, tmp_path, suffix):
     else:
         doc = out.read_text()
         assert len(re.findall(r'^"data:image/png;base64,', doc, flags=re.M)) == 6
-        assert "http" not in doc and "<link" not in doc and "src=\"" not in doc
+        assert "http" not in doc and "<link" not in doc and 'src="' not in doc
 
 
 def test_animate_cli_errors(snap_run, tmp_path):
-    proc = subprocess.run([*immunesim_cmd(), "animate", str(tmp_path), "--out",
-                           str(tmp_path / "a.mp4")], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [*immunesim_cmd(), "animate", str(tmp_path), "--out", str(tmp_path / "a.mp4")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "snapshots" in proc.stderr
-    proc = subprocess.run([*immunesim_cmd(), "animate", str(snap_run), "--out",
-                           str(tmp_path / "a.avi")], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [*immunesim_cmd(), "animate", str(snap_run), "--out", str(tmp_path / "a.avi")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and ".mp4, .gif or .html" in proc.stderr
