@@ -54,6 +54,12 @@ COMPARISON_COLUMNS = (
 )
 
 
+def _numba_threads() -> int:
+    """numba's number of threads (``NUMBA_NUM_THREADS``: numba makes its config attributes
+    from the environment at import, unseen by type checkers)."""
+    return numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+
+
 def _scenario(size: int, run_in_days: float):
     return load_scenario(
         {
@@ -79,8 +85,8 @@ def floor_rate(sim: Simulation, steps: int) -> float:
     ph.move(st, walk, sim.seed, 10**7)  # compile
     b.synchronize()
     t0 = time.perf_counter()
-    for k in range(steps):
-        ph.move(st, walk, sim.seed, 10**7 + k)
+    for i in range(steps):
+        ph.move(st, walk, sim.seed, 10**7 + i)
     b.synchronize()
     return st.n * steps / (time.perf_counter() - t0)
 
@@ -164,7 +170,7 @@ def mesa_comparison(
     """
     from immunesim.reference import ReferenceModel
 
-    threads = threads or sorted({1, numba.config.NUMBA_NUM_THREADS})
+    threads = threads or sorted({1, _numba_threads()})
     sim = Simulation(_scenario(size, run_in_days), seed=1, backend="numba")
     sim.run(until_step=sim.scenario.run_in_steps)
     t0 = time.perf_counter()
@@ -182,13 +188,13 @@ def mesa_comparison(
         r = _best_of(repeats, sim.step, lambda: sim.state.n, steps)
         r["speedup_over_mesa"] = r["cell_updates_per_second"] / mesa["cell_updates_per_second"]
         fast.append({"engine": "numba", "threads": t, **r})
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(_numba_threads())
     return {"lattice": size, "sites": size * size, "mesa": mesa, "fast": fast}
 
 
 def comparison_rows(cmp: dict[str, Any]) -> list[tuple[str, ...]]:
     """The Mesa comparison as table rows of strings (:data:`COMPARISON_COLUMNS`)."""
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             f"{cmp['lattice']}^2",
             f"{cmp['mesa']['cells']:,}",
@@ -223,14 +229,14 @@ def run_bench(
     """Benchmark every size on every backend (the numba backend at every thread count),
     then (with ``mesa``) the comparison with the Mesa reference at :data:`MESA_SIZE`;
     returns results with hardware info. Compilation is timed apart, per backend."""
-    threads = threads or sorted({1, numba.config.NUMBA_NUM_THREADS})
+    threads = threads or sorted({1, _numba_threads()})
     jit = {b: warm_up(b) for b in backends}
     results = []
     for size in sizes:
         for b in backends:
-            for t in threads if b == "numba" else [numba.config.NUMBA_NUM_THREADS]:
+            for t in threads if b == "numba" else [_numba_threads()]:
                 results.append(bench_one(size, t, steps, run_in_days, b))
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(_numba_threads())
     res = {
         "jit_warm_up_seconds": sum(jit.values()),
         "jit_seconds_per_backend": jit,

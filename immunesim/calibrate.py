@@ -130,9 +130,10 @@ def _plot(res: CalibrationResult, path: Path) -> None:
     g = res.grid.dropna(subset=["median"])
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     t = res.target
-    if t.low is not None:
+    if t.low is not None and t.high is not None:
         ax.axhspan(t.low, t.high, color="#0072B2", alpha=0.12, label=f"published: {t.tolerance}")
-    ax.axhline(t.point, color="#0072B2", lw=1, ls="--")
+    if t.point is not None:  # a target fitted to has one (find_target)
+        ax.axhline(t.point, color="#0072B2", lw=1, ls="--")
     yerr = np.array([g["median"] - g["p5"], g["p95"] - g["median"]])
     ax.errorbar(
         g["value"], g["median"], yerr=yerr, fmt="o-", color="#D55E00", label="cohort median (5-95%)"

@@ -23,7 +23,7 @@ import pandas as pd
 
 from immunesim import io
 from immunesim.rng import hash64_py
-from immunesim.scenario import Scenario, ScenarioError, load_scenario
+from immunesim.scenario import Scenario, ScenarioError, Variability, load_scenario
 
 S_PATIENT = 101
 
@@ -33,16 +33,26 @@ def patient_seed(seed: int, patient: int) -> int:
     return hash64_py(seed, 0, patient, S_PATIENT) >> 1
 
 
+def _incomplete(v: Variability, needs: str) -> str:
+    return f"[[variability]] {v.key}: a {v.distribution} distribution needs {needs}"
+
+
 def patient_values(s: Scenario, seed: int, patient: int) -> dict[str, float]:
     """The values a patient draws for each ``[[variability]]`` entry."""
     gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, patient])))
     out = {}
     for v in s.variability:
         if v.distribution == "lognormal":
+            if v.median is None or v.sigma is None:
+                raise ValueError(_incomplete(v, "median and sigma"))
             x = float(v.median * math.exp(v.sigma * gen.standard_normal()))
         elif v.distribution == "normal":
+            if v.mean is None or v.sd is None:
+                raise ValueError(_incomplete(v, "mean and sd"))
             x = max(0.0, float(v.mean + v.sd * gen.standard_normal()))
         else:
+            if v.low is None or v.high is None:
+                raise ValueError(_incomplete(v, "low and high"))
             x = float(gen.uniform(v.low, v.high))
         out[v.key] = x
     return out
@@ -73,10 +83,11 @@ def _run_patient(args: tuple) -> dict[str, Any]:
     return row
 
 
-def summarise(table: pd.DataFrame) -> dict[str, dict[str, float | int | None]]:
+def summarise(table: pd.DataFrame) -> dict[str, dict[str, float | int | str | None]]:
     """Median, 5th and 95th percentile and count of every numeric endpoint column; for a
-    yes/no endpoint, ``n`` counts the patients for whom it is true (``median`` is None)."""
-    out = {}
+    yes/no endpoint, ``n`` counts the patients for whom it is true (``median`` is None); for
+    a categorical one, ``median`` is its most common value."""
+    out: dict[str, dict[str, float | int | str | None]] = {}
     for col in table.columns:
         if col in ("patient", "seed") or col.startswith("param:"):
             continue

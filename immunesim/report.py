@@ -19,6 +19,7 @@ import base64
 import html
 import json
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -49,6 +50,8 @@ class Target:
             return None if self.expected is None else False
         if self.expected is not None:
             return bool(value) == self.expected
+        if self.low is None or self.high is None:
+            raise ValueError(f"target {self.name!r}: needs low and high, or expected")
         return self.low <= float(value) <= self.high
 
 
@@ -232,7 +235,7 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
+def write_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     """Write the validation report for ``run_dirs`` to ``out`` (.md or .html)."""
     out = Path(out)
     runs = [load_run(d) for d in run_dirs]

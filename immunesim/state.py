@@ -9,11 +9,15 @@ arrays are those declared in :mod:`immunesim.model.fields`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from immunesim.model.cells import N_KINDS
 from immunesim.model.fields import CELL_FIELDS, SITE_FIELDS, Cells, Sites
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 # Ledger columns.
 BORN, DIED, CONV_IN, CONV_OUT = 0, 1, 2, 3
@@ -49,7 +53,46 @@ class State:
     ledger: np.ndarray
     n: int = 0
     next_uid: int = 0
-    aux: dict = field(default_factory=dict)
+    aux: dict[str, Any] = field(default_factory=dict)
+
+    if TYPE_CHECKING:
+        # The views of the fields of ``cells`` and ``sites`` made below from the field
+        # tables, as the type checker sees them (kept in step with the tables by
+        # tests/unit/test_static_checks.py).
+        @property
+        def uid(self) -> NDArray[np.int64]: ...
+        @property
+        def kind(self) -> NDArray[np.int8]: ...
+        @property
+        def state(self) -> NDArray[np.int8]: ...
+        @property
+        def spec(self) -> NDArray[np.int8]: ...
+        @property
+        def x(self) -> NDArray[np.int32]: ...
+        @property
+        def y(self) -> NDArray[np.int32]: ...
+        @property
+        def age(self) -> NDArray[np.int32]: ...
+        @property
+        def counter(self) -> NDArray[np.int16]: ...
+        @property
+        def car_mask(self) -> NDArray[np.uint8]: ...
+        @property
+        def alive(self) -> NDArray[np.uint8]: ...
+        @property
+        def want(self) -> NDArray[np.int32]: ...
+        @property
+        def key(self) -> NDArray[np.int64]: ...
+        @property
+        def occ(self) -> NDArray[np.int32]: ...
+        @property
+        def zone(self) -> NDArray[np.uint8]: ...
+        @property
+        def niche(self) -> NDArray[np.uint8]: ...
+        @property
+        def claim(self) -> NDArray[np.int64]: ...
+        @property
+        def toward(self) -> NDArray[np.int8]: ...
 
     @property
     def capacity(self) -> int:
@@ -88,8 +131,7 @@ def _field_view(group: str, name: str) -> property:
 
 for _f in CELL_FIELDS:
     setattr(State, _f.name, _field_view("cells", _f.name))
-for _f in (*SITE_FIELDS, "toward"):
-    _name = _f if isinstance(_f, str) else _f.name
+for _name in (*(f.name for f in SITE_FIELDS), "toward"):
     setattr(State, _name, _field_view("sites", _name))
 
 
@@ -107,14 +149,14 @@ def allocate(
     cap = L * L
     cells = Cells(*(np.full(cap, f.fill, f.dtype) for f in CELL_FIELDS))
     given = {"zone": zone, "niche": niche}
-    site_arrays = [
-        np.ascontiguousarray(given[f.name].reshape(-1), dtype=f.dtype)
+    site_arrays: dict[str, np.ndarray] = {
+        f.name: np.ascontiguousarray(given[f.name].reshape(-1), dtype=f.dtype)
         if f.name in given
         else np.full(cap, f.fill, f.dtype)
         for f in SITE_FIELDS
-    ]
+    }
     sites = Sites(
-        *site_arrays,
+        **site_arrays,
         toward=np.ascontiguousarray(toward, dtype=np.int8),
         mol=np.zeros((n_layers, cap), np.int64),
     )

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 from types import ModuleType
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -38,8 +39,9 @@ from numba import cuda
 
 from immunesim.model.fields import Cells
 
-#: Whether numba's CUDA simulator stands in for a GPU (set before numba is imported).
-SIMULATED = bool(nb.config.ENABLE_CUDASIM)
+#: Whether numba's CUDA simulator stands in for a GPU (set before numba is imported; numba
+#: makes its config attributes from the environment at import, unseen by type checkers).
+SIMULATED = bool(nb.config.ENABLE_CUDASIM)  # type: ignore[attr-defined]
 
 #: Threads per block (the simulator runs one Python thread per CUDA thread of a block).
 TPB = 16 if SIMULATED else 256
@@ -171,8 +173,12 @@ def _blocks(n: int) -> int:
 
 
 # --------------------------------------------------------------------------- kernels
+#
+# The kernels are written in numba's CUDA kernel language, whose intrinsics (``cuda.grid``,
+# ``cuda.blockIdx``, ``cuda.atomic``) are Python objects with other signatures for a type
+# checker: the lines that use them carry a ``type: ignore``.
 
-_kernels: dict[tuple, object] = {}
+_kernels: dict[tuple[Any, ...], Any] = {}
 
 
 def _made(factory, *bodies):
@@ -188,7 +194,7 @@ def _made(factory, *bodies):
 def _flush(acc, b, v, slot):
     """Add ``v`` to bin ``b`` of the tally (column ``slot``)."""
     if v != 0:
-        cuda.atomic.add(acc, (b, slot), v)
+        cuda.atomic.add(acc, (b, slot), v)  # type: ignore[call-arg]
 
 
 @cuda.jit(device=True)
@@ -208,7 +214,7 @@ def _tally(acc, slot, b0, v0, result):
 def _cell_map(body):
     @cuda.jit
     def kernel(n, acc, t, c, s, p):
-        start = cuda.grid(1)
+        start = cuda.grid(1)  # type: ignore[call-arg, var-annotated]
         slot = start % SLOTS
         b0 = 0
         v0 = 0
@@ -224,11 +230,11 @@ def _site_map(body):
     def kernel(acc, t, c, s, p):
         layer = cuda.blockIdx.y
         L = t.L
-        start = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        start = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x  # type: ignore[operator]
         slot = start % SLOTS
         b0 = 0
         v0 = 0
-        for site in range(start, L * L, cuda.blockDim.x * cuda.gridDim.x):
+        for site in range(start, L * L, cuda.blockDim.x * cuda.gridDim.x):  # type: ignore[operator]
             y = site // L
             b0, v0 = _tally(acc, slot, b0, v0, body(layer, site, site - y * L, y, t, c, s, p))
         _flush(acc, b0, v0, slot)
@@ -239,7 +245,7 @@ def _site_map(body):
 def _winners(wins):
     @cuda.jit
     def kernel(n, flag, t, c, s, p):
-        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        for i in range(cuda.grid(1), n, cuda.gridsize(1)):  # type: ignore[call-arg]
             flag[i] = 1 if wins(i, t, c, s, p) else 0
 
     return kernel
@@ -248,7 +254,7 @@ def _winners(wins):
 def _placing(place):
     @cuda.jit
     def kernel(n, flag, offset, acc, t, c, s, p):
-        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        for i in range(cuda.grid(1), n, cuda.gridsize(1)):  # type: ignore[call-arg]
             if flag[i] != 0:
                 b, v = place(i, offset[i] - 1, t, c, s, p)
                 _flush(acc, b, v, i % SLOTS)
@@ -258,7 +264,7 @@ def _placing(place):
 
 @cuda.jit
 def _scatter_min(n, c, s):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):  # type: ignore[call-arg]
         w = c.want[i]
         if w >= 0:
             cuda.atomic.min(s.claim, w, c.key[i])

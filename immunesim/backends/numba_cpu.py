@@ -14,6 +14,8 @@ A kernel is made once per body by a factory and cached on disk under the body's 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba as nb
 import numpy as np
 
@@ -41,7 +43,8 @@ _PRANGE_ONLY = dict(
     inplace_binop=False,
 )
 
-_kernels: dict[tuple, object] = {}
+#: The kernels made so far (numba dispatchers), and their :class:`_Direct` launchers.
+_kernels: dict[tuple[Any, ...], Any] = {}
 
 
 def _made(factory, *bodies):
@@ -98,7 +101,8 @@ def _direct(factory, *bodies) -> _Direct:
 # nothing, and counting the references of every array of the named tuples at every inlined
 # call costs 15-30 ns an item). Inlined straight into a ``prange`` loop, a body's writes
 # through the named tuples would be lost to numba's parallel dead-code elimination (numba
-# 0.68).
+# 0.68). numba's type stubs know neither ``_nrt`` nor a dict of passes for ``parallel``,
+# hence the ``type: ignore[call-overload]`` on those ``njit`` calls.
 
 
 @nb.njit(inline="always", cache=True)
@@ -124,7 +128,7 @@ def _cell_chunk(body):
             b0, v0 = _tally(acc, row, b0, v0, body(i, t, c, s, p))
         acc[row, b0] += v0
 
-    return nb.njit(_nrt=False)(chunk)
+    return nb.njit(_nrt=False)(chunk)  # type: ignore[call-overload]
 
 
 def _cell_map(body):
@@ -137,7 +141,7 @@ def _cell_map(body):
             chunk(k * size, min(n, k * size + size), t, c, s, p, acc, k)
         _total(acc, chunks)
 
-    return nb.njit(parallel=_PRANGE_ONLY)(kernel)
+    return nb.njit(parallel=_PRANGE_ONLY)(kernel)  # type: ignore[call-overload]
 
 
 def _row_chunk(body):
@@ -153,7 +157,7 @@ def _row_chunk(body):
                 b0, v0 = _tally(acc, row, b0, v0, body(layer, y * L + x, x, y, t, c, s, p))
         acc[row, b0] += v0
 
-    return nb.njit(_nrt=False)(chunk)
+    return nb.njit(_nrt=False)(chunk)  # type: ignore[call-overload]
 
 
 def _site_map(body):
@@ -166,7 +170,7 @@ def _site_map(body):
             chunk(k * size, min(rows, k * size + size), t, c, s, p, acc, k)
         _total(acc, chunks)
 
-    return nb.njit(parallel=_PRANGE_ONLY)(kernel)
+    return nb.njit(parallel=_PRANGE_ONLY)(kernel)  # type: ignore[call-overload]
 
 
 def _ordered(wins, place):
@@ -179,7 +183,7 @@ def _ordered(wins, place):
                 j += 1
         return j
 
-    return nb.njit(_nrt=False)(kernel)
+    return nb.njit(_nrt=False)(kernel)  # type: ignore[call-overload]
 
 
 @nb.njit(inline="always", cache=True)

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 from collections import namedtuple
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 #: ``claim`` of a site no cell has claimed (conflicts go to the lowest key).
 CLAIM_FREE = int(np.iinfo(np.int64).max)
@@ -83,13 +87,43 @@ SITE_FIELDS: tuple[Field, ...] = (
     ),
 )
 
-#: The cell arrays as one argument of a kernel: ``cells.kind[i]`` is the kind of slot ``i``.
-Cells = namedtuple("Cells", [f.name for f in CELL_FIELDS])  # type: ignore[misc]
+if TYPE_CHECKING:
+    # What the type checker sees of the named tuples made from the tables below: their
+    # fields, with the numpy types of the host arrays (on a GPU they are CuPy arrays). Keep
+    # in step with CELL_FIELDS and SITE_FIELDS (tests/unit/test_static_checks.py checks).
 
-#: The site arrays as one argument of a kernel. ``toward`` is int8[3, L*L] (Moore direction
-#: toward the nearest site of each zone, -1 inside it); ``mol`` is int64[n_layers, L*L]
-#: (molecular layers in internal units, see :mod:`immunesim.model.layers`).
-Sites = namedtuple("Sites", [f.name for f in SITE_FIELDS] + ["toward", "mol"])  # type: ignore[misc]
+    class Cells(NamedTuple):
+        uid: NDArray[np.int64]
+        kind: NDArray[np.int8]
+        state: NDArray[np.int8]
+        spec: NDArray[np.int8]
+        x: NDArray[np.int32]
+        y: NDArray[np.int32]
+        age: NDArray[np.int32]
+        counter: NDArray[np.int16]
+        car_mask: NDArray[np.uint8]
+        alive: NDArray[np.uint8]
+        want: NDArray[np.int32]
+        key: NDArray[np.int64]
+
+    class Sites(NamedTuple):
+        occ: NDArray[np.int32]
+        zone: NDArray[np.uint8]
+        niche: NDArray[np.uint8]
+        claim: NDArray[np.int64]
+        toward: NDArray[np.int8]
+        mol: NDArray[np.int64]
+
+else:
+    #: The cell arrays as one argument of a kernel: ``cells.kind[i]`` is the kind of slot
+    #: ``i``.
+    Cells = namedtuple("Cells", [f.name for f in CELL_FIELDS])
+
+    #: The site arrays as one argument of a kernel. ``toward`` is int8[3, L*L] (Moore
+    #: direction toward the nearest site of each zone, -1 inside it); ``mol`` is
+    #: int64[n_layers, L*L] (molecular layers in internal units, see
+    #: :mod:`immunesim.model.layers`).
+    Sites = namedtuple("Sites", [f.name for f in SITE_FIELDS] + ["toward", "mol"])
 
 
 def bytes_per_site(n_layers: int) -> int:

@@ -232,7 +232,11 @@ class FrameRenderer:
                 self.endpoints.get("relapse_day"),
             )
         )
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
         canvas = self.fig.canvas
+        if not isinstance(canvas, FigureCanvasAgg):  # blitting needs Agg (set in __init__)
+            raise TypeError(f"frames are drawn on an Agg canvas, not {type(canvas).__name__}")
         if self._background is None:
             canvas.draw()
             self._background = canvas.copy_from_bbox(self.fig.bbox)

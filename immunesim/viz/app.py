@@ -154,6 +154,13 @@ def Controls(run: LiveRun | None):
         )
 
 
+def _built(run: LiveRun | None) -> LiveRun:
+    """The run a button acts on (the buttons that need one are disabled until it is built)."""
+    if run is None:
+        raise RuntimeError("no run yet: it is still being built")
+    return run
+
+
 @solara.component
 def Buttons(run: LiveRun | None):
     """Step, Play/Pause and Reset."""
@@ -164,13 +171,13 @@ def Buttons(run: LiveRun | None):
     def toggle_play() -> None:
         playing.value = not playing.value
         if playing.value:
-            play(run)
+            play(_built(run))
 
     with solara.Row():
         solara.Button(
             "Step (+1 day)",
             icon_name="mdi-step-forward",
-            on_click=lambda: step(run),
+            on_click=lambda: step(_built(run)),
             disabled=not idle or finished,
         )
         if playing.value:

@@ -99,6 +99,8 @@ class Settings:
     def from_scenario(cls, s: Scenario) -> Settings:
         """The scenario's own values."""
         car = s.therapy[car_t_index(s)]
+        if not isinstance(car, CarT):  # what car_t_index finds
+            raise TypeError(f"expected a car_t therapy entry, got {type(car).__name__}")
         return cls(
             dose_per_kg=car.dose_per_kg,
             targets=tuple(m.upper() for m in car.targets),
