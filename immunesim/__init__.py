@@ -8,15 +8,43 @@ Public API::
     result.endpoints       # dict of clinical endpoints
 
     model = immunesim.ImmuneModel("scenarios/sle_cd19_cart.toml")   # a mesa.Model
+
+The names above are imported on first use, so that ``import immunesim.extend`` (what a
+model extension imports) does not build the model before the extension is read.
 """
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from immunesim import _jit_cache  # noqa: F401  (first: keys numba's cache by our sources)
-from immunesim.engine import Simulation
-from immunesim.mesa_model import ImmuneModel
-from immunesim.runner import RunResult, run, write_run
-from immunesim.scenario import Scenario, ScenarioError, load_scenario
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "ImmuneModel": "immunesim.mesa_model",
+    "RunResult": "immunesim.runner",
+    "Scenario": "immunesim.scenario",
+    "ScenarioError": "immunesim.scenario",
+    "Simulation": "immunesim.engine",
+    "load_scenario": "immunesim.scenario",
+    "run": "immunesim.runner",
+    "write_run": "immunesim.runner",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from immunesim.engine import Simulation
+    from immunesim.mesa_model import ImmuneModel
+    from immunesim.runner import RunResult, run, write_run
+    from immunesim.scenario import Scenario, ScenarioError, load_scenario
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'immunesim' has no attribute {name!r}")
+
 
 __all__ = [
     "ImmuneModel",

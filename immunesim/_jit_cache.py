@@ -18,12 +18,15 @@ from pathlib import Path
 import numba
 from numba.core.caching import FunctionCache
 
+from immunesim.model import extensions
+
 _PKG = Path(__file__).resolve().parent
 _SOURCES = ("rng.py", "model", "kernels", "backends")
 
 
 def source_hash() -> str:
-    """Short hash of the sources of compiled code (and the numba version)."""
+    """Short hash of the sources of compiled code, of the model extensions in use and of
+    the numba version."""
     h = hashlib.sha256(numba.__version__.encode())
     for entry in _SOURCES:
         p = _PKG / entry
@@ -31,6 +34,10 @@ def source_hash() -> str:
         for f in files:
             h.update(str(f.relative_to(_PKG)).encode())
             h.update(f.read_bytes())
+    # the kernels are specialised to the kinds and layers of the extensions in use
+    for f in extensions.source_files():
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -45,7 +52,7 @@ def configure() -> Path:
         xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         base = str(Path(xdg) / "immunesim" / "numba")
     target = Path(base) / source_hash()
-    numba.config.CACHE_DIR = str(target)
+    numba.config.CACHE_DIR = str(target)  # type: ignore[attr-defined]
     return target
 
 

@@ -8,10 +8,10 @@ Time-series columns (counts are agents on the lattice unless the name says other
 - ``b_cells``: CD19+ B-lineage cells (naive, activated, memory B and plasmablasts);
   ``b_cells_per_ul`` and ``car_t_per_ul``: the same in blood, cells per microlitre, through
   the scenario's ``[scale]``; ``naive_fraction``: naive B among CD20+ B cells;
-- ``antibody_<spec>``: mean antibody per site (user units); ``anti_dsdna`` is
+- one column per molecular layer whose ``metric`` says so (:data:`~immunesim.model.layers.
+  LAYERS`), in user units: ``antibody_<spec>``, ``autoantigen``, ``immune_complex``,
+  ``cytokine`` (mean per site), then ``damage`` (mean per tissue site); ``anti_dsdna`` is
   ``antibody_self``;
-- ``autoantigen``, ``immune_complex``, ``cytokine``: mean per site;
-  ``damage``: mean per tissue site;
 - ``kills``: CAR-T kills since the previous row;
 - ``disease_score``: SLEDAI-like score (see :func:`disease_score`), added after the run.
 """
@@ -31,11 +31,16 @@ from immunesim.model.cells import (
     kinds_bearing,
     kinds_of_lineage,
 )
+from immunesim.model.layers import LAYERS
 from immunesim.model.params import MOL_SCALE
 
 if TYPE_CHECKING:  # pragma: no cover
     from immunesim.engine import Simulation
     from immunesim.scenario import Scenario
+
+
+#: Second names of layer columns: ``anti_dsdna`` is the autoreactive antibody.
+METRIC_ALIASES = {"antibody_self": "anti_dsdna"}
 
 
 def metrics_row(sim: Simulation) -> dict[str, Any]:
@@ -61,16 +66,22 @@ def metrics_row(sim: Simulation) -> dict[str, Any]:
     row["naive_fraction"] = float(by_class[Kind.NAIVE_B] / cd20) if cd20 else math.nan
     n_sites = L * L
     totals = sim.layer_totals()
-    for i, spec in enumerate(p.spec_names):
-        row[f"antibody_{spec}"] = totals[i] / MOL_SCALE / n_sites
-    row["anti_dsdna"] = row["antibody_self"]
     layers = p.layers
-    row["autoantigen"] = totals[layers.autoantigen] / MOL_SCALE / n_sites
-    row["immune_complex"] = totals[layers.immune_complex] / MOL_SCALE / n_sites
-    row["cytokine"] = totals[layers.cytokine] / MOL_SCALE / n_sites
+    tissue_layers: list[str] = []
+    for layer in LAYERS:
+        members = layers.members(layer)
+        if layer.metric == "tissue":
+            tissue_layers.extend(members)
+        elif layer.metric == "site":
+            for name in members:
+                row[name] = totals[layers.index(name)] / MOL_SCALE / n_sites
+            for name in members:
+                if name in METRIC_ALIASES:
+                    row[METRIC_ALIASES[name]] = row[name]
     n_tissue = max(1, sim.geometry.count("tissue"))
-    damage = sim.layer_total(layers.damage, "tissue")
-    row["damage"] = float(damage) / MOL_SCALE / n_tissue
+    for name in tissue_layers:
+        total = sim.layer_total(layers.index(name), "tissue")
+        row[name] = float(total) / MOL_SCALE / n_tissue
     row["kills"] = int(sim.kills_since_sample)
     return row
 

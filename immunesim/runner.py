@@ -22,6 +22,7 @@ import pandas as pd
 
 from immunesim import io
 from immunesim.engine import Simulation, warm_up
+from immunesim.model.cells import KIND_NAMES
 from immunesim.observe import endpoints as compute_endpoints
 from immunesim.observe import with_score
 from immunesim.scenario import Scenario, load_scenario
@@ -61,11 +62,7 @@ def _results(
     ends = compute_endpoints(df, s, sim.infused_car_t) if len(df) else {}
     wall = time.perf_counter() - started
     steps = sim.step_index
-    n_cells = float(
-        df[["naive_b", "activated_b", "memory_b", "plasmablast", "llpc", "t_helper", "car_t"]]
-        .sum(axis=1)
-        .mean()
-    )
+    n_cells = float(df[list(KIND_NAMES)].sum(axis=1).mean())
     versions, revision = _software()
     manifest = {
         "immunesim_manifest": 1,

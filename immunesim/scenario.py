@@ -15,19 +15,25 @@ import copy
 import math
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from immunesim.model import fields, layers
-from immunesim.model.cells import MARKER_NAMES, marker_mask
+from immunesim.model import extensions, fields, layers
+from immunesim.model.cells import KINDS, MARKER_NAMES, marker_mask
+from immunesim.model.layers import LAYERS
+from immunesim.sections import Fraction, NonNeg, Pos, Section, TherapyEntry
 
 SCHEMA_VERSION = 1
-
-NonNeg = Annotated[float, Field(ge=0.0)]
-Pos = Annotated[float, Field(gt=0.0)]
-Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class ScenarioError(Exception):
@@ -47,8 +53,16 @@ class ScenarioError(Exception):
         super().__init__(f"{where}: {expected}")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+_Section = Section
+
+
+def _extended(base: type[Section], extra: dict[str, tuple[Any, Any]]) -> Any:
+    """``base``, or a subclass with the ``extra`` keys an extension declares."""
+    if not extra:
+        return base
+    return create_model(
+        base.__name__, __base__=base, __module__=__name__, __doc__=base.__doc__, **extra
+    )  # type: ignore[call-overload]
 
 
 # --------------------------------------------------------------------------- space and time
@@ -157,7 +171,7 @@ def _kind(**kw: Any) -> Any:
     return Field(default_factory=lambda: CellKindParams(**kw))
 
 
-class Cells(_Section):
+class _CellsBase(_Section):
     """Per-kind parameters (see the marker table in the README)."""
 
     @model_validator(mode="before")
@@ -169,37 +183,24 @@ class Cells(_Section):
             for name, field in cls.model_fields.items():
                 given = data.get(name)
                 if isinstance(given, dict) and field.default_factory is not None:
-                    data[name] = {**field.default_factory().model_dump(), **given}
+                    data[name] = {**field.default_factory().model_dump(), **given}  # type: ignore[call-arg]
         return data
 
-    naive_b: CellKindParams = _kind(
-        lifespan_days=40.0,
-        move_rate_per_day=24.0,
-        home="lymphoid",
-        homing=0.5,
-        division_rate_per_day=0.0046,
-    )
-    activated_b: CellKindParams = _kind(
-        lifespan_days=10.0, move_rate_per_day=6.0, home="lymphoid", homing=0.5
-    )
-    memory_b: CellKindParams = _kind(
-        lifespan_days=35.0,
-        move_rate_per_day=12.0,
-        home="lymphoid",
-        homing=0.5,
-        division_rate_per_day=0.0266,
-    )
-    plasmablast: CellKindParams = _kind(
-        lifespan_days=4.0, move_rate_per_day=24.0, home="marrow", homing=0.9, stay=0.95
-    )
-    llpc: CellKindParams = _kind(
-        lifespan_days=7300.0, move_rate_per_day=0.0, home="marrow", homing=0.0, stay=1.0
-    )
-    t_helper: CellKindParams = _kind(
-        lifespan_days=120.0, move_rate_per_day=24.0, home="lymphoid", homing=0.5
-    )
-    car_t: CellKindParams = _kind(
-        lifespan_days=6.2, move_rate_per_day=24.0, home="none", homing=0.0, stay=0.0
+
+if TYPE_CHECKING:
+
+    class Cells(_CellsBase):
+        def __getattr__(self, name: str) -> CellKindParams: ...
+
+else:
+    #: One ``[cells.<kind>]`` table per cell kind of the model description, with its
+    #: defaults.
+    Cells = create_model(
+        "Cells",
+        __base__=_CellsBase,
+        __module__=__name__,
+        __doc__=_CellsBase.__doc__,
+        **{k.name: (CellKindParams, _kind(**k.params)) for k in KINDS},
     )
 
 
@@ -317,8 +318,7 @@ class Molecules(_Section):
 # --------------------------------------------------------------------------- therapies
 
 
-class _Therapy(_Section):
-    label: str = Field("", description="Optional name shown in outputs.")
+_Therapy = TherapyEntry
 
 
 class Lymphodepletion(_Therapy):
@@ -335,7 +335,11 @@ class Lymphodepletion(_Therapy):
 
 
 class CarT(_Therapy):
-    """Infusion of CAR-T cells that kill cells bearing any of the target markers."""
+    """Infusion of CAR-T cells that kill cells bearing any of the target markers.
+
+    A scenario may infuse several times (re-treatment) and several products (other targets,
+    doses and days); the kinetics keys (kill, division, stimulation, memory, exhaustion) are
+    those of the first CAR-T entry and must be the same in every other one."""
 
     type: Literal["car_t"] = Field(description="Kind of therapy entry.")
     day: float = Field(0.0, description="Infusion day.")
@@ -367,6 +371,13 @@ class CarT(_Therapy):
         le=63,
         description="Divisions after which a CAR-T lineage is exhausted and divides no more.",
     )
+
+
+#: The keys of a CAR-T entry that every CAR-T infusion of a scenario shares: the cells'
+#: kinetics (the cells of every infusion are one population with one set of rates).
+CAR_T_KINETICS: tuple[str, ...] = tuple(
+    k for k in CarT.model_fields if k not in ("type", "label", "day", "dose_per_kg", "targets")
+)
 
 
 class AntiCD20(_Therapy):
@@ -411,10 +422,22 @@ class StandardOfCare(_Therapy):
     )
 
 
-Therapy = Annotated[
-    Lymphodepletion | CarT | AntiCD20 | Vaccination | StandardOfCare,
-    Field(discriminator="type"),
-]
+#: The schemas of every kind of ``[[therapy]]`` entry: the built-in ones, then the
+#: extensions'.
+THERAPY_SCHEMAS: tuple[type[TherapyEntry], ...] = (
+    Lymphodepletion,
+    CarT,
+    AntiCD20,
+    Vaccination,
+    StandardOfCare,
+    *(effect.schema for effect in extensions.declared("THERAPIES")),
+)
+
+if TYPE_CHECKING:
+    # the built-in entries, as the type checker sees them (extensions add more at run time)
+    Therapy = Lymphodepletion | CarT | AntiCD20 | Vaccination | StandardOfCare
+else:
+    Therapy = Annotated[Union[THERAPY_SCHEMAS], Field(discriminator="type")]  # noqa: UP007
 
 
 # --------------------------------------------------------------------------- the rest
@@ -442,6 +465,50 @@ class Initial(_Section):
         description="Tissue damage units per tissue site (an active disease to start "
         "from; the run-in takes it to its steady state).",
     )
+
+
+def _layer_keys() -> dict[str, tuple[Any, Any]]:
+    extra: dict[str, tuple[Any, Any]] = {}
+    for layer in LAYERS:
+        for key, default in layer.defaults.items():
+            kind = Pos if key.endswith("_half_life_days") else NonNeg
+            extra[key] = (kind, Field(default, description=f"{layer.name}: {key}."))
+    return extra
+
+
+def _initial_keys() -> dict[str, tuple[Any, Any]]:
+    return {
+        k.name: (Fraction, Field(k.initial[1], description=f"{k.label} per {k.initial[0]} site."))
+        for k in KINDS
+        if k.initial is not None
+    }
+
+
+if TYPE_CHECKING:
+    MoleculesTable = Molecules
+    InitialTable = Initial
+else:
+    #: ``[molecules]`` with the keys of the extensions' layers.
+    MoleculesTable = _extended(Molecules, _layer_keys())
+    #: ``[initial]`` with the densities of the extensions' kinds.
+    InitialTable = _extended(Initial, _initial_keys())
+
+
+def _check_layer_keys() -> None:
+    keys = MoleculesTable.model_fields
+    for layer in LAYERS:
+        for key in (layer.half_life, *(k for _, k in layer.secreted_by)):
+            if key not in keys:
+                raise ValueError(
+                    f"molecular layer {layer.name!r} names [molecules] key {key!r}, which is "
+                    "neither in the schema nor in its defaults"
+                )
+        for kind, _ in layer.secreted_by:
+            if kind not in {k.name for k in KINDS}:
+                raise ValueError(f"molecular layer {layer.name!r}: no cell kind {kind!r}")
+
+
+_check_layer_keys()
 
 
 class Scale(_Section):
@@ -530,7 +597,12 @@ class Variability(_Section):
         missing = [n for n in need if getattr(self, n) is None]
         if missing:
             raise ValueError(f"a {self.distribution} distribution needs {' and '.join(need)}")
-        if self.distribution == "uniform" and self.high < self.low:
+        if (
+            self.distribution == "uniform"
+            and self.low is not None
+            and self.high is not None
+            and self.high < self.low
+        ):
             raise ValueError("uniform needs low <= high")
         return self
 
@@ -558,9 +630,9 @@ class Scenario(_Section):
     cells: Cells = Field(default_factory=Cells)
     production: Production = Field(default_factory=Production)
     activation: Activation = Field(default_factory=Activation)
-    molecules: Molecules = Field(default_factory=Molecules)
+    molecules: MoleculesTable = Field(default_factory=MoleculesTable)
     therapy: list[Therapy] = Field(default_factory=list, description="Therapy schedule.")
-    initial: Initial = Field(default_factory=Initial)
+    initial: InitialTable = Field(default_factory=InitialTable)
     scale: Scale = Field(default_factory=Scale)
     endpoints: Endpoints = Field(default_factory=Endpoints)
     output: Output = Field(default_factory=Output)
@@ -596,6 +668,17 @@ class Scenario(_Section):
                     f"one of specificities.vaccines {self.specificities.vaccines} "
                     f"(got {t.antigen!r})",
                 )
+        cars = [(i, t) for i, t in enumerate(self.therapy) if isinstance(t, CarT)]
+        for i, t in cars[1:]:
+            first_i, first = cars[0]
+            for key in CAR_T_KINETICS:
+                if getattr(t, key) != getattr(first, key):
+                    raise _KeyedError(
+                        f"therapy.{i}.{key}",
+                        f"the value of therapy.{first_i}.{key} ({getattr(first, key)!r}): "
+                        "CAR-T infusions may differ in day, dose, targets and label, but "
+                        "share their kinetics",
+                    )
         for i, v in enumerate(self.variability):
             node: Any = self
             for part in v.key.split("."):
@@ -676,12 +759,12 @@ def _loc_to_key(loc: tuple[Any, ...]) -> str:
 
 #: The ``type`` tag of every kind of therapy entry.
 THERAPY_TYPES = frozenset(
-    cls.model_fields["type"].annotation.__args__[0] for cls in get_args(get_args(Therapy)[0])
+    get_args(cls.model_fields["type"].annotation)[0] for cls in THERAPY_SCHEMAS
 )
 _UNION_TAGS = THERAPY_TYPES
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: Mapping[str, Any]) -> str:
     typ = err.get("type", "")
     msg = err.get("msg", "invalid value")
     got = err.get("input")

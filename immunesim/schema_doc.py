@@ -71,7 +71,7 @@ def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
 
 def reference_markdown() -> str:
     """Markdown reference of every scenario key: type, default, unit and meaning."""
-    from immunesim.scenario import AntiCD20, CarT, Lymphodepletion, StandardOfCare, Vaccination
+    from immunesim.engine.therapies import EFFECTS
 
     out = [
         "# Scenario file reference",
@@ -82,6 +82,6 @@ def reference_markdown() -> str:
     ]
     _section(Scenario, "", out)
     out.append("\n## Therapies (`[[therapy]]` entries, chosen by `type`)")
-    for cls in (Lymphodepletion, CarT, AntiCD20, Vaccination, StandardOfCare):
-        _section(cls, f"therapy (type = {cls.model_fields['type'].annotation.__args__[0]!r})", out)
+    for effect in EFFECTS.values():
+        _section(effect.schema, f"therapy (type = {effect.type!r})", out)
     return "\n".join(out) + "\n"

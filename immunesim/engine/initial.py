@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from immunesim.engine.geometry import Geometry
-from immunesim.model.cells import N_KINDS, Kind
+from immunesim.model.cells import KINDS, N_KINDS, Kind
 from immunesim.model.params import MOL_SCALE, Params
 from immunesim.rng import ONE53, S_INIT, S_INIT_SPEC, site_keys, threshold
 from immunesim.scenario import Scenario
@@ -36,6 +36,14 @@ def initial_state(s: Scenario, p: Params, g: Geometry, seed: int) -> State:
     kind[lymph & (r >= c1) & (r < c2)] = Kind.NAIVE_B
     kind[lymph & (r >= c2) & (r < c3)] = Kind.MEMORY_B
     kind[(st.niche != 0) & (r < threshold(ini.llpc))] = Kind.LLPC
+    # the kinds an extension seeds: on the sites of their zone still free, each taking the
+    # next slice of the site's draw
+    start = c3
+    for code, k in enumerate(KINDS):
+        if k.initial is not None:
+            end = threshold(min(1.0, start / ONE53 + getattr(ini, k.name)))
+            kind[g.mask(k.initial[0]) & (kind < 0) & (r >= start) & (r < end)] = code
+            start = end
 
     spec = np.full(n_sites, n_spec - 1, np.int8)  # 'other'
     # naive B: the marrow output distribution
@@ -68,8 +76,8 @@ def initial_state(s: Scenario, p: Params, g: Geometry, seed: int) -> State:
     st.occ[sites] = np.arange(n, dtype=np.int32)
     st.n = n
     st.next_uid = n
-    for k in range(N_KINDS):
-        st.ledger[k, BORN] += int(np.count_nonzero(c.kind[:n] == k))
+    for code in range(N_KINDS):
+        st.ledger[code, BORN] += int(np.count_nonzero(c.kind[:n] == code))
     tissue = g.mask("tissue")
     st.mol[p.layers.autoantigen, tissue] = int(round(ini.autoantigen * MOL_SCALE))
     st.mol[p.layers.damage, tissue] = int(round(ini.damage * MOL_SCALE))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from immunesim.model.cells import KIND_NAMES, MARKERS, specificity_names
-from immunesim.model.layers import Layers
+from immunesim.model.layers import LAYERS, Layers
 from immunesim.model.params import (
     FP_BINDING,
     FX_AG_PER_DAMAGE,
@@ -26,8 +26,6 @@ from immunesim.model.params import (
     IP_LAYER_VACC0,
     IP_N_SPEC,
     IP_OTHER_AG,
-    IP_SECRETE_LLPC,
-    IP_SECRETE_PB,
     IP_THR_CAR_DIVIDE,
     IP_THR_CAR_KILL,
     IP_THR_CAR_KILL_MEMORY,
@@ -109,6 +107,16 @@ def build_params(s: Scenario) -> Params:
     circulate = [circ if layer.circulates else 0.0 for layer, _ in rows]
     diffuses = np.array([layer.diffuses for layer, _ in rows], np.uint8)
 
+    secrete = np.zeros(len(KIND_NAMES), np.int64)
+    secrete_row = np.full(len(KIND_NAMES), -1, np.int64)
+    secrete_spec = np.zeros(len(KIND_NAMES), np.uint8)
+    for layer in LAYERS:
+        for kind_name, key in layer.secreted_by:
+            k = KIND_NAMES.index(kind_name)
+            secrete[k] = _units(getattr(m, key) / per_day_steps)
+            secrete_row[k] = layers.index(layers.members(layer)[0])
+            secrete_spec[k] = layer.per == "specificity"
+
     ip = np.zeros(N_IP, np.int64)
     ip[IP_N_SPEC] = layers.n_spec
     ip[IP_GC_DIVISIONS] = a.divisions
@@ -122,8 +130,6 @@ def build_params(s: Scenario) -> Params:
     ip[IP_CYTO_PER_KILL] = _units(m.cytokine_per_kill)
     ip[IP_AG_SOURCE] = _units(m.autoantigen_source_per_day / per_day_steps)
     ip[IP_OTHER_AG] = min(LUT_SIZE - 1, int(round(a.other_antigen * (1 << LUT_BITS))))
-    ip[IP_SECRETE_PB] = _units(m.plasmablast_secretion_per_day / per_day_steps)
-    ip[IP_SECRETE_LLPC] = _units(m.llpc_secretion_per_day / per_day_steps)
     ip[IP_THR_GC_DIVIDE] = rate_threshold(a.division_rate_per_day, dt)
     ip[IP_THR_DIFFERENTIATE] = rate_threshold(a.differentiation_rate_per_day, dt)
     ip[IP_THR_MEMORY_FATE] = threshold(a.memory_fraction)
@@ -168,6 +174,9 @@ def build_params(s: Scenario) -> Params:
         thr_death=np.array(death, np.uint64),
         home=home,
         markers=MARKERS.copy(),
+        secrete=secrete,
+        secrete_row=secrete_row,
+        secrete_spec=secrete_spec,
         spec_cum=spec_cum,
         decay=np.array([fixed(f) for f in decay], np.int64),
         circulate=np.array([fixed(f) for f in circulate], np.int64),

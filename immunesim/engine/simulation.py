@@ -78,7 +78,7 @@ class Simulation(Clocked):
         self.phase_seconds = dict.fromkeys(PHASES, 0.0)
         #: Seconds spent compiling kernels before the run, when the runner measured it.
         self.jit_seconds: float | None = None
-        self._observers: list[tuple[int, int, Callable[[Simulation], None]]] = []
+        self._observers: list[tuple[int, int, Callable[[Simulation], object]]] = []
         self._sample_every = max(
             1, int(round(scenario.time.sample_every_hours / scenario.time.dt_hours))
         )
@@ -179,9 +179,10 @@ class Simulation(Clocked):
         self._timed("observe", t)
 
     def add_observer(
-        self, fn: Callable[[Simulation], None], every_steps: int, first_step: int = 0
+        self, fn: Callable[[Simulation], object], every_steps: int, first_step: int = 0
     ) -> None:
-        """Call ``fn(simulation)`` after every ``every_steps`` steps from ``first_step``."""
+        """Call ``fn(simulation)`` after every ``every_steps`` steps from ``first_step`` (what
+        it returns is ignored)."""
         if every_steps < 1:
             raise ValueError("every_steps must be at least 1")
         self._observers.append((every_steps, max(0, first_step), fn))
@@ -213,9 +214,13 @@ def warm_up(backend: str = "auto") -> float:
     """Compile every kernel of a backend (a short run that uses every phase and therapy, on a
     lattice with more cells than one chunk of a map, so that both the serial and the parallel
     launches of every map compile) and return the seconds it took, so that timings of real
-    runs leave JIT compilation out."""
+    runs leave JIT compilation out. Under numba's CUDA simulator, which compiles nothing,
+    it does nothing and returns 0."""
+    from immunesim.backends import get_backend
     from immunesim.scenario import load_scenario
 
+    if getattr(get_backend(backend)[1], "SIMULATED", False):
+        return 0.0
     t0 = time.perf_counter()
     s = load_scenario(
         {

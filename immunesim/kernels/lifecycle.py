@@ -6,9 +6,9 @@ from collections import namedtuple
 
 import numba as nb
 
-from immunesim.kernels.common import CAR_T, LLPC, PLASMABLAST, bears
+from immunesim.kernels.common import CAR_T, bears
 from immunesim.model.cells import CAR_T_MEMORY_CLASS, STATE_CAR_T_MEMORY
-from immunesim.model.params import IP_N_SPEC, IP_SECRETE_LLPC, IP_SECRETE_PB, IP_THR_PRODUCE
+from immunesim.model.params import IP_N_SPEC, IP_THR_PRODUCE
 from immunesim.rng import S_DEATH, S_DEPLETE, S_PRODUCE, S_PRODUCE_SPEC, S_T_HELPER, rand53
 
 # Site production codes.
@@ -103,13 +103,14 @@ def new_specificity(seed, step, site, spec_cum):
 
 
 @nb.njit(cache=True)
-def secretion(kind_i, ip):
-    """Antibody units a cell of ``kind_i`` secretes per step."""
-    if kind_i == PLASMABLAST:
-        return ip[IP_SECRETE_PB]
-    if kind_i == LLPC:
-        return ip[IP_SECRETE_LLPC]
-    return 0
+def secretion(kind_i, spec_i, secrete, secrete_row, secrete_spec):
+    """``(row, amount)``: the layer row a cell of ``kind_i`` and specificity ``spec_i``
+    secretes into and the internal units per step (amount 0: it secretes nothing). The
+    tables are :data:`~immunesim.model.params.KernelParams`' ``secrete*``."""
+    row = secrete_row[kind_i]
+    if secrete_spec[kind_i] != 0:
+        row += spec_i
+    return row, secrete[kind_i]
 
 
 # --------------------------------------------------------------------------- phase bodies
@@ -160,12 +161,12 @@ def age(i, t, c, s, p):
 
 @nb.njit(inline="always", cache=True)
 def secrete(i, t, c, s, p):
-    """Plasmablasts and plasma cells add antibody of their class to their site (antibody
-    rows come first in ``sites.mol``: row = specificity class)."""
+    """A live cell adds what its kind secretes (plasmablasts and plasma cells: antibody of
+    their class) to its site."""
     if c.alive[i] != 0:
-        amount = secretion(c.kind[i], p.ip)
+        row, amount = secretion(c.kind[i], c.spec[i], p.secrete, p.secrete_row, p.secrete_spec)
         if amount > 0:
-            s.mol[c.spec[i], c.y[i] * t.L + c.x[i]] += amount
+            s.mol[row, c.y[i] * t.L + c.x[i]] += amount
     return 0, 0
 
 

@@ -13,84 +13,89 @@ The kind and marker codes are small integers because they are stored in the cell
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-
-class Marker(IntEnum):
-    """Surface markers as bit positions of a marker mask."""
-
-    CD19 = 0
-    CD20 = 1
-    BCMA = 2
-    CD3 = 3
-    CD4 = 4
+from immunesim.model import extensions
+from immunesim.model.description import MARKER_NAMES, CellKind, Marker, marker_mask
 
 
-MARKER_NAMES: tuple[str, ...] = tuple(m.name for m in Marker)
+def _params(lifespan, move, home, homing=0.5, stay=0.9, division=0.0):
+    """Default ``[cells.<kind>]`` values: lifespan (days), move rate (per day), home zone,
+    homing and stay probabilities, homeostatic division rate (per day)."""
+    return {
+        "lifespan_days": lifespan,
+        "move_rate_per_day": move,
+        "home": home,
+        "homing": homing,
+        "stay": stay,
+        "division_rate_per_day": division,
+    }
 
 
-@dataclass(frozen=True)
-class CellKind:
-    """One cell kind.
-
-    Attributes:
-        name: name in outputs and scenario files (``[cells.<name>]``, time-series columns).
-        label: name in figures and legends.
-        markers: surface markers it carries (:class:`Marker` names).
-        lineage: ``"B"`` for the B lineage (its autoreactive cells are counted apart and
-            drawn as autoreactive B when ``autoreactive_shown``), ``"T"`` for T cells.
-        colour: RGB colour in lattice pictures (Okabe-Ito colour-blind-safe palette).
-        autoreactive_shown: whether lattice pictures draw its autoreactive cells as
-            "autoreactive B" instead of in its own colour.
-    """
-
-    name: str
-    label: str
-    markers: tuple[str, ...]
-    lineage: str
-    colour: tuple[int, int, int]
-    autoreactive_shown: bool = False
-
-
-#: The cell kinds of DESIGN section 2, in code order (the code is the index).
-KINDS: tuple[CellKind, ...] = (
-    CellKind("naive_b", "naive B", ("CD19", "CD20"), "B", (86, 180, 233), True),  # sky blue
-    CellKind("activated_b", "activated B", ("CD19", "CD20"), "B", (0, 114, 178), True),  # blue
-    CellKind("memory_b", "memory B", ("CD19", "CD20"), "B", (204, 121, 167), True),  # purple
+#: The built-in cell kinds of DESIGN section 2, in code order (the code is the index).
+CORE_KINDS: tuple[CellKind, ...] = (
+    # sky blue
+    CellKind("naive_b", "naive B", ("CD19", "CD20"), "B", (86, 180, 233),
+             _params(40.0, 24.0, "lymphoid", division=0.0046), autoreactive_shown=True),
+    # blue
+    CellKind("activated_b", "activated B", ("CD19", "CD20"), "B", (0, 114, 178),
+             _params(10.0, 6.0, "lymphoid"), autoreactive_shown=True),
+    # purple
+    CellKind("memory_b", "memory B", ("CD19", "CD20"), "B", (204, 121, 167),
+             _params(35.0, 12.0, "lymphoid", division=0.0266), autoreactive_shown=True),
     # white: antibody factories stand out on the dark zones
-    CellKind("plasmablast", "plasmablast", ("CD19", "BCMA"), "B", (245, 245, 245)),
-    CellKind("llpc", "long-lived plasma cell", ("BCMA",), "B", (0, 158, 115)),  # bluish green
-    CellKind("t_helper", "T helper", ("CD3", "CD4"), "T", (170, 170, 170)),  # grey
-    CellKind("car_t", "CAR-T", ("CD3",), "T", (240, 228, 66)),  # yellow
-)
+    CellKind("plasmablast", "plasmablast", ("CD19", "BCMA"), "B", (245, 245, 245),
+             _params(4.0, 24.0, "marrow", homing=0.9, stay=0.95)),
+    # bluish green
+    CellKind("llpc", "long-lived plasma cell", ("BCMA",), "B", (0, 158, 115),
+             _params(7300.0, 0.0, "marrow", homing=0.0, stay=1.0)),
+    # grey
+    CellKind("t_helper", "T helper", ("CD3", "CD4"), "T", (170, 170, 170),
+             _params(120.0, 24.0, "lymphoid")),
+    # yellow
+    CellKind("car_t", "CAR-T", ("CD3",), "T", (240, 228, 66),
+             _params(6.2, 24.0, "none", homing=0.0, stay=0.0)),
+)  # fmt: skip
+
+
+def _all_kinds() -> tuple[CellKind, ...]:
+    kinds = CORE_KINDS + extensions.declared("KINDS")
+    seen: set[str] = set()
+    for k in kinds:
+        if k.name in seen or not k.name.isidentifier():
+            raise ValueError(f"cell kind {k.name!r}: a name must be a new identifier")
+        seen.add(k.name)
+        marker_mask(k.markers)  # raises on an unknown marker
+    return kinds
+
+
+#: Every cell kind: the built-in ones, then those of the extensions.
+KINDS: tuple[CellKind, ...] = _all_kinds()
 
 #: Cell kinds (stored as ``int8`` in ``cells.kind``); ``Kind.NAIVE_B`` ... ``Kind.CAR_T``.
-Kind = IntEnum("Kind", [(k.name.upper(), i) for i, k in enumerate(KINDS)])  # type: ignore[misc]
+if TYPE_CHECKING:
+
+    class Kind(IntEnum):
+        """The built-in kinds, as the type checker sees them (extensions add more)."""
+
+        NAIVE_B = 0
+        ACTIVATED_B = 1
+        MEMORY_B = 2
+        PLASMABLAST = 3
+        LLPC = 4
+        T_HELPER = 5
+        CAR_T = 6
+
+else:
+    Kind = IntEnum("Kind", [(k.name.upper(), i) for i, k in enumerate(KINDS)])
 
 N_KINDS = len(KINDS)
 
 #: Names used in outputs and scenario files, indexed by ``Kind``.
 KIND_NAMES: tuple[str, ...] = tuple(k.name for k in KINDS)
-
-
-def marker_mask(names: list[str] | tuple[str, ...]) -> int:
-    """Return the bit mask for a list of marker names, e.g. ``["CD19", "BCMA"]``.
-
-    Raises:
-        ValueError: if a name is not a known marker.
-    """
-    mask = 0
-    for name in names:
-        try:
-            mask |= 1 << Marker[name.upper()]
-        except KeyError:
-            raise ValueError(
-                f"unknown marker {name!r}; expected one of {', '.join(MARKER_NAMES)}"
-            ) from None
-    return mask
 
 
 #: The marker table: ``MARKERS[kind]`` is the marker mask of that kind.

@@ -13,34 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from immunesim.model import extensions
+from immunesim.model.description import Layer
 
-@dataclass(frozen=True)
-class Layer:
-    """One molecular species (or one family of them).
-
-    Attributes:
-        name: name of the layer, or prefix of its members (``antibody_self``,
-            ``antigen_tetanus``).
-        per: ``None`` for one layer, ``"specificity"`` for one per specificity class,
-            ``"vaccine"`` for one per vaccine antigen.
-        unit: user unit of the quantity per site.
-        half_life: key of its half-life in days in the scenario's ``[molecules]`` table.
-        diffuses: whether it diffuses between neighbouring sites.
-        circulates: whether it exchanges with the well-mixed circulation.
-        source: what adds it (for the documentation).
-    """
-
-    name: str
-    per: str | None
-    unit: str
-    half_life: str
-    diffuses: bool
-    circulates: bool
-    source: str
-
-
-#: The layers in storage order.
-LAYERS: tuple[Layer, ...] = (
+#: The built-in layers in storage order.
+CORE_LAYERS: tuple[Layer, ...] = (
     Layer(
         "antibody",
         "specificity",
@@ -49,6 +26,10 @@ LAYERS: tuple[Layer, ...] = (
         True,
         True,
         "secreted by plasmablasts and long-lived plasma cells of the class",
+        secreted_by=(
+            ("plasmablast", "plasmablast_secretion_per_day"),
+            ("llpc", "llpc_secretion_per_day"),
+        ),
     ),
     Layer(
         "autoantigen",
@@ -67,6 +48,7 @@ LAYERS: tuple[Layer, ...] = (
         True,
         True,
         "vaccination (a pulse in the lymphoid zone)",
+        metric=None,
     ),
     Layer(
         "immune_complex",
@@ -85,6 +67,7 @@ LAYERS: tuple[Layer, ...] = (
         False,
         False,
         "immune complexes in tissue",
+        metric="tissue",
     ),
     Layer(
         "cytokine",
@@ -96,6 +79,39 @@ LAYERS: tuple[Layer, ...] = (
         "damaged tissue and CAR-T kills",
     ),
 )
+
+
+def _all_layers() -> tuple[Layer, ...]:
+    declared = CORE_LAYERS + extensions.declared("LAYERS")
+    seen: set[str] = set()
+    for layer in declared:
+        if layer.name in seen or not layer.name.isidentifier():
+            raise ValueError(f"molecular layer {layer.name!r}: a name must be a new identifier")
+        if layer.per not in (None, "specificity", "vaccine"):
+            raise ValueError(
+                f"molecular layer {layer.name!r}: per must be None, "
+                f"'specificity' or 'vaccine' (got {layer.per!r})"
+            )
+        if layer.metric not in (None, "site", "tissue"):
+            raise ValueError(
+                f"molecular layer {layer.name!r}: metric must be None, 'site' "
+                f"or 'tissue' (got {layer.metric!r})"
+            )
+        if layer.secreted_by and layer.per == "vaccine":
+            raise ValueError(
+                f"molecular layer {layer.name!r}: a per-vaccine layer cannot be "
+                "secreted (cells secrete into a single or a per-specificity layer)"
+            )
+        seen.add(layer.name)
+    secreting = [kind for layer in declared for kind, _ in layer.secreted_by]
+    twice = sorted({k for k in secreting if secreting.count(k) > 1})
+    if twice:
+        raise ValueError(f"cell kinds {twice} secrete more than one layer (at most one each)")
+    return declared
+
+
+#: Every layer in storage order: the built-in ones, then those of the extensions.
+LAYERS: tuple[Layer, ...] = _all_layers()
 
 
 @dataclass(frozen=True)
@@ -167,4 +183,4 @@ def n_layers(n_vaccines: int) -> int:
     return Layers(("self", *(f"v{i}" for i in range(n_vaccines)), "other")).n_layers
 
 
-__all__ = ["LAYERS", "Layer", "Layers", "n_layers"]
+__all__ = ["CORE_LAYERS", "LAYERS", "Layer", "Layers", "n_layers"]

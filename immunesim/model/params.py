@@ -45,19 +45,17 @@ IP_LAYER_CYTO = 7  #: row of the cytokine layer
 IP_CYTO_PER_KILL = 8  #: cytokine released by a CAR-T kill (internal units)
 IP_AG_SOURCE = 9  #: autoantigen source per tissue site per step (internal units)
 IP_OTHER_AG = 10  #: antigen index seen by B cells of the ``other`` class
-IP_SECRETE_PB = 11  #: antibody secreted by a plasmablast per step (internal units)
-IP_SECRETE_LLPC = 12  #: antibody secreted by a long-lived plasma cell per step
-IP_THR_GC_DIVIDE = 13  #: division threshold of an activated B cell with divisions left
-IP_THR_DIFFERENTIATE = 14  #: differentiation threshold of an activated B cell
-IP_THR_MEMORY_FATE = 15  #: memory (rather than plasmablast) fate threshold
-IP_THR_LLPC = 16  #: plasmablast-to-LLPC threshold on a marrow niche
-IP_THR_CAR_KILL = 17  #: kill threshold of an effector CAR-T cell
-IP_THR_CAR_DIVIDE = 18  #: division threshold of a stimulated CAR-T cell
-IP_THR_CAR_MEMORY = 19  #: threshold of a CAR-T daughter joining the memory pool
-IP_THR_CAR_KILL_MEMORY = 20  #: kill threshold of a memory CAR-T cell
-IP_CAR_MAX_GENERATIONS = 21  #: divisions after which a CAR-T cell stops dividing
-IP_THR_PRODUCE = 22  #: naive-B production threshold of a free marrow site
-N_IP = 23
+IP_THR_GC_DIVIDE = 11  #: division threshold of an activated B cell with divisions left
+IP_THR_DIFFERENTIATE = 12  #: differentiation threshold of an activated B cell
+IP_THR_MEMORY_FATE = 13  #: memory (rather than plasmablast) fate threshold
+IP_THR_LLPC = 14  #: plasmablast-to-LLPC threshold on a marrow niche
+IP_THR_CAR_KILL = 15  #: kill threshold of an effector CAR-T cell
+IP_THR_CAR_DIVIDE = 16  #: division threshold of a stimulated CAR-T cell
+IP_THR_CAR_MEMORY = 17  #: threshold of a CAR-T daughter joining the memory pool
+IP_THR_CAR_KILL_MEMORY = 18  #: kill threshold of a memory CAR-T cell
+IP_CAR_MAX_GENERATIONS = 19  #: divisions after which a CAR-T cell stops dividing
+IP_THR_PRODUCE = 20  #: naive-B production threshold of a free marrow site
+N_IP = 21
 
 # Slots of ``KernelParams.fp`` (float factors used only in products truncated at once).
 FP_BINDING = 0  #: immune-complex formation per internal unit of antibody and antigen
@@ -83,15 +81,18 @@ N_FX = 4
 #:   thresholds of each kind (homeostatic division for ``thr_divide``);
 #: - ``thr_death``: uint64[N_CLASSES] per cell class (:data:`~immunesim.model.cells.CLASS_NAMES`);
 #: - ``home``: int8[N_KINDS] home zone code or -1; ``markers``: uint8[N_KINDS] marker masks;
+#: - ``secrete``: int64[N_KINDS] amount a cell of the kind secretes per step (internal units);
+#:   ``secrete_row``: int64[N_KINDS] row it secretes into (plus the cell's specificity when
+#:   ``secrete_spec`` uint8[N_KINDS] is 1: a per-specificity layer), -1 for none;
 #: - ``spec_cum``: uint64[n_spec] cumulative thresholds of a new naive B cell's specificity;
 #: - ``decay``, ``circulate``: int64[n_layers] fixed-point fractions per step;
 #:   ``diffuses``: uint8[n_layers];
 #: - ``lut_naive``, ``lut_memory``: uint64[LUT_SIZE] activation thresholds by antigen index,
 #:   scaled by the immunosuppression in force (:meth:`Params.kernel_params`).
-KernelParams = namedtuple(  # type: ignore[misc]
+KernelParams = namedtuple(
     "KernelParams",
-    "ip fp fx thr_move thr_homing thr_stay thr_divide thr_death home markers spec_cum decay "
-    "circulate diffuses lut_naive lut_memory",
+    "ip fp fx thr_move thr_homing thr_stay thr_divide thr_death home markers secrete "
+    "secrete_row secrete_spec spec_cum decay circulate diffuses lut_naive lut_memory",
 )
 
 

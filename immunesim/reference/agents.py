@@ -139,6 +139,16 @@ class ImmuneCell(CellAgent):
         self.age += 1
         self.counter = rules.countdown(self.kind, self.counter)
 
+    def secrete(self) -> None:
+        """Add what its kind secretes (plasmablasts and plasma cells: antibody of their
+        specificity) to its site."""
+        k = self.model.params.k
+        row, amount = rules.secretion(
+            self.kind, self.spec, k.secrete, k.secrete_row, k.secrete_spec
+        )
+        if amount > 0:
+            self.model.state.mol[row, self.site] += amount
+
 
 class BCell(ImmuneCell):
     """A B-lineage cell: naive, activated, memory B, plasmablast or long-lived plasma cell
@@ -164,12 +174,6 @@ class BCell(ImmuneCell):
     def has_t_help(self) -> bool:
         """Whether a T helper sits on a Moore neighbour."""
         return any(isinstance(a, THelper) for a in self.cell.neighborhood.agents)
-
-    def secrete(self) -> None:
-        """Plasmablasts and plasma cells add antibody of their specificity to their site."""
-        amount = rules.secretion(self.kind, self.model.params.k.ip)
-        if amount > 0:
-            self.model.state.mol[self.spec, self.site] += amount
 
 
 class THelper(ImmuneCell):

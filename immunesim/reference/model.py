@@ -94,6 +94,8 @@ class ReferenceModel(Clocked, mesa.Model):
         start: Simulation | None = None,
     ):
         if start is None:
+            if scenario is None:
+                raise ValueError("ReferenceModel needs a scenario or a simulation to start from")
             s = load_scenario(scenario, overrides)
             seed = int(s.run.seed if seed is None else seed)
             start = Simulation(s, seed=seed, backend="numba")
@@ -207,7 +209,7 @@ class ReferenceModel(Clocked, mesa.Model):
     def molecules(self) -> None:
         """Secretion, then diffusion and decay, exchange with the circulation and the
         disease reactions of every molecular layer (the kernels' rules, site by site)."""
-        self._agents_of(BCell).do("secrete")
+        self.agents.do("secrete")
         k, mol, L = self.params.k, self.state.mol, self.L
         n_sites = L * L
         for layer in range(mol.shape[0]):

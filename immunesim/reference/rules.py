@@ -18,7 +18,9 @@ called once per site, and its branches do not vectorise.
 from __future__ import annotations
 
 import types
+from typing import Any
 
+from numba.core.dispatcher import Dispatcher
 from numba.core.registry import CPUDispatcher
 
 from immunesim.kernels import common, contact, lifecycle, molecules, move
@@ -27,7 +29,9 @@ from immunesim.kernels import common, contact, lifecycle, molecules, move
 _PY_NUMBA = types.SimpleNamespace(int16=int, int64=int, uint64=int)
 
 
-def python_rule(rule: CPUDispatcher, _done: dict | None = None) -> types.FunctionType:
+def python_rule(
+    rule: Dispatcher[Any], _done: dict[Dispatcher[Any], types.FunctionType] | None = None
+) -> types.FunctionType:
     """The Python function a numba rule was compiled from, with ``nb`` casts as ``int`` and
     the compiled rules it calls replaced by their Python functions likewise."""
     done = {} if _done is None else _done

@@ -190,7 +190,17 @@ def test_the_python_rules_decide_as_the_compiled_ones():
             rules.countdown,
             lambda: (int(rng.integers(7)), int(rng.integers(-1, 40))),
         ),
-        (lifecycle.secretion, rules.secretion, lambda: (int(rng.integers(7)), p.ip)),
+        (
+            lifecycle.secretion,
+            rules.secretion,
+            lambda: (
+                int(rng.integers(7)),
+                int(rng.integers(4)),
+                p.secrete,
+                p.secrete_row,
+                p.secrete_spec,
+            ),
+        ),
         (
             molecules.portion,
             rules.portion,

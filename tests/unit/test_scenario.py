@@ -180,6 +180,27 @@ def test_car_t_with_two_targets_validates():
     assert targets_mask(s.therapy[1].targets) == (1 << Marker.CD19) | (1 << Marker.BCMA)
 
 
+def test_a_second_car_t_product_with_other_targets_dose_and_day_validates():
+    data = base()
+    data["therapy"].append(
+        {"type": "car_t", "day": 60, "dose_per_kg": 3e5, "targets": ["BCMA"], "label": "BCMA"}
+    )
+    s = load_scenario(data)
+    assert [t.targets for t in s.therapy if t.type == "car_t"] == [["CD19"], ["BCMA"]]
+
+
+@pytest.mark.parametrize("key,value", [("kill_rate_per_day", 12.0), ("max_generations", 4)])
+def test_car_t_products_with_other_kinetics_are_rejected_not_ignored(key, value):
+    # the kinetics of every CAR-T cell come from one set of rates: a second entry that
+    # asked for others would otherwise be silently run with the first one's
+    data = base()
+    first = [t["type"] for t in data["therapy"]].index("car_t")
+    data["therapy"].append({"type": "car_t", "day": 60, key: value})
+    err = reject(data)
+    assert err.key == f"therapy.{len(data['therapy']) - 1}.{key}"
+    assert f"therapy.{first}" in err.expected and "share their kinetics" in err.expected
+
+
 @pytest.mark.parametrize(
     "index,entry",
     [

@@ -1,0 +1,88 @@
+"""What a therapy is: a scenario entry (its schema) and an effect on a patient.
+
+A ``[[therapy]]`` entry of a scenario is validated by its schema class (a
+:class:`~immunesim.sections.TherapyEntry` with a ``type`` tag) and acts through a
+:class:`TherapyEffect`: on its event days (its schedule) it does something once
+(:meth:`TherapyEffect.on_event`: conditioning, an infusion, a vaccine), and on every step it
+may act continuously (:meth:`TherapyEffect.each_step`: a drug level) or scale B-cell
+activation (:meth:`TherapyEffect.activation_factor`: immunosuppression). Effects act on a
+:class:`Patient`: the fast engine and the Mesa reference both are one, so they give the same
+therapies at the same steps.
+
+This module imports nothing of immunesim, so that an extension can declare a therapy
+(:mod:`immunesim.extend`); the built-in ones are in :mod:`immunesim.engine.therapies`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+
+@dataclass
+class Event:
+    """A therapy event as it happened in a run."""
+
+    step: int
+    day: float
+    kind: str
+    label: str
+    detail: dict = field(default_factory=dict)
+
+
+class Patient(Protocol):
+    """What a therapy can do to a simulated patient."""
+
+    def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray) -> int:
+        """Kill cells bearing a marker of ``target_mask`` with each zone's threshold
+        (uint64[3]: marrow, lymphoid, tissue); returns how many died."""
+        ...
+
+    def infuse(self, step: int, count: int, target_mask: int) -> int:
+        """Infuse ``count`` CAR-T cells recognising ``target_mask`` at free sites; returns
+        how many found a site."""
+        ...
+
+    def add_antigen(self, layer: str, zone: str, amount: int) -> None:
+        """Add ``amount`` internal units of a layer (by name: ``"antigen_tetanus"``) to
+        every site of a zone."""
+        ...
+
+
+class TherapyEffect:
+    """How one kind of therapy entry acts. Subclasses set ``schema`` (the entry's schema
+    class; its ``type`` tag becomes :attr:`type`) and override what applies; the base does
+    nothing. Every method gets the validated entry ``t``; ``s`` is the scenario."""
+
+    schema: ClassVar[type]
+    type: ClassVar[str]
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        schema = cls.__dict__.get("schema")
+        if schema is not None:
+            cls.type = schema.model_fields["type"].annotation.__args__[0]
+
+    def event_days(self, t: Any) -> list[float]:
+        """Days of the entry's one-off events."""
+        return []
+
+    def on_event(self, t: Any, s: Any, patient: Patient, step: int) -> dict:
+        """The event of one of its days; returns the detail to log with it."""
+        return {}
+
+    def each_step(self, t: Any, s: Any, patient: Patient, step: int, day: float) -> None:
+        """What it does on every step (after the day's events)."""
+
+    def activation_factor(self, t: Any, day: float) -> float:
+        """Factor on B-cell activation on ``day`` (1: none)."""
+        return 1.0
+
+    def label(self, t: Any) -> str:
+        """Name of its events in outputs."""
+        return t.label or t.type.replace("_", " ")
+
+
+__all__ = ["Event", "Patient", "TherapyEffect"]
