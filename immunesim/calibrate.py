@@ -101,7 +101,7 @@ def calibrate(
             interp = float(a["value"] + (b["value"] - a["value"]) * da / (da - db))
             break
     result = CalibrationResult(key, target, grid, best, interp)
-    io._atomic_write(out / "calibration.csv", lambda p: grid.to_csv(p, index=False))
+    io.atomic_write(out / "calibration.csv", lambda p: grid.to_csv(p, index=False))
     io.write_json(
         out / "calibration.json",
         {

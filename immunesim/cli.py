@@ -1,7 +1,9 @@
 """The ``immunesim`` command: run, validate, info.
 
-Exit status: 0 success, 2 bad input (scenario, override, backend), 130 interrupted.
-Errors about input are one line naming the file, the key path and what was expected.
+Exit status: 0 success; 2 bad input (scenario, override, option, run directory,
+checkpoint); 128 + the signal for a run stopped by a signal (130 SIGINT, 143 SIGTERM,
+129 SIGHUP), after writing its outputs and a checkpoint that ``immunesim resume`` goes on
+from. Errors about input are one line naming the file, the key path and what was expected.
 """
 
 from __future__ import annotations
@@ -67,12 +69,27 @@ def run(
     jobs: Annotated[
         int | None, typer.Option(help="Worker processes for a cohort (default: cores).", min=1)
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace an earlier run (or cohort) in --out, clearing it first."
+        ),
+    ] = False,
+    checkpoint_every_days: Annotated[
+        float | None,
+        typer.Option(
+            help="Write DIR/checkpoint.npz every this many simulated days (it is written at "
+            "least every 10 minutes anyway, and when a signal stops the run).",
+            min=0.0,
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario and write timeseries.csv/.parquet, endpoints.json and manifest.json.
 
     With --patients N, run a cohort: DIR/patient_NNN/ per patient, DIR/cohort.csv and
     DIR/cohort_summary.json (median and 90% interval of each endpoint)."""
     from immunesim.backends import BackendError
+    from immunesim.runner import RunInterrupted, prepare_out
     from immunesim.runner import run as run_scenario
     from immunesim.scenario import ScenarioError, load_scenario
 
@@ -82,13 +99,46 @@ def run(
         _fail(str(exc))
     if seed is not None and not 0 <= seed < 2**63:
         _fail(f"--seed: a whole number from 0 to 2**63-1 (got {seed})")
-    if out_dir.exists() and not out_dir.is_dir():
-        _fail(f"{out_dir}: --out must be a directory, and this is a file")
+    try:
+        prepare_out(out_dir, overwrite)
+    except ScenarioError as exc:
+        _fail(str(exc))
 
     if patients is not None:
         _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet)
         return
 
+    bar, progress = _run_progress(s, quiet)
+    try:
+        if bar is not None:
+            bar.start()
+        try:
+            result = run_scenario(
+                s,
+                seed,
+                backend=backend,
+                out=out_dir,
+                overwrite=True,  # prepared above: empty, or cleared with --overwrite
+                progress=progress,
+                flush_seconds=flush_seconds,
+                checkpoint_every_days=checkpoint_every_days,
+                argv=sys.argv,
+            )
+        finally:
+            if bar is not None:
+                bar.stop()
+    except BackendError as exc:
+        _fail(f"--backend: {exc}")
+    except RunInterrupted as exc:
+        _interrupted(exc)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: partial outputs written to {out_dir} (no checkpoint at this step)")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _print_endpoints(result.endpoints, result.manifest, out_dir)
+
+
+def _run_progress(s, quiet: bool):
+    """A progress bar for a run (``None`` when quiet) and its per-sample callback."""
     progress = None
     bar = None
     if not quiet:
@@ -117,28 +167,80 @@ def run(
             )
             bar.update(task, completed=sim.step_index, day=sim.day, cells=cells, rate=rate)
 
+    return bar, progress
+
+
+def _interrupted(exc) -> None:
+    """Report a run a signal stopped, and exit with 128 + the signal."""
+    if exc.out_dir is None:
+        err.print(f"stopped by {exc}: before the simulation started, nothing written")
+    elif exc.resumable:
+        err.print(
+            f"stopped by {exc}: outputs so far and a checkpoint in {exc.out_dir}; "
+            f"go on with: immunesim resume {exc.out_dir}"
+        )
+    else:
+        err.print(f"stopped by {exc}: outputs so far in {exc.out_dir}")
+    raise typer.Exit(128 + exc.signum) from None
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of a stopped run.")],
+    backend: Annotated[
+        str | None,
+        typer.Option(help="auto | numba | cuda (default: auto; the bits do not depend on it)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    flush_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Rewrite the outputs at least this often during the run (seconds).", min=0.0
+        ),
+    ] = 30.0,
+    checkpoint_every_days: Annotated[
+        float | None,
+        typer.Option(help="Write a checkpoint every this many simulated days.", min=0.0),
+    ] = None,
+) -> None:
+    """Go on with a run that was stopped (a signal, a crash, a killed machine) from its last
+    checkpoint; its outputs end as those of the uninterrupted run, bit for bit."""
+    from immunesim.backends import BackendError
+    from immunesim.runner import RunInterrupted, resumable
+    from immunesim.runner import resume as resume_run
+    from immunesim.scenario import ScenarioError, load_scenario
+
+    try:
+        manifest = resumable(run_dir)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    try:
+        s = load_scenario(manifest["scenario"])
+    except (KeyError, ScenarioError):
+        s = None  # resume_run says what is wrong with the checkpoint
+    bar, progress = _run_progress(s, quiet or s is None)
     try:
         if bar is not None:
             bar.start()
         try:
-            result = run_scenario(
-                s,
-                seed,
+            result = resume_run(
+                run_dir,
                 backend=backend,
-                out=out_dir,
                 progress=progress,
                 flush_seconds=flush_seconds,
+                checkpoint_every_days=checkpoint_every_days,
                 argv=sys.argv,
             )
         finally:
             if bar is not None:
                 bar.stop()
+    except ScenarioError as exc:
+        _fail(str(exc))
     except BackendError as exc:
         _fail(f"--backend: {exc}")
-    except KeyboardInterrupt:
-        err.print(f"interrupted: partial outputs written to {out_dir}")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    _print_endpoints(result.endpoints, result.manifest, out_dir)
+    except RunInterrupted as exc:
+        _interrupted(exc)
+    _print_endpoints(result.endpoints, result.manifest, run_dir)
 
 
 def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet) -> None:
@@ -163,7 +265,14 @@ def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet) -> None:
         bar.start()
     try:
         _, summary = run_cohort(
-            s, patients, out_dir, seed=seed, jobs=jobs, backend=backend, progress=progress
+            s,
+            patients,
+            out_dir,
+            seed=seed,
+            jobs=jobs,
+            backend=backend,
+            progress=progress,
+            overwrite=True,  # prepared by the caller: empty, or cleared with --overwrite
         )
     except KeyboardInterrupt:
         err.print(f"interrupted: finished patients are in {out_dir}")

@@ -133,17 +133,20 @@ def run_cohort(
     jobs: int | None = None,
     backend: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> tuple[pd.DataFrame, dict]:
     """Run ``patients`` virtual patients of a scenario; returns the table and summary.
 
     Workers are separate processes, each with one numba thread (several numba thread pools
-    on the same cores slow each other down many times over).
+    on the same cores slow each other down many times over). ``out`` must be new or empty
+    (or hold an earlier run or cohort, replaced with ``overwrite``).
     """
+    from immunesim.runner import prepare_out
+
     if patients < 1:
         raise ValueError("a cohort needs at least one patient")
     seed = int(scenario.run.seed if seed is None else seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(out, overwrite)
     jobs = max(1, min(patients, jobs or os.cpu_count() or 1))
     dump = scenario.model_dump(mode="json")
     tasks = [(dump, seed, p, str(out), backend) for p in range(patients)]
@@ -176,6 +179,6 @@ def run_cohort(
         "patients": patients,
         "endpoints": summarise(table),
     }
-    io._atomic_write(out / "cohort.csv", lambda p: table.to_csv(p, index=False))
+    io.atomic_write(out / "cohort.csv", lambda p: table.to_csv(p, index=False))
     io.write_json(out / "cohort_summary.json", summary)
     return table, summary

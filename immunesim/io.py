@@ -20,7 +20,9 @@ from typing import Any
 import pandas as pd
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Write ``path`` through ``write(tmp)`` on a temporary file of the same directory,
+    then rename it into place (the old file stays intact until then)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -46,17 +48,17 @@ def _jsonable(obj: Any) -> Any:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     text = json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n"
-    _atomic_write(path, lambda p: p.write_text(text))
+    atomic_write(path, lambda p: p.write_text(text))
 
 
 def write_timeseries(out_dir: Path, df: pd.DataFrame, parquet: bool = True) -> list[str]:
     """Write ``timeseries.csv`` (and ``timeseries.parquet``); returns the file names."""
     names = ["timeseries.csv"]
-    _atomic_write(
+    atomic_write(
         out_dir / "timeseries.csv", lambda p: df.to_csv(p, index=False, float_format="%.10g")
     )
     if parquet:
-        _atomic_write(out_dir / "timeseries.parquet", lambda p: df.to_parquet(p, index=False))
+        atomic_write(out_dir / "timeseries.parquet", lambda p: df.to_parquet(p, index=False))
         names.append("timeseries.parquet")
     return names
 

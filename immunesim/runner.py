@@ -9,23 +9,31 @@ crash) leaves usable outputs whose manifest says ``"status": "interrupted"``.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import shutil
+import signal
+import socket
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from immunesim import io
+from immunesim import checkpoint, io
 from immunesim.engine import Simulation, warm_up
 from immunesim.model.cells import KIND_NAMES
 from immunesim.observe import endpoints as compute_endpoints
 from immunesim.observe import with_score
-from immunesim.scenario import Scenario, load_scenario
+from immunesim.scenario import Scenario, ScenarioError, load_scenario
 
 
 @dataclass
@@ -67,6 +75,12 @@ def _results(
     manifest = {
         "immunesim_manifest": 1,
         "status": status,
+        # who writes it: a manifest that says running while its process is gone is stale
+        "process": {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "heartbeat_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
         "scenario_name": s.name,
         "seed": sim.seed,
         "backend": sim.backend_name,
@@ -104,6 +118,110 @@ def write_run(result: RunResult, out_dir: str | os.PathLike[str], parquet: bool 
     result.out_dir = out
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by a signal (SIGINT, SIGTERM, SIGHUP).
+
+    Attributes:
+        signum: the signal.
+        out_dir: the run directory, or ``None`` when nothing was written (stopped before
+            the simulation started).
+        resumable: whether a checkpoint at the step it stopped lets ``resume`` go on.
+    """
+
+    def __init__(self, signum: int, out_dir: Path | None, resumable: bool):
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.out_dir, self.resumable = signum, out_dir, resumable
+
+
+#: Signals that ask a run to stop at the next step boundary (a second one stops at once).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """While in force, a stop signal is recorded in the yielded list (the run stops at the
+    next step boundary and writes a checkpoint there); a second one raises
+    ``KeyboardInterrupt`` at once. Outside the main thread signals are left alone."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if caught:
+            raise KeyboardInterrupt
+        caught.append(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield caught
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _is_run_dir(d: Path) -> bool:
+    try:
+        return json.loads((d / "manifest.json").read_text()).get("immunesim_manifest") == 1
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def prepare_out(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Make ``out_dir`` ready for a new run before any work is done: create it, refuse a
+    directory that already holds files (unless ``overwrite``, which empties a directory
+    that holds an earlier run or a cohort of them), and check that it can be written.
+
+    Raises:
+        ScenarioError: naming ``--out`` and what was expected.
+    """
+    out = Path(out_dir)
+    where = f"--out {out_dir}"
+    if str(out_dir).strip() == "":
+        raise ScenarioError(where, "", "a directory name (got an empty one)")
+    if out.exists() and not out.is_dir():
+        raise ScenarioError(where, "", "a directory, and this is a file")
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    if entries:
+        if not overwrite:
+            raise ScenarioError(
+                where,
+                "",
+                f"an empty or new directory; it holds {len(entries)} entries (an earlier "
+                "run?): choose another or pass --overwrite to replace its contents",
+            )
+        subdirs_are_runs = all(_is_run_dir(e) for e in entries if e.is_dir())
+        if not (_is_run_dir(out) or (out / "cohort.csv").exists()) or not subdirs_are_runs:
+            raise ScenarioError(
+                where,
+                "",
+                "a directory of an earlier immunesim run to overwrite; this one holds other "
+                "files, so it is left as it is",
+            )
+        for e in entries:
+            if e.is_dir() and not e.is_symlink():
+                shutil.rmtree(e)
+            else:
+                e.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ScenarioError(where, "", f"a writable directory ({exc.strerror or exc})") from None
+    return out
+
+
+def _check_seed(seed: int | None) -> None:
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63
+    ):
+        raise ScenarioError("seed", "", f"a whole number from 0 to 2**63-1 (got {seed!r})")
+
+
 def run(
     scenario: str | os.PathLike[str] | dict[str, Any] | Scenario,
     seed: int | None = None,
@@ -111,8 +229,11 @@ def run(
     overrides: list[str] | None = None,
     backend: str | None = None,
     out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     progress: Callable[[Simulation], None] | None = None,
     flush_seconds: float = 30.0,
+    checkpoint_every_days: float | None = None,
+    checkpoint_seconds: float = 600.0,
     argv: list[str] | None = None,
 ) -> RunResult:
     """Run a scenario to its end and return its results.
@@ -123,27 +244,167 @@ def run(
         overrides: ``key.path=value`` strings applied to the scenario.
         backend: ``"auto"`` or a backend name (default: the scenario's ``run.backend``).
         out: run directory to write; nothing is written when ``None``.
+        overwrite: replace an earlier run in ``out`` (otherwise a non-empty ``out`` is
+            refused).
         progress: called after each sampled step with the simulation.
         flush_seconds: with ``out``, rewrite the outputs at least this often (seconds).
+        checkpoint_every_days: with ``out``, write ``checkpoint.npz`` every this many
+            simulated days.
+        checkpoint_seconds: with ``out``, write it at least this often (wall seconds), so
+            that a long run checkpoints without being asked; it is also written when a
+            signal stops the run, and removed when the run completes.
         argv: the command line, recorded in the manifest.
 
     Raises:
-        ScenarioError: for a bad scenario or override.
-        KeyboardInterrupt: after writing the partial outputs (``status: interrupted``).
+        ScenarioError: for a bad scenario, override, seed or run directory.
+        RunInterrupted: (a ``KeyboardInterrupt``) after writing the partial outputs and a
+            checkpoint (``status: interrupted``), when SIGINT, SIGTERM or SIGHUP stopped it.
     """
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    _check_seed(seed)
     s = load_scenario(scenario, overrides)
-    jit_seconds = warm_up(backend or s.run.backend)
-    sim = Simulation(s, seed=seed, backend=backend or s.run.backend)
-    sim.jit_seconds = jit_seconds
+    out_path = prepare_out(out, overwrite) if out is not None else None
+    with _stop_on_signals() as caught:
+        jit_seconds = warm_up(backend or s.run.backend)
+        if caught:
+            raise RunInterrupted(caught[0], None, False)
+        sim = Simulation(s, seed=seed, backend=backend or s.run.backend)
+        sim.jit_seconds = jit_seconds
+        return _execute(
+            sim, out_path, caught, progress, flush_seconds, checkpoint_every_days,
+            checkpoint_seconds, argv if argv else sys.argv, resumed=[],
+        )  # fmt: skip
+
+
+def resume(
+    run_dir: str | os.PathLike[str],
+    *,
+    backend: str | None = None,
+    progress: Callable[[Simulation], None] | None = None,
+    flush_seconds: float = 30.0,
+    checkpoint_every_days: float | None = None,
+    checkpoint_seconds: float = 600.0,
+    argv: list[str] | None = None,
+) -> RunResult:
+    """Go on with an interrupted or killed run from its checkpoint, in its directory; the
+    outputs are those of the uninterrupted run, bit for bit.
+
+    Raises:
+        ScenarioError: when the directory holds no run to resume (none, a complete one, one
+            still running) or its checkpoint cannot be used.
+    """
+    d = Path(run_dir)
+    manifest = resumable(d)
+    try:
+        sim = Simulation.load(d / checkpoint.FILE, backend=backend or "auto")
+    except checkpoint.CheckpointError as exc:
+        raise ScenarioError(str(run_dir), "", f"a run with a usable checkpoint: {exc}") from None
+    resumed = list(manifest.get("resumed_at_steps", [])) + [sim.step_index]
+    with _stop_on_signals() as caught:
+        sim.jit_seconds = warm_up(sim.backend_name)
+        if caught:
+            raise RunInterrupted(caught[0], None, True)
+        return _execute(
+            sim, d, caught, progress, flush_seconds, checkpoint_every_days,
+            checkpoint_seconds, argv if argv else sys.argv, resumed=resumed,
+        )  # fmt: skip
+
+
+def resumable(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest of a run directory whose run can be resumed.
+
+    Raises:
+        ScenarioError: when it holds no run, a complete one, one still running or no
+            checkpoint.
+    """
+    d = Path(run_dir)
+    where = str(run_dir)
+    if not d.is_dir():
+        raise ScenarioError(where, "", "a run directory (there is none)")
+    manifest: dict[str, Any] = {}
+    try:
+        manifest = json.loads((d / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    state = run_state(manifest)
+    proc = manifest.get("process") or {}
+    if state == "complete":
+        raise ScenarioError(where, "", "a run to resume; this one is complete")
+    if state == "running":
+        raise ScenarioError(
+            where,
+            "",
+            f"a stopped run; this one is still running (process {proc.get('pid')} on "
+            f"{proc.get('host')}): stop it first",
+        )
+    if not (d / checkpoint.FILE).is_file():
+        raise ScenarioError(
+            where, "", f"a run with a checkpoint to go on from; there is no {checkpoint.FILE}"
+        )
+    return manifest
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_state(manifest: dict[str, Any]) -> str:
+    """What a run directory's manifest says of its run: ``complete``, ``interrupted``,
+    ``failed``, ``running``, ``stale`` (says running, but its process on this host is gone)
+    or ``none``."""
+    status = manifest.get("status", "none")
+    proc = manifest.get("process") or {}
+    if status == "running" and proc.get("host") == socket.gethostname():
+        pid = proc.get("pid")
+        if not isinstance(pid, int) or not _pid_alive(pid):
+            return "stale"
+    return str(status)
+
+
+def _execute(
+    sim: Simulation,
+    out: Path | None,
+    caught: list[int],
+    progress: Callable[[Simulation], None] | None,
+    flush_seconds: float,
+    checkpoint_every_days: float | None,
+    checkpoint_seconds: float,
+    argv: list[str],
+    resumed: list[int],
+) -> RunResult:
+    s = sim.scenario
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     last_flush = [started]
+    last_checkpoint = [started]
+    ck_path = out / checkpoint.FILE if out is not None else None
+
+    def results(status: str) -> RunResult:
+        r = _results(sim, status, started, started_at, argv)
+        r.manifest["resumed_at_steps"] = resumed
+        r.manifest["checkpoint"] = (
+            checkpoint.FILE if ck_path is not None and ck_path.exists() else None
+        )
+        return r
 
     def on_sample(sim_: Simulation) -> None:
         if progress is not None:
             progress(sim_)
-        if out is not None and time.perf_counter() - last_flush[0] > flush_seconds:
-            write_run(_results(sim_, "running", started, started_at, argv), out, s.output.parquet)
+        if out is None:
+            return
+        now = time.perf_counter()
+        if now - last_checkpoint[0] > checkpoint_seconds:
+            sim_.save(ck_path)  # type: ignore[arg-type]
+            last_checkpoint[0] = now
+        if now - last_flush[0] > flush_seconds:
+            write_run(results("running"), out, s.output.parquet)
             last_flush[0] = time.perf_counter()
 
     if out is not None and s.output.snapshot_every_hours > 0:
@@ -154,16 +415,34 @@ def run(
         )
         every = max(1, int(round(s.output.snapshot_every_hours / s.time.dt_hours)))
         sim.add_observer(writer.write, every, s.step_of_day(s.output.snapshot_from_day))
+    if out is not None and checkpoint_every_days:
+        every = max(1, int(round(checkpoint_every_days * s.steps_per_day)))
+
+        def save(sim_: Simulation) -> None:
+            if sim_.step_index > 0 and not sim_.finished:
+                sim_.save(ck_path)  # type: ignore[arg-type]
+                last_checkpoint[0] = time.perf_counter()
+
+        sim.add_observer(save, every)
 
     status = "failed"
     try:
-        sim.run(callback=on_sample)
+        if out is not None:
+            write_run(results("running"), out, s.output.parquet)
+        sim.run(callback=on_sample, stop=lambda: bool(caught))
+        if caught:
+            status = "interrupted"
+            if out is not None:
+                sim.save(ck_path)  # type: ignore[arg-type]
+            raise RunInterrupted(caught[0], out, out is not None)
         status = "complete"
+        if ck_path is not None:
+            ck_path.unlink(missing_ok=True)
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
-        result = _results(sim, status, started, started_at, argv if argv else sys.argv)
+        result = results(status)
         if out is not None:
             write_run(result, out, s.output.parquet)
     return result

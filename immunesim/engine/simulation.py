@@ -15,8 +15,10 @@ One step (``dt`` hours) runs these phases in order (DESIGN section 2):
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -28,10 +30,11 @@ from immunesim.engine.parameters import build_params, t_helper_threshold
 from immunesim.engine.phases import Phases
 from immunesim.model.cells import Kind
 from immunesim.model.params import Params
+from immunesim.model.therapy import Event
 from immunesim.observe import metrics_row
 from immunesim.rng import S_INFUSE, site_keys
 from immunesim.scenario import Scenario
-from immunesim.state import BORN, DIED, State
+from immunesim.state import BORN, DIED, State, allocate
 
 PHASES = ("events", "production", "movement", "contact", "molecules", "death", "observe")
 
@@ -57,7 +60,14 @@ class Simulation(Clocked):
         jit_seconds: seconds of kernel compilation before the run (set by the runner).
     """
 
-    def __init__(self, scenario: Scenario, seed: int | None = None, backend: str = "auto"):
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int | None = None,
+        backend: str = "auto",
+        *,
+        _restore: tuple[dict, dict] | None = None,
+    ):
         self.scenario = scenario
         self.seed = int(scenario.run.seed if seed is None else seed)
         self.backend_name, self.backend = get_backend(backend)
@@ -67,9 +77,11 @@ class Simulation(Clocked):
         self._host_params = host_params
         self.state: State
         self.params: Params
-        self.state, self.params = self.backend.prepare(
-            initial_state(scenario, host_params, self.geometry, self.seed), host_params
-        )
+        if _restore is None:
+            host_state = initial_state(scenario, host_params, self.geometry, self.seed)
+        else:
+            host_state = _restored_state(self.geometry, host_params, *_restore)
+        self.state, self.params = self.backend.prepare(host_state, host_params)
         self.course = Course(scenario, self._immunosuppress)
         self.step_index = 0
         self.rows: list[dict] = []
@@ -84,7 +96,47 @@ class Simulation(Clocked):
         )
         self._n_lymphoid_sites = self.geometry.count("lymphoid")
         self._zone_masks: dict[str, object] = {}
-        self._record()
+        if _restore is None:
+            self._record()
+        else:
+            self._resume_from(_restore[0])
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a checkpoint of this simulation (see :mod:`immunesim.checkpoint`): what
+        :meth:`load` needs to continue it with the same bits."""
+        from immunesim import checkpoint
+
+        return checkpoint.save(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], backend: str = "auto") -> Simulation:
+        """The simulation a checkpoint holds, ready to go on from its step, on ``backend``
+        (any backend: the state is the same bits on all of them).
+
+        Raises:
+            immunesim.checkpoint.CheckpointError: for a missing, unreadable or incompatible
+                checkpoint.
+        """
+        from immunesim import checkpoint
+        from immunesim.scenario import ScenarioError, load_scenario
+
+        meta, arrays = checkpoint.read(path)
+        try:
+            scenario = load_scenario(meta["scenario"])
+        except ScenarioError as exc:
+            raise checkpoint.CheckpointError(f"{path}: its scenario: {exc}") from None
+        return cls(scenario, seed=meta["seed"], backend=backend, _restore=(meta, arrays))
+
+    def _resume_from(self, meta: dict) -> None:
+        self.step_index = int(meta["step_index"])
+        self.rows = list(meta["rows"])
+        self.course.events = [Event(**e) for e in meta["events"]]
+        if meta["factor"] is not None:
+            self.course.factor = float(meta["factor"])
+            self._immunosuppress(self.course.factor)
+        self.kills_since_sample = int(meta["kills_since_sample"])
+        self.infused_car_t = int(meta["infused_car_t"])
 
     # ------------------------------------------------------------------ the patient
     def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray) -> int:
@@ -194,12 +246,19 @@ class Simulation(Clocked):
 
     # ------------------------------------------------------------------ running
     def run(
-        self, until_step: int | None = None, callback: Callable[[Simulation], None] | None = None
+        self,
+        until_step: int | None = None,
+        callback: Callable[[Simulation], None] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> Simulation:
-        """Run to ``until_step`` (default: the end), calling ``callback`` after each sample."""
+        """Run to ``until_step`` (default: the end), calling ``callback`` after each sample;
+        ``stop()``, asked after every step, ends the run early (at a step boundary) when it
+        returns true."""
         end = self.total_steps if until_step is None else min(until_step, self.total_steps)
         n_rows = len(self.rows)
         while self.step_index < end:
+            if stop is not None and stop():
+                break
             self.step()
             if callback is not None and len(self.rows) != n_rows:
                 n_rows = len(self.rows)
@@ -208,6 +267,24 @@ class Simulation(Clocked):
 
     def wall_seconds(self) -> float:
         return sum(self.phase_seconds.values())
+
+
+def _restored_state(g: Geometry, p: Params, meta: dict, arrays: dict) -> State:
+    """A host state from a checkpoint's arrays (:mod:`immunesim.checkpoint`)."""
+    st = allocate(g.L, p.layers.n_layers, g.zone, g.niche, g.toward)
+    n = int(meta["n"])
+    for name, a in arrays.items():
+        group, _, field = name.partition(".")
+        if group == "cells":
+            getattr(st.cells, field)[:n] = a
+        elif group == "sites":
+            target = getattr(st.sites, field)
+            if target.shape != a.shape:
+                raise ValueError(f"checkpoint array {name} has shape {a.shape}, not {target.shape}")
+            target[...] = a
+    st.ledger[...] = arrays["ledger"]
+    st.n, st.next_uid = n, int(meta["next_uid"])
+    return st
 
 
 def warm_up(backend: str = "auto") -> float:

@@ -160,3 +160,22 @@ def test_cuda_without_a_gpu_or_the_simulator_is_refused(monkeypatch):
     monkeypatch.setattr(cuda_backend, "real_gpu", lambda: False)
     with pytest.raises(BackendError, match=r"immunesim\[gpu\]"):
         get_backend("cuda")
+
+
+def test_a_checkpoint_goes_on_with_the_same_bits_on_either_backend(mid_course, tmp_path):
+    """A CPU simulation saved at the infusion and loaded on the CUDA backend (and on the
+    CPU) continues exactly as the CPU simulation that was never saved."""
+    path = mid_course.save(tmp_path / "mid.npz")
+    until = mid_course.step_index + 6
+    whole = Simulation(short_scenario(), seed=mid_course.seed, backend="numba")
+    whole.run(until_step=until)  # the same run as mid_course, never saved
+    for backend in ("cuda", "numba"):
+        sim = Simulation.load(path, backend=backend)
+        assert sim.backend_name == backend and sim.step_index == mid_course.step_index
+        sim.run(until_step=until)
+        assert sim.rows == whole.rows
+        assert [dataclasses.astuple(e) for e in sim.events] == [
+            dataclasses.astuple(e) for e in whole.events
+        ]
+        assert sim.course.factor == whole.course.factor
+        assert_same_state(whole.state, sim.state)

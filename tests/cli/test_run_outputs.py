@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import shutil
 import signal
 import subprocess
 import time
 
 import pandas as pd
+import pytest
 
 from tests.conftest import SCENARIOS, immunesim_cmd
 
@@ -73,40 +76,133 @@ def test_plot_refuses_a_directory_that_is_not_a_run(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_ctrl_c_leaves_a_usable_partial_run(tmp_path):
-    out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [
-            *immunesim_cmd(),
-            "run",
-            str(SCENARIOS / "sle_cd19_cart.toml"),
-            "--out",
-            str(out),
-            "--set",
-            "lattice.size=120",
-            "--quiet",
-            "--flush-seconds",
-            "0.2",
-        ],
+#: A run of about 2,000 steps that takes a few seconds: long enough to stop in its middle.
+MEDIUM = ["--set", "lattice.size=48", "--set", "time.run_in_days=30",
+          "--set", "time.follow_up_days=60"]  # fmt: skip
+OUTPUTS = ("timeseries.csv", "endpoints.json", "events.json")
+
+
+def _start(out, *extra):
+    return subprocess.Popen(
+        [*immunesim_cmd(), "run", str(SCENARIOS / "sle_cd19_cart.toml"), "--out", str(out),
+         *MEDIUM, "--quiet", "--flush-seconds", "0", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         # A shell without job control starts background jobs with SIGINT ignored, and the
         # child would inherit that: give it the default disposition, as a terminal would.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.time() + 300
-    while not (out / "timeseries.csv").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # the whole run takes tens of seconds at this size
-    proc.send_signal(signal.SIGINT)
+    )  # fmt: skip
+
+
+def _wait_for_step(out, step: int, proc, timeout: float = 300) -> None:
+    """Wait until the run's manifest says it has done ``step`` steps."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, "the run ended before it could be stopped"
+        try:
+            if json.loads((out / "manifest.json").read_text())["steps_done"] >= step:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"no step {step} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole") / "run"
+    proc = subprocess.run(
+        [*immunesim_cmd(), "run", str(SCENARIOS / "sle_cd19_cart.toml"), "--out", str(out),
+         *MEDIUM, "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert not (out / "checkpoint.npz").exists()  # removed when the run completes
+    return out
+
+
+def _resume(out) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*immunesim_cmd(), "resume", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                        (signal.SIGHUP, 129)])  # fmt: skip
+def test_a_stop_signal_leaves_a_usable_resumable_run(tmp_path, uninterrupted, sig, status):
+    out = tmp_path / "run"
+    proc = _start(out)
+    _wait_for_step(out, 700, proc)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
+    assert proc.returncode == status, err
+    assert "Traceback" not in err and "immunesim resume" in err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     assert 0 < manifest["steps_done"] < manifest["steps_total"]
+    assert manifest["checkpoint"] == "checkpoint.npz"
     df = pd.read_csv(out / "timeseries.csv")
-    assert len(df) >= 2
-    assert df["step"].iloc[-1] <= manifest["steps_done"]
+    assert len(df) >= 2 and df["step"].iloc[-1] <= manifest["steps_done"]
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+    # resumed from the step it stopped at, it ends as the run that was never stopped
+    done = _resume(out)
+    assert done.returncode == 0, done.stderr
+    for name in OUTPUTS:
+        assert (out / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["checkpoint"] is None
+    assert len(manifest["resumed_at_steps"]) == 1
+
+
+def test_sigkill_then_resume_gives_the_same_bytes(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    rng = random.Random(os.getpid())
+    proc = _start(out, "--checkpoint-every-days", "5")
+    # somewhere after the first checkpoint (day 5 of the run-in, step 120)
+    _wait_for_step(out, rng.randrange(150, 1800), proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "running"  # nobody could write otherwise...
+    assert (out / "checkpoint.npz").exists()
+    done = _resume(out)  # ...but its process is gone, so it reads as stale and resumes
+    assert done.returncode == 0, done.stderr
+    for name in OUTPUTS:
+        assert (out / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+
+
+def test_resume_refuses_what_it_cannot_resume(tmp_path, uninterrupted):
+    complete = _resume(uninterrupted)
+    assert complete.returncode == 2 and "complete" in complete.stderr
+    missing = _resume(tmp_path / "nothing")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_an_earlier_run_is_not_overwritten_unless_asked(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted, out)
+    (out / "stale_snapshot.npz").write_bytes(b"old")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = [*immunesim_cmd(), "run", str(SCENARIOS / "sle_untreated.toml"), "--out", str(out),
+            "--set", "lattice.size=16", "--set", "time.run_in_days=2",
+            "--set", "time.follow_up_days=1", "--quiet"]  # fmt: skip
+    refused = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    replaced = subprocess.run([*args, "--overwrite"], capture_output=True, text=True, timeout=600)
+    assert replaced.returncode == 0, replaced.stderr
+    assert not (out / "stale_snapshot.npz").exists()  # no stale file survives
+    assert json.loads((out / "manifest.json").read_text())["scenario_name"] == "sle_untreated"
+
+
+def test_overwrite_leaves_a_directory_that_is_not_a_run_alone(tmp_path):
+    (tmp_path / "thesis.tex").write_text("precious")
+    proc = subprocess.run(
+        [*immunesim_cmd(), "run", str(SCENARIOS / "sle_untreated.toml"), "--out",
+         str(tmp_path), "--overwrite", "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "left as it is" in proc.stderr
+    assert (tmp_path / "thesis.tex").read_text() == "precious"

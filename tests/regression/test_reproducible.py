@@ -62,7 +62,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 def _without_timing(manifest: dict) -> dict:
     m = dict(manifest)
-    for key in ("timing", "command", "hardware"):
+    for key in ("timing", "command", "hardware", "process"):
         m.pop(key)
     return m
 
