@@ -83,18 +83,25 @@ def run(
             min=0.0,
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Run beyond the work budget (2e11 site-steps)."),
+    ] = False,
 ) -> None:
     """Run a scenario and write timeseries.csv/.parquet, endpoints.json and manifest.json.
 
     With --patients N, run a cohort: DIR/patient_NNN/ per patient, DIR/cohort.csv and
     DIR/cohort_summary.json (median and 90% interval of each endpoint)."""
     from immunesim.backends import BackendError
+    from immunesim.engine.geometry import build_zones
     from immunesim.runner import RunInterrupted, prepare_out
     from immunesim.runner import run as run_scenario
-    from immunesim.scenario import ScenarioError, load_scenario
+    from immunesim.scenario import ScenarioError, check_budget, load_scenario
 
     try:
         s = load_scenario(scenario, set_ or [])
+        check_budget(s, force, str(scenario))
+        build_zones(s, s.run.seed)  # reads and checks a zone map file
     except ScenarioError as exc:
         _fail(str(exc))
     if seed is not None and not 0 <= seed < 2**63:
@@ -317,14 +324,21 @@ def validate(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Overrides to apply before checking.")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Accept runs beyond the work budget.")
+    ] = False,
 ) -> None:
-    """Check scenario files without running them."""
-    from immunesim.scenario import ScenarioError, load_scenario
+    """Check scenario files without running them: what passes here runs (within the work
+    budget of 2e11 site-steps, unless --force)."""
+    from immunesim.engine.geometry import build_zones
+    from immunesim.scenario import ScenarioError, check_budget, load_scenario
 
     bad = 0
     for f in files:
         try:
             s = load_scenario(f, set_ or [])
+            check_budget(s, force, str(f))
+            build_zones(s, s.run.seed)  # reads and checks a zone map file
         except ScenarioError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             bad += 1
@@ -332,7 +346,7 @@ def validate(
         out.print(
             f"ok  {escape(str(f))}  ({s.name}: {s.lattice.size}x{s.lattice.size} sites, "
             f"{s.time.run_in_days:g} d run-in + {s.time.follow_up_days:g} d, "
-            f"{len(s.therapy)} therapy entries)"
+            f"{len(s.therapy)} therapy entries, {s.total_steps} steps)"
         )
     if bad:
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -712,11 +726,28 @@ def info() -> None:
 
 
 def main() -> None:
-    """Entry point of the console script."""
+    """Entry point of the console script. A mistyped command line (unknown option, missing
+    argument, a value of the wrong type) is bad input too: one ``error:`` line, exit 2."""
     try:
-        app()
-    except KeyboardInterrupt:  # pragma: no cover - interrupted outside a run
+        code = app(standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt):  # pragma: no cover - Ctrl-C outside a run
         sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:
+        # click's usage errors (typer may carry its own copy of click: matched by name)
+        kinds = {c.__name__ for c in type(exc).__mro__}
+        ctx = getattr(exc, "ctx", None)
+        if "NoArgsIsHelpError" in kinds and ctx is not None:
+            out.print(ctx.get_help(), markup=False, highlight=False)
+            sys.exit(0)
+        if "UsageError" not in kinds:
+            raise
+        cmd = ctx.command_path if ctx is not None else "immunesim"
+        err.print(
+            f"[bold red]error:[/] {escape(exc.format_message())} (see {escape(cmd)} --help)",  # type: ignore[attr-defined]
+            soft_wrap=True,
+        )
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

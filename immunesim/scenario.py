@@ -35,6 +35,21 @@ from immunesim.sections import Fraction, NonNeg, Pos, Section, TherapyEntry
 
 SCHEMA_VERSION = 1
 
+#: Largest molecule amount per site a scenario may give (user units): amounts are integers of
+#: 2**-20 units, and the fixed-point reactions stay exact below 2**23 units per site.
+MAX_AMOUNT = 1.0e6
+#: An amount of molecules per site (user units).
+Amount = Annotated[float, Field(ge=0.0, le=MAX_AMOUNT)]
+#: Most vaccine antigens (specificity classes are stored as int8, with self and other).
+MAX_VACCINES = 32
+#: Most entries of a list of days.
+MAX_DAYS = 1000
+#: Default budget of a run, in site-steps (lattice sites x steps): about an hour on a GPU and
+#: many hours on two CPU cores. ``immunesim validate/run --force`` runs beyond it.
+WORK_BUDGET = 2.0e11
+#: Fewest CAR-T agents an infusion may put on the lattice.
+MIN_CAR_T_AGENTS = 1
+
 
 class ScenarioError(Exception):
     """A scenario could not be loaded; ``str(err)`` is the message a user should see.
@@ -125,6 +140,7 @@ class Specificities(_Section):
     vaccines: list[str] = Field(
         default_factory=lambda: ["tetanus", "measles"],
         min_length=1,
+        max_length=MAX_VACCINES,
         description="Vaccine antigens (at least one); each has its own antibody layer.",
     )
     autoreactive_fraction: Fraction = Field(
@@ -235,7 +251,9 @@ class Activation(_Section):
     memory_half_saturation: Pos = Field(
         10.0, description="Antigen giving half-maximal memory activation (memory needs less)."
     )
-    hill: Pos = Field(3.0, description="Hill exponent of antigen sensing.")
+    hill: Pos = Field(
+        3.0, le=20.0, description="Hill exponent of antigen sensing (a switch at 20 already)."
+    )
     other_antigen: NonNeg = Field(
         2.0, description="Constant background antigen seen by 'other'-specific B cells."
     )
@@ -267,13 +285,13 @@ class Molecules(_Section):
     arbitrary units per site."""
 
     antibody_half_life_days: Pos = Field(21.0, description="IgG half-life (days).")
-    plasmablast_secretion_per_day: NonNeg = Field(
+    plasmablast_secretion_per_day: Amount = Field(
         200.0, description="Antibody units secreted by a plasmablast per day."
     )
-    llpc_secretion_per_day: NonNeg = Field(
+    llpc_secretion_per_day: Amount = Field(
         100.0, description="Antibody units secreted by a long-lived plasma cell per day."
     )
-    autoantigen_source_per_day: NonNeg = Field(
+    autoantigen_source_per_day: Amount = Field(
         0.5,
         description="Autoantigen released per tissue site per day without damage "
         "(apoptotic debris).",
@@ -295,7 +313,7 @@ class Molecules(_Section):
     )
     damage_half_life_days: Pos = Field(14.0, description="Healing half-life of damage (days).")
     cytokine_half_life_days: Pos = Field(0.5, description="Cytokine half-life (days).")
-    cytokine_per_kill: NonNeg = Field(
+    cytokine_per_kill: Amount = Field(
         60.0, description="Cytokine released when a CAR-T cell kills a target."
     )
     cytokine_per_damage: NonNeg = Field(
@@ -325,9 +343,13 @@ class Lymphodepletion(_Therapy):
     """Conditioning chemotherapy (e.g. fludarabine + cyclophosphamide)."""
 
     type: Literal["lymphodepletion"] = Field(description="Kind of therapy entry.")
-    days: list[float] = Field(min_length=1, description="Days of the course (day 0 = infusion).")
+    days: list[float] = Field(
+        min_length=1, max_length=MAX_DAYS, description="Days of the course (day 0 = infusion)."
+    )
     targets: list[str] = Field(
-        default_factory=lambda: ["CD19", "CD3"], description="Markers of the cells hit."
+        default_factory=lambda: ["CD19", "CD3"],
+        min_length=1,
+        description="Markers of the cells hit.",
     )
     kill_fraction_per_day: Fraction = Field(
         0.6, description="Fraction of marker-bearing cells killed on each day of the course."
@@ -384,7 +406,7 @@ class AntiCD20(_Therapy):
     """An anti-CD20 antibody course (rituximab): depth differs between zones."""
 
     type: Literal["anti_cd20"] = Field(description="Kind of therapy entry.")
-    days: list[float] = Field(min_length=1, description="Infusion days.")
+    days: list[float] = Field(min_length=1, max_length=MAX_DAYS, description="Infusion days.")
     dose_mg: Pos = Field(1000.0, description="Dose per infusion (mg).")
     half_life_days: Pos = Field(21.0, description="Drug half-life (days).")
     kill_rate_per_day: NonNeg = Field(
@@ -408,7 +430,9 @@ class Vaccination(_Therapy):
     type: Literal["vaccination"] = Field(description="Kind of therapy entry.")
     day: float = Field(description="Day of vaccination.")
     antigen: str = Field(description="Vaccine antigen name (one of specificities.vaccines).")
-    amount_per_site: Pos = Field(200.0, description="Antigen units added per lymphoid site.")
+    amount_per_site: Amount = Field(
+        200.0, gt=0.0, description="Antigen units added per lymphoid site."
+    )
 
 
 class StandardOfCare(_Therapy):
@@ -459,8 +483,8 @@ class Initial(_Section):
     llpc_vaccine_fraction: Fraction = Field(
         0.5, description="Fraction of initial LLPCs specific for the vaccines (split evenly)."
     )
-    autoantigen: NonNeg = Field(50.0, description="Autoantigen units per tissue site.")
-    damage: NonNeg = Field(
+    autoantigen: Amount = Field(50.0, description="Autoantigen units per tissue site.")
+    damage: Amount = Field(
         100.0,
         description="Tissue damage units per tissue site (an active disease to start "
         "from; the run-in takes it to its steady state).",
@@ -581,7 +605,9 @@ class Variability(_Section):
         description="Distribution of the value across patients."
     )
     median: Pos | None = Field(None, description="lognormal: median.")
-    sigma: NonNeg | None = Field(None, description="lognormal: standard deviation of log.")
+    sigma: NonNeg | None = Field(
+        None, le=5.0, description="lognormal: standard deviation of log (at most 5)."
+    )
     mean: float | None = Field(None, description="normal: mean.")
     sd: NonNeg | None = Field(None, description="normal: standard deviation.")
     low: float | None = Field(None, description="uniform: lower bound.")
@@ -681,10 +707,12 @@ class Scenario(_Section):
                     )
         for i, v in enumerate(self.variability):
             node: Any = self
+            info = None
             for part in v.key.split("."):
                 if isinstance(node, list) and part.isdigit() and int(part) < len(node):
                     node = node[int(part)]
                 elif isinstance(node, BaseModel) and part in type(node).model_fields:
+                    info = type(node).model_fields[part]
                     node = getattr(node, part)
                 else:
                     node = None
@@ -694,9 +722,76 @@ class Scenario(_Section):
                     f"variability.{i}.key",
                     f"the key path of a numeric scenario value (got {v.key!r})",
                 )
+            _check_support(i, v, info)
+        self._check_schedule()
+        self._check_per_step_fractions()
         if self.time.sample_every_hours < self.time.dt_hours:
             raise _KeyedError("time.sample_every_hours", "at least time.dt_hours")
         return self
+
+    def _check_schedule(self) -> None:
+        """Every therapy acts inside the simulated window, and every infusion puts CAR-T
+        agents on the lattice."""
+        first = -self.time.run_in_days
+        last = self.time.follow_up_days
+        window = (
+            f"a day inside the simulated window [{first:g}, {last:g}] (lengthen "
+            "time.run_in_days or time.follow_up_days to reach it)"
+        )
+        for i, t in enumerate(self.therapy):
+            days: list[tuple[str, float]] = []
+            if isinstance(t, (Lymphodepletion, AntiCD20)):
+                days = [(f"days.{j}", d) for j, d in enumerate(t.days)]
+            elif isinstance(t, (CarT, Vaccination)):
+                days = [("day", t.day)]
+            for key, d in days:
+                if not 0 <= self.step_of_day(d) <= self.total_steps:
+                    raise _KeyedError(f"therapy.{i}.{key}", f"{window} (got {d:g})")
+            if isinstance(t, StandardOfCare) and t.start_day >= t.stop_day:
+                raise _KeyedError(
+                    f"therapy.{i}.stop_day",
+                    f"a day after start_day {t.start_day:g} (got {t.stop_day:g})",
+                )
+            if isinstance(t, CarT):
+                sites = self.lattice.size**2
+                agents = t.dose_per_kg * self.scale.weight_kg * sites / self.scale.body_cells
+                if agents > sites:
+                    raise _KeyedError(
+                        f"therapy.{i}.dose_per_kg",
+                        f"a dose that fits on the lattice: {t.dose_per_kg:g}/kg gives "
+                        f"{agents:.3g} CAR-T agents for {sites} sites",
+                    )
+                if agents < MIN_CAR_T_AGENTS - 0.5:  # the infusion rounds to whole agents
+                    need = math.ceil(
+                        math.sqrt(
+                            (MIN_CAR_T_AGENTS - 0.5)
+                            * self.scale.body_cells
+                            / max(t.dose_per_kg * self.scale.weight_kg, 1e-300)
+                        )
+                    )
+                    raise _KeyedError(
+                        f"therapy.{i}.dose_per_kg",
+                        f"a dose that puts at least {MIN_CAR_T_AGENTS} CAR-T agent on this "
+                        f"lattice: {t.dose_per_kg:g}/kg gives {agents:.2g} at lattice.size "
+                        f"{self.lattice.size} (a lattice of size {need} or a larger dose would "
+                        "give one)",
+                    )
+
+    def _check_per_step_fractions(self) -> None:
+        """Linear rates applied as fractions per step stay at most 1."""
+        per_step = self.time.dt_hours / 24.0
+        m = self.molecules
+        for key in ("damage_per_complex", "autoantigen_release_per_damage", "cytokine_per_damage"):
+            if getattr(m, key) * per_step > 1.0:
+                raise _KeyedError(
+                    f"molecules.{key}",
+                    f"at most {1 / per_step:g} per day (a fraction per step of at most 1 at "
+                    f"dt_hours = {self.time.dt_hours:g}); got {getattr(m, key):g}",
+                )
+
+    def work(self) -> float:
+        """Site-steps of a run (lattice sites x steps): what :data:`WORK_BUDGET` bounds."""
+        return float(self.lattice.size) ** 2 * self.total_steps
 
     # Derived quantities used throughout -----------------------------------------------
     @property
@@ -720,6 +815,41 @@ class Scenario(_Section):
         return self.run_in_steps + int(math.ceil(day * self.steps_per_day - 1e-9))
 
 
+def _bounds(info: Any) -> tuple[float, float, bool]:
+    """``(low, high, integer)`` of a field: the values it accepts."""
+    low, high = -math.inf, math.inf
+    for m in getattr(info, "metadata", []):
+        for attr in ("ge", "gt"):
+            if getattr(m, attr, None) is not None:
+                low = max(low, float(getattr(m, attr)))
+        for attr in ("le", "lt"):
+            if getattr(m, attr, None) is not None:
+                high = min(high, float(getattr(m, attr)))
+    return low, high, getattr(info, "annotation", None) is int
+
+
+def _check_support(i: int, v: Variability, info: Any) -> None:
+    """A variability entry draws only values its field accepts (checked at validation, not
+    when a cohort has already started)."""
+    low, high, integer = _bounds(info)
+    if integer:
+        raise _KeyedError(f"variability.{i}.key", f"a real-valued key ({v.key} is an integer)")
+    if v.distribution == "uniform":
+        lo, hi = v.low, v.high
+    elif v.distribution == "lognormal":  # all but a 1e-9 tail: 6 standard deviations
+        lo = v.median * math.exp(-6.0 * v.sigma)  # type: ignore[operator]
+        hi = v.median * math.exp(6.0 * v.sigma)  # type: ignore[operator]
+    else:  # normal, truncated at 0
+        lo = max(0.0, v.mean - 6.0 * v.sd)  # type: ignore[operator]
+        hi = v.mean + 6.0 * v.sd  # type: ignore[operator]
+    if lo is None or hi is None or lo < low or hi > high:
+        raise _KeyedError(
+            f"variability.{i}",
+            f"draws that {v.key} accepts ([{low:g}, {high:g}]): this {v.distribution} "
+            f"draws from {lo:g} to {hi:g} (all but a 1e-9 tail)",
+        )
+
+
 class _KeyedError(ValueError):
     """A validation error that knows its own key path (raised by cross-field checks)."""
 
@@ -738,11 +868,61 @@ def bytes_per_site(n_vaccines: int) -> int:
     return fields.bytes_per_site(layers.n_layers(n_vaccines))
 
 
-def _available_memory() -> int:
+def _read_int(path: str) -> int | None:
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
-        return 1 << 40
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def memory_limits() -> dict[str, int]:
+    """Bytes this process can still allocate, by what limits it: the machine's available
+    memory, the cgroup's memory limit (containers, batch schedulers) and the address-space
+    limit (``ulimit -v``); those that do not apply are left out."""
+    out: dict[str, int] = {}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                out["available memory"] = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if "available memory" not in out:
+        try:
+            out["physical memory"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
+            pass
+    v1 = "/sys/fs/cgroup/memory/memory."
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+        (v1 + "limit_in_bytes", v1 + "usage_in_bytes"),  # cgroup v1
+    ):
+        cap = _read_int(limit)
+        if cap is not None and cap < 1 << 60:
+            out["cgroup memory limit"] = max(0, cap - (_read_int(usage) or 0))
+            break
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            used = (_read_int_field("/proc/self/statm", 0) or 0) * os.sysconf("SC_PAGE_SIZE")
+            out["address-space limit (ulimit -v)"] = max(0, soft - used)
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not on POSIX
+        pass
+    return out
+
+
+def _read_int_field(path: str, index: int) -> int | None:
+    try:
+        return int(Path(path).read_text().split()[index])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _available_memory() -> int:
+    """The least of :func:`memory_limits` (bytes)."""
+    return min(memory_limits().values(), default=1 << 40)
 
 
 def _loc_to_key(loc: tuple[Any, ...]) -> str:
@@ -796,7 +976,8 @@ def _validate(data: dict[str, Any], file: str) -> Scenario:
             file,
             "lattice.size",
             f"a lattice that fits in memory: {scenario.lattice.size}^2 sites need about "
-            f"{need / 2**30:.1f} GiB, this machine has {have / 2**30:.1f} GiB",
+            f"{need / 2**30:.1f} GiB, and this process can use {have / 2**30:.1f} GiB "
+            "(the least of available memory, the cgroup limit and ulimit -v)",
         )
     return scenario
 
@@ -818,7 +999,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ScenarioError("--set", text, "a key path before '='")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = raw.strip()
     return key.split("."), value
 
@@ -850,15 +1031,37 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> di
     return data
 
 
+def check_budget(s: Scenario, force: bool = False, file: str = "") -> None:
+    """Refuse a run whose work (:meth:`Scenario.work`) exceeds :data:`WORK_BUDGET`, unless
+    ``force``.
+
+    Raises:
+        ScenarioError: naming the run's size and how to go beyond the budget.
+    """
+    if force or s.work() <= WORK_BUDGET:
+        return
+    raise ScenarioError(
+        file or f"<scenario {s.name}>",
+        "time",
+        f"a run within the budget of {WORK_BUDGET:.0e} site-steps: {s.total_steps} steps on "
+        f"{s.lattice.size}^2 sites are {s.work():.1e} (hours to days of computing); pass "
+        "--force (force=True) to run it anyway",
+    )
+
+
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a TOML file, turning every failure into a :class:`ScenarioError`."""
+    """Read a TOML file (UTF-8, a byte-order mark allowed), turning every failure into a
+    :class:`ScenarioError`. Only regular files are read (a FIFO or a device would block or
+    never end)."""
     p = Path(path)
     if not p.exists():
         raise ScenarioError(p, "", "file not found")
     if p.is_dir():
         raise ScenarioError(p, "", "a TOML file, not a directory")
+    if not p.is_file():
+        raise ScenarioError(p, "", "a regular file (this is a pipe, socket or device)")
     try:
-        text = p.read_bytes().decode("utf-8")
+        text = p.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ScenarioError(p, "", "a UTF-8 text file in TOML format") from None
     except OSError as exc:
@@ -869,6 +1072,10 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(p, "", f"valid TOML ({exc})") from None
+    except RecursionError:
+        raise ScenarioError(
+            p, "", "TOML nested less deeply (arrays or tables in hundreds of levels)"
+        ) from None
 
 
 def load_scenario(

@@ -53,18 +53,20 @@ def small_cart(
     size: int = 40, run_in: float = 20.0, follow_up: float = 30.0, targets: list[str] | None = None
 ) -> dict[str, Any]:
     """A CD19 CAR-T scenario shrunk to a few seconds: conditioning on days -5..-3, infusion
-    on day 0, a vaccination and an anti-CD20 course, so every phase and therapy runs."""
+    on day 0, a vaccination and an anti-CD20 course, so every phase and therapy runs (those
+    after the end of a shorter follow-up are left out: a scenario may not schedule them)."""
+    therapy = [
+        {"type": "standard_of_care", "activation_factor": 0.7, "stop_day": -6},
+        {"type": "lymphodepletion", "days": [-5, -4, -3]},
+        {"type": "car_t", "day": 0, "dose_per_kg": 4e6, "targets": targets or ["CD19"]},
+        {"type": "vaccination", "day": 5, "antigen": "tetanus"},
+        {"type": "anti_cd20", "days": [10]},
+    ]
     return {
         "name": "small_cart",
         "lattice": {"size": size},
         "time": {"run_in_days": run_in, "follow_up_days": follow_up},
-        "therapy": [
-            {"type": "standard_of_care", "activation_factor": 0.7, "stop_day": -6},
-            {"type": "lymphodepletion", "days": [-5, -4, -3]},
-            {"type": "car_t", "day": 0, "dose_per_kg": 4e6, "targets": targets or ["CD19"]},
-            {"type": "vaccination", "day": 5, "antigen": "tetanus"},
-            {"type": "anti_cd20", "days": [10]},
-        ],
+        "therapy": [t for t in therapy if max(t.get("days", [t.get("day", 0)])) <= follow_up],
     }
 
 

@@ -21,6 +21,7 @@ import argparse
 from pathlib import Path
 
 import immunesim
+from immunesim.scenario import read_toml
 from immunesim.viz.animate import animate, animate_side_by_side, still
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,34 +34,61 @@ SCENARIOS = {
 STILLS = {"reset": (-10, 9, 40, 150, 400), "failed_reset": (450,), "bcma_cd19": (200,)}
 
 
+def _until(therapy: list[dict], last_day: float) -> list[dict]:
+    """The therapy entries with their days up to ``last_day`` (a shortened run may not
+    schedule a therapy after its end)."""
+    kept = []
+    for t in therapy:
+        if "days" in t:
+            t = {**t, "days": [d for d in t["days"] if d <= last_day]}
+            if t["days"]:
+                kept.append(t)
+        elif t.get("day", 0.0) <= last_day:
+            kept.append(t)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=200, help="lattice size (sites per side)")
     ap.add_argument("--out", type=Path, default=REPO / "visualizations" / "output")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--last-day", type=float, default=540.0)
-    ap.add_argument("--run-in-days", type=float, default=None,
-                    help="shorter run-in (default: the scenario's, 240 days)")
+    ap.add_argument(
+        "--run-in-days",
+        type=float,
+        default=None,
+        help="shorter run-in (default: the scenario's, 240 days)",
+    )
     args = ap.parse_args(argv)
 
     runs = {}
     for key, name in SCENARIOS.items():
         run_dir = args.out / "runs" / name
         print(f"running {name} ({args.size}x{args.size}) ...", flush=True)
-        immunesim.run(REPO / "scenarios" / f"{name}.toml", seed=args.seed, out=run_dir,
-                      overrides=[f"lattice.size={args.size}",
-                                 f"time.follow_up_days={args.last_day:g}",
-                                 "output.snapshot_every_hours=24",
-                                 "output.snapshot_from_day=-30"]
-                      + ([f"time.run_in_days={args.run_in_days:g}"]
-                         if args.run_in_days is not None else []))
+        data = read_toml(REPO / "scenarios" / f"{name}.toml")
+        data["therapy"] = _until(data.get("therapy", []), args.last_day)
+        immunesim.run(
+            data,
+            seed=args.seed,
+            out=run_dir,
+            overwrite=True,
+            overrides=[
+                f"lattice.size={args.size}",
+                f"time.follow_up_days={args.last_day:g}",
+                "output.snapshot_every_hours=24",
+                "output.snapshot_from_day=-30",
+            ]
+            + ([f"time.run_in_days={args.run_in_days:g}"] if args.run_in_days is not None else []),
+        )
         runs[key] = run_dir
 
     print("rendering ...", flush=True)
     animate(runs["reset"], args.out / "reset.mp4", fps=15)
     animate(runs["reset"], args.out / "reset.gif", fps=10, width=640, every=3)
-    animate_side_by_side([runs["reset"], runs["rituximab"]],
-                         args.out / "reset_vs_rituximab.mp4", fps=15, width=640)
+    animate_side_by_side(
+        [runs["reset"], runs["rituximab"]], args.out / "reset_vs_rituximab.mp4", fps=15, width=640
+    )
     animate(runs["bcma_cd19"], args.out / "bcma_cd19_titres.mp4", fps=15)
     animate(runs["failed_reset"], args.out / "failed_reset.mp4", fps=15)
     for key, days in STILLS.items():

@@ -62,7 +62,10 @@ class Course:
         self._schedule: dict[int, list] = {}
         for t in scenario.therapy:
             for d in EFFECTS[t.type].event_days(t):
-                self._schedule.setdefault(scenario.step_of_day(d), []).append(t)
+                # the first step at or after the day; the start of the run-in (step 0, the
+                # initial state) has no step of its own, so its events happen in step 1
+                step = max(1, scenario.step_of_day(d))
+                self._schedule.setdefault(step, []).append(t)
 
     @property
     def total_steps(self) -> int:

@@ -203,7 +203,7 @@ def test_good_override_is_applied_by_the_command(cli, tmp_path):
     proc = cli("validate", path, "--set", "lattice.size=64", "--set", "time.follow_up_days=9")
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())  # the console wraps long lines
-    assert "(small: 64x64 sites, 5 d run-in + 9 d, 2 therapy entries)" in text
+    assert "(small: 64x64 sites, 5 d run-in + 9 d, 2 therapy entries, 336 steps)" in text
 
 
 def test_unknown_backend_is_bad_input(cli, tmp_path):
@@ -285,3 +285,32 @@ def test_infinite_follow_up_is_bad_input(cli, tmp_path):
     path.write_text(BASE)
     proc = cli("validate", path, "--set", "time.follow_up_days=inf")
     _expect_bad_input(proc, path, "time.follow_up_days", ("finite",))
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["run"], ("Missing argument", "immunesim run --help")),
+        (["run", "scenarios/sle_cd19_cart.toml", "--out", "x", "--bogus"], ("--bogus",)),
+        (["run", "scenarios/sle_cd19_cart.toml", "--out", "x", "--seed", "x"], ("--seed",)),
+        (["validate"], ("Missing argument",)),
+        (["frobnicate"], ("No such command",)),
+    ],
+)
+def test_command_line_mistakes_are_one_error_line(cli, args, words, repo, tmp_path):
+    proc = cli(*args, cwd=repo)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for w in words:
+        assert w in lines[0]
+    assert not (repo / "x").exists()
+
+
+def test_validate_refuses_a_run_beyond_the_budget_unless_forced(cli, repo):
+    path = repo / "scenarios" / "sle_cd19_cart.toml"
+    proc = cli("validate", path, "--set", "time.follow_up_days=1e8")
+    _expect_bad_input(proc, path, "time", ("budget", "--force"))
+    forced = cli("validate", path, "--set", "time.follow_up_days=1e8", "--force")
+    assert forced.returncode == 0, forced.stderr

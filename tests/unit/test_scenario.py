@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from immunesim import scenario as sc
 from immunesim.model.cells import Marker
 from immunesim.scenario import Scenario, ScenarioError, load_scenario, targets_mask
-from tests.conftest import SMALL_SCENARIO_TOML
+from tests.conftest import SCENARIOS, SMALL_SCENARIO_TOML
 
 
 def base() -> dict[str, Any]:
@@ -183,7 +183,7 @@ def test_car_t_with_two_targets_validates():
 def test_a_second_car_t_product_with_other_targets_dose_and_day_validates():
     data = base()
     data["therapy"].append(
-        {"type": "car_t", "day": 60, "dose_per_kg": 3e5, "targets": ["BCMA"], "label": "BCMA"}
+        {"type": "car_t", "day": 3, "dose_per_kg": 3e5, "targets": ["BCMA"], "label": "BCMA"}
     )
     s = load_scenario(data)
     assert [t.targets for t in s.therapy if t.type == "car_t"] == [["CD19"], ["BCMA"]]
@@ -195,7 +195,7 @@ def test_car_t_products_with_other_kinetics_are_rejected_not_ignored(key, value)
     # asked for others would otherwise be silently run with the first one's
     data = base()
     first = [t["type"] for t in data["therapy"]].index("car_t")
-    data["therapy"].append({"type": "car_t", "day": 60, key: value})
+    data["therapy"].append({"type": "car_t", "day": 3, key: value})
     err = reject(data)
     assert err.key == f"therapy.{len(data['therapy']) - 1}.{key}"
     assert f"therapy.{first}" in err.expected and "share their kinetics" in err.expected
@@ -497,3 +497,150 @@ def test_errors_in_other_cell_tables_name_the_kind():
         {"cells": {"t_helper": {"lifespan_days": -1, "move_rate_per_day": 1, "home": "none"}}}
     )
     assert err.key == "cells.t_helper.lifespan_days"
+
+
+# --------------------------------------------------------------------------- what validate promises
+
+
+def _set(data: dict, path: str, value: Any) -> dict:
+    node = data
+    parts = path.split(".")
+    for p in parts[:-1]:
+        node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
+    node[int(parts[-1]) if isinstance(node, list) else parts[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    "path,value,key,words",
+    [
+        # a therapy outside the simulated window would silently never happen
+        ("therapy.1.day", 1e6, "therapy.1.day", ("simulated window [-5, 5]",)),
+        ("therapy.0.days", [-500], "therapy.0.days.0", ("simulated window",)),
+        ("time.run_in_days", 0.0, "therapy.0.days.0", ("simulated window [-0, 5]",)),
+        ("therapy.0.targets", [], "therapy.0.targets", ("at least 1",)),
+        # too few or too many CAR-T agents for the lattice
+        ("lattice.size", 8, "therapy.1.dose_per_kg", ("at least 1 CAR-T agent", "size 17")),
+        ("therapy.1.dose_per_kg", 1e20, "therapy.1.dose_per_kg", ("fits on the lattice",)),
+        ("therapy.1.dose_per_kg", 1e308, "therapy.1.dose_per_kg", ("fits on the lattice",)),
+        # amounts beyond exact integer arithmetic, rates beyond a fraction per step
+        ("therapy.2.amount_per_site", 1e308, "therapy.2.amount_per_site", ("1000000",)),
+        ("initial.damage", 1e300, "initial.damage", ("1000000",)),
+        ("molecules.damage_per_complex", 100.0, "molecules.damage_per_complex",
+         ("at most 24 per day",)),
+        ("activation.hill", 1e6, "activation.hill", ("20",)),
+        ("specificities.vaccines", [f"v{i}" for i in range(40)], "specificities.vaccines",
+         ("at most 32",)),
+    ],
+)  # fmt: skip
+def test_what_validation_passes_can_run(path, value, key, words):
+    err = reject(_set(base(), path, value))
+    assert err.key == key, err
+    for w in words:
+        assert w in err.expected, err.expected
+
+
+def test_a_standard_of_care_that_stops_before_it_starts_is_refused():
+    data = base()
+    data["therapy"].append({"type": "standard_of_care", "start_day": 3, "stop_day": 1})
+    err = reject(data)
+    assert err.key == "therapy.3.stop_day" and "after start_day 3" in err.expected
+
+
+def test_a_therapy_at_the_start_of_the_run_in_happens_in_the_first_step():
+    from immunesim.engine.course import Course
+
+    data = base()
+    data["time"]["run_in_days"] = 0.0
+    data["therapy"] = [{"type": "car_t", "day": 0, "dose_per_kg": 1.0e6}]
+    s = load_scenario(data)
+    course = Course(s, lambda f: None)
+    assert list(course._schedule) == [1]  # not step 0, which no step ever runs
+
+
+def test_runs_beyond_the_work_budget_need_force():
+    from immunesim.scenario import WORK_BUDGET, check_budget
+
+    for change in (["time.follow_up_days=1e8"], ["time.dt_hours=1e-8"]):
+        s = load_scenario(base(), change)
+        assert s.work() > WORK_BUDGET
+        with pytest.raises(ScenarioError, match="--force"):
+            check_budget(s)
+        check_budget(s, force=True)
+    check_budget(load_scenario(SCENARIOS / "sle_cd19_cart.toml"))  # the default is within
+
+
+def test_only_regular_files_are_read(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(reject(fifo)), daemon=True)
+    t.start()
+    t.join(timeout=10)
+    assert result, "reading a FIFO blocked"
+    assert "regular file" in result[0].expected
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'name = "bom"\n')
+    assert load_scenario(path).name == "bom"
+
+
+def test_toml_nested_too_deeply_is_refused_not_a_crash(tmp_path):
+    path = tmp_path / "deep.toml"
+    path.write_text("a = " + "[" * 2000 + "]" * 2000 + "\n")
+    assert "nested" in reject(path).expected
+
+
+def test_the_memory_check_follows_the_address_space_limit():
+    import subprocess
+    import sys
+
+    # a child process under ulimit -v: a lattice that fits the machine does not fit there
+    code = (
+        "import resource;"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, resource.RLIM_INFINITY));"
+        "from immunesim.scenario import memory_limits, load_scenario, ScenarioError;"
+        "lim = memory_limits()['address-space limit (ulimit -v)'];"
+        "assert 0 < lim < 3 << 30, lim\n"
+        "try:\n    load_scenario({'lattice': {'size': 6000}})\n"
+        "except ScenarioError as e:\n    print(e.key, e.expected)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("lattice.size") and "ulimit -v" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "entry,key",
+    [
+        # a uniform draw below the field's minimum
+        ({"key": "cells.naive_b.lifespan_days", "distribution": "uniform", "low": -5, "high": 5},
+         "variability.0"),
+        # a normal draw above 1 for a fraction
+        ({"key": "specificities.autoreactive_fraction", "distribution": "normal", "mean": 0.9,
+          "sd": 0.1}, "variability.0"),
+        ({"key": "cells.naive_b.lifespan_days", "distribution": "lognormal", "median": 40,
+          "sigma": 1e308}, "variability.0.sigma"),
+        ({"key": "activation.divisions", "distribution": "uniform", "low": 1, "high": 3},
+         "variability.0.key"),
+    ],
+)  # fmt: skip
+def test_variability_is_checked_when_the_scenario_is_validated(entry, key):
+    data = base()
+    data["variability"] = [entry]
+    assert reject(data).key == key
+
+
+def test_variability_within_the_fields_bounds_validates():
+    data = base()
+    data["variability"] = [
+        {"key": "cells.naive_b.lifespan_days", "distribution": "lognormal", "median": 40,
+         "sigma": 0.3},
+        {"key": "therapy.1.dose_per_kg", "distribution": "uniform", "low": 5e5, "high": 2e6},
+    ]  # fmt: skip
+    assert len(load_scenario(data).variability) == 2
