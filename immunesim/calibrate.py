@@ -142,5 +142,5 @@ def _plot(res: CalibrationResult, path: Path) -> None:
     ax.set_xlabel(res.key)
     ax.set_ylabel(t.endpoint)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=100)
+    io.save_figure(fig, path, dpi=100)
     plt.close(fig)

@@ -28,10 +28,29 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        # mkstemp makes the file private (0600); the output gets the usual mode
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], **kw: Any) -> Path:
+    """``fig.savefig`` to ``path``, atomically (the format from the file's suffix)."""
+    out = Path(path)
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    atomic_write(out, lambda p: fig.savefig(p, format=fmt, **kw))
+    return out
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a text file atomically."""
+    out = Path(path)
+    atomic_write(out, lambda p: p.write_text(text))
+    return out
 
 
 def _jsonable(obj: Any) -> Any:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from immunesim import io
+
 # Okabe-Ito colour-blind-safe palette.
 COLOURS = {
     "b_cells": "#0072B2",
@@ -155,6 +157,6 @@ def plot_course(run_dir: str | Path, out: str | Path, first_day: float | None = 
             seen.add(e["kind"])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    io.save_figure(fig, out, dpi=110)
     plt.close(fig)
     return out

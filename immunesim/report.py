@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from immunesim import io
 from immunesim.plot import read_run
 
 
@@ -198,7 +199,7 @@ def plot_courses(runs: list[RunSummary], targets: list[Target], out: Path) -> Pa
         ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.25)
     axes[-1].set_xlabel("day (0 = infusion)")
-    fig.savefig(out, dpi=100)
+    io.save_figure(fig, out, dpi=100)
     plt.close(fig)
     return out
 
@@ -261,7 +262,7 @@ td.met{{background:#e6f4ea}} td.miss{{background:#fde7e9}}</style></head><body>
 <h2>Endpoints</h2>{_html_table(eh, erows)}
 </body></html>
 """
-        out.write_text(doc)
+        io.write_text(out, doc)
         return out
     files = out.parent / f"{out.stem}_files"
     files.mkdir(exist_ok=True)
@@ -282,5 +283,5 @@ td.met{{background:#e6f4ea}} td.miss{{background:#fde7e9}}</style></head><body>
         )
         + "\n"
     )
-    out.write_text(doc)
+    io.write_text(out, doc)
     return out

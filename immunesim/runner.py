@@ -192,8 +192,10 @@ def prepare_out(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Pat
                 f"an empty or new directory; it holds {len(entries)} entries (an earlier "
                 "run?): choose another or pass --overwrite to replace its contents",
             )
-        subdirs_are_runs = all(_is_run_dir(e) for e in entries if e.is_dir())
-        if not (_is_run_dir(out) or (out / "cohort.csv").exists()) or not subdirs_are_runs:
+        cohort = (out / "cohort.csv").exists() and all(
+            _is_run_dir(e) for e in entries if e.is_dir()
+        )
+        if not (_is_run_dir(out) or cohort):
             raise ScenarioError(
                 where,
                 "",

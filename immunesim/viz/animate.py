@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from immunesim.io import atomic_write
 from immunesim.model import cells as cells_model
 from immunesim.model.params import ZONE_NAMES
 from immunesim.plot import read_run
@@ -469,6 +470,8 @@ def still(run_dir: str | Path, day: float, out: str | Path, width: int = 960) ->
     r = FrameRenderer(run_dir, width=width)
     r.set_x_range(float(days[0]), float(days[-1]))
     ((d, cells, damage),) = iter_frames([paths[k]])
-    Image.fromarray(r.render(d, cells, damage)).save(out)
+    image = Image.fromarray(r.render(d, cells, damage))
+    fmt = Path(out).suffix.lstrip(".").upper() or "PNG"
+    atomic_write(Path(out), lambda p: image.save(p, format="JPEG" if fmt == "JPG" else fmt))
     r.close()
     return Path(out)

@@ -62,7 +62,8 @@ class SnapshotWriter:
         damage = damage.astype(np.float16)
         buf = _io.BytesIO()
         np.savez_compressed(buf, cells=cells, damage=damage, day=np.float64(sim.day))
-        path = self.dir / f"frame_{self.count:05d}.npz"
+        # named by step: a resumed run writes the frames after its checkpoint again, in place
+        path = self.dir / f"frame_{sim.step_index:08d}.npz"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(buf.getvalue())
         os.replace(tmp, path)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -78,7 +79,8 @@ def test_plot_refuses_a_directory_that_is_not_a_run(tmp_path):
 
 #: A run of about 2,000 steps that takes a few seconds: long enough to stop in its middle.
 MEDIUM = ["--set", "lattice.size=48", "--set", "time.run_in_days=30",
-          "--set", "time.follow_up_days=60"]  # fmt: skip
+          "--set", "time.follow_up_days=60", "--set", "output.snapshot_every_hours=48",
+          "--set", "output.snapshot_from_day=-20"]  # fmt: skip
 OUTPUTS = ("timeseries.csv", "endpoints.json", "events.json")
 
 
@@ -171,6 +173,17 @@ def test_sigkill_then_resume_gives_the_same_bytes(tmp_path, uninterrupted):
     assert done.returncode == 0, done.stderr
     for name in OUTPUTS:
         assert (out / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+    # the lattice snapshots too: the same frames, each holding the same picture
+    frames = sorted(p.name for p in (uninterrupted / "snapshots").glob("frame_*.npz"))
+    assert len(frames) == 41  # days -20, -18, ..., 60
+    assert sorted(p.name for p in (out / "snapshots").glob("frame_*.npz")) == frames
+    for name in frames:
+        with (
+            np.load(out / "snapshots" / name) as a,
+            np.load(uninterrupted / "snapshots" / name) as b,
+        ):
+            for key in ("cells", "damage", "day"):
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name} {key}")
 
 
 def test_resume_refuses_what_it_cannot_resume(tmp_path, uninterrupted):
@@ -184,13 +197,13 @@ def test_an_earlier_run_is_not_overwritten_unless_asked(tmp_path, uninterrupted)
     out = tmp_path / "run"
     shutil.copytree(uninterrupted, out)
     (out / "stale_snapshot.npz").write_bytes(b"old")
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     args = [*immunesim_cmd(), "run", str(SCENARIOS / "sle_untreated.toml"), "--out", str(out),
             "--set", "lattice.size=16", "--set", "time.run_in_days=2",
             "--set", "time.follow_up_days=1", "--quiet"]  # fmt: skip
     refused = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "--overwrite" in refused.stderr
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # untouched
     replaced = subprocess.run([*args, "--overwrite"], capture_output=True, text=True, timeout=600)
     assert replaced.returncode == 0, replaced.stderr
     assert not (out / "stale_snapshot.npz").exists()  # no stale file survives
