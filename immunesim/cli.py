@@ -281,9 +281,16 @@ def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet) -> None:
             progress=progress,
             overwrite=True,  # prepared by the caller: empty, or cleared with --overwrite
         )
-    except KeyboardInterrupt:
-        err.print(f"interrupted: finished patients are in {out_dir}")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt as exc:
+        import signal
+
+        name = str(exc.args[0]) if exc.args else "SIGINT"
+        signum = signal.Signals[name] if name in signal.Signals.__members__ else signal.SIGINT
+        err.print(
+            f"stopped by {signum.name}: finished patients are in {out_dir}; the workers "
+            "wrote what their patients had done"
+        )
+        raise typer.Exit(128 + signum) from None
     finally:
         if bar is not None:
             bar.stop()

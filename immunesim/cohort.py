@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +78,12 @@ def _run_patient(args: tuple) -> dict[str, Any]:
     values = patient_values(s, seed, patient)
     ps = patient_scenario(s, values)
     pseed = patient_seed(seed, patient)
-    res = run(ps, pseed, backend=backend, out=Path(out_dir) / f"patient_{patient:03d}")
+    try:
+        res = run(ps, pseed, backend=backend, out=Path(out_dir) / f"patient_{patient:03d}")
+    except KeyboardInterrupt:
+        if _IN_WORKER:  # stopped by the cohort: its outputs are written; the worker ends
+            os._exit(130)
+        raise
     row: dict[str, Any] = {"patient": patient, "seed": pseed}
     row.update({f"param:{k}": v for k, v in values.items()})
     for k, v in res.endpoints.items():
@@ -125,6 +133,56 @@ def summarise(table: pd.DataFrame) -> dict[str, dict[str, float | int | str | No
     return out
 
 
+#: Whether this process is a cohort's worker.
+_IN_WORKER = False
+
+
+def _worker_init() -> None:
+    """In a worker: die with the parent (Linux), so that no worker outlives a killed cohort."""
+    global _IN_WORKER
+    _IN_WORKER = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the parent dies
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop the cohort's parent as Ctrl-C does (``KeyboardInterrupt``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    sigs = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    old = {s: signal.signal(s, handler) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _stop_workers(ex: ProcessPoolExecutor) -> None:
+    """Stop a pool's workers: pending patients are dropped, running ones get SIGTERM (each
+    stops at a step boundary and writes its outputs and checkpoint), and are waited for."""
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    ex.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=120)
+        if p.is_alive():  # pragma: no cover - a worker that did not stop
+            p.kill()
+
+
 def run_cohort(
     scenario: Scenario,
     patients: int,
@@ -162,11 +220,19 @@ def run_cohort(
         try:
             import multiprocessing as mp
 
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
-                for row in ex.map(_run_patient, tasks):
-                    rows.append(row)
-                    if progress:
-                        progress(len(rows), patients)
+            ex = ProcessPoolExecutor(
+                max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init
+            )
+            try:
+                with _signals_interrupt():
+                    for row in ex.map(_run_patient, tasks):
+                        rows.append(row)
+                        if progress:
+                            progress(len(rows), patients)
+            except BaseException:
+                _stop_workers(ex)
+                raise
+            ex.shutdown()
         finally:
             if env_before is None:
                 os.environ.pop("NUMBA_NUM_THREADS", None)

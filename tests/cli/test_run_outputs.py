@@ -219,3 +219,30 @@ def test_overwrite_leaves_a_directory_that_is_not_a_run_alone(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2 and "left as it is" in proc.stderr
     assert (tmp_path / "thesis.tex").read_text() == "precious"
+
+
+def test_sigterm_to_a_cohort_stops_its_workers_too(tmp_path):
+    out = tmp_path / "cohort"
+    proc = subprocess.Popen(
+        [*immunesim_cmd(), "run", str(SCENARIOS / "sle_cd19_cart.toml"), "--out", str(out),
+         *MEDIUM[:6], "--patients", "2", "--jobs", "2", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    workers: list[int] = []
+    while time.time() < deadline and not (out / "patient_001" / "manifest.json").exists():
+        time.sleep(0.2)
+    children = subprocess.run(["ps", "-ww", "--ppid", str(proc.pid), "-o", "pid=,args="],
+                              capture_output=True, text=True).stdout  # fmt: skip
+    workers = [int(line.split()[0]) for line in children.splitlines() if "spawn_main" in line]
+    assert len(workers) == 2, children
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    time.sleep(1)
+    for pid in workers:  # no worker outlives its cohort
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read()
+    for patient in ("patient_000", "patient_001"):
+        manifest = json.loads((out / patient / "manifest.json").read_text())
+        assert manifest["status"] in ("interrupted", "complete"), manifest["status"]
