@@ -1,9 +1,10 @@
-"""The ``immunesim`` command: run, validate, info.
+"""The ``immunesim`` command: run, resume, validate, plot, report, animate, app, info.
 
 Exit status: 0 success; 2 bad input (scenario, override, option, run directory,
-checkpoint); 128 + the signal for a run stopped by a signal (130 SIGINT, 143 SIGTERM,
-129 SIGHUP), after writing its outputs and a checkpoint that ``immunesim resume`` goes on
-from. Errors about input are one line naming the file, the key path and what was expected.
+checkpoint); 74 writing the outputs failed (a full disk); 128 + the signal for a run
+stopped by a signal (130 SIGINT, 143 SIGTERM, 129 SIGHUP), after writing its outputs and a
+checkpoint that ``immunesim resume`` goes on from. Errors about input are one line naming
+the file, the key path and what was expected.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
 EXIT_BAD_INPUT = 2
+#: Writing the outputs failed (a full disk): sysexits' EX_IOERR.
+EXIT_IO = 74
 EXIT_INTERRUPTED = 130
 
 
@@ -138,6 +141,8 @@ def run(
         _fail(f"--backend: {exc}")
     except RunInterrupted as exc:
         _interrupted(exc)
+    except OSError as exc:
+        _io_failed(exc)
     except KeyboardInterrupt:
         err.print(f"interrupted: partial outputs written to {out_dir} (no checkpoint at this step)")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -175,6 +180,12 @@ def _run_progress(s, quiet: bool):
             bar.update(task, completed=sim.step_index, day=sim.day, cells=cells, rate=rate)
 
     return bar, progress
+
+
+def _io_failed(exc: OSError) -> None:
+    """Report outputs that could not be written (a full disk) and exit with EXIT_IO."""
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    raise typer.Exit(EXIT_IO)
 
 
 def _interrupted(exc) -> None:
@@ -247,6 +258,8 @@ def resume(
         _fail(f"--backend: {exc}")
     except RunInterrupted as exc:
         _interrupted(exc)
+    except OSError as exc:
+        _io_failed(exc)
     _print_endpoints(result.endpoints, result.manifest, run_dir)
 
 
@@ -281,6 +294,8 @@ def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet) -> None:
             progress=progress,
             overwrite=True,  # prepared by the caller: empty, or cleared with --overwrite
         )
+    except OSError as exc:
+        _io_failed(exc)
     except KeyboardInterrupt as exc:
         import signal
 

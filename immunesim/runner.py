@@ -118,6 +118,12 @@ def write_run(result: RunResult, out_dir: str | os.PathLike[str], parquet: bool 
     result.out_dir = out
 
 
+class RunIOError(OSError):
+    """Writing a run's outputs failed (a full disk, a lost mount): the run stopped there;
+    every file it had written is intact (files are replaced atomically), and its manifest
+    says ``failed`` when it could still be written."""
+
+
 class RunInterrupted(KeyboardInterrupt):
     """A run stopped by a signal (SIGINT, SIGTERM, SIGHUP).
 
@@ -259,6 +265,7 @@ def run(
 
     Raises:
         ScenarioError: for a bad scenario, override, seed or run directory.
+        RunIOError: when writing the outputs failed (a full disk).
         RunInterrupted: (a ``KeyboardInterrupt``) after writing the partial outputs and a
             checkpoint (``status: interrupted``), when SIGINT, SIGTERM or SIGHUP stopped it.
     """
@@ -428,6 +435,7 @@ def _execute(
         sim.add_observer(save, every)
 
     status = "failed"
+    io_error: OSError | None = None
     try:
         if out is not None:
             write_run(results("running"), out, s.output.parquet)
@@ -443,8 +451,18 @@ def _execute(
     except KeyboardInterrupt:
         status = "interrupted"
         raise
+    except OSError as exc:  # writing an output failed: the run stops, and says so below
+        io_error = exc
     finally:
         result = results(status)
         if out is not None:
-            write_run(result, out, s.output.parquet)
+            try:
+                write_run(result, out, s.output.parquet)
+            except OSError as exc:
+                io_error = io_error or exc
+    if io_error is not None:
+        raise RunIOError(
+            f"{out}: writing the outputs failed at step {sim.step_index} "
+            f"({io_error.strerror or io_error}); the files written before are intact"
+        ) from io_error
     return result

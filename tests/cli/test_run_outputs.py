@@ -246,3 +246,37 @@ def test_sigterm_to_a_cohort_stops_its_workers_too(tmp_path):
     for patient in ("patient_000", "patient_001"):
         manifest = json.loads((out / patient / "manifest.json").read_text())
         assert manifest["status"] in ("interrupted", "complete"), manifest["status"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 160 KiB tmpfs: room for a run's first outputs, not for its checkpoint."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root: this test runs in CI, which is root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"this machine cannot mount a tmpfs: {mounted.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_leaves_intact_outputs(tiny_disk):
+    out = tiny_disk / "run"
+    proc = subprocess.run(
+        [*immunesim_cmd(), "run", str(SCENARIOS / "sle_cd19_cart.toml"), "--out", str(out),
+         *MEDIUM[:6], "--checkpoint-every-days", "5", "--flush-seconds", "0", "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 74, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    # what was written before is whole: readable, and says the run failed
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    df = pd.read_csv(out / "timeseries.csv")
+    assert len(df) >= 1 and list(df.columns) == list(pd.read_parquet(out / "timeseries.parquet"))
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
