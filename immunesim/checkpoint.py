@@ -31,6 +31,7 @@ from immunesim import io
 from immunesim.model.cells import KIND_NAMES
 from immunesim.model.fields import CELL_FIELDS, SITE_FIELDS
 from immunesim.model.layers import LAYERS
+from immunesim.scenario import ScenarioError
 
 if TYPE_CHECKING:  # pragma: no cover
     from immunesim.engine import Simulation
@@ -40,8 +41,13 @@ FORMAT = 1
 FILE = "checkpoint.npz"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint cannot be read or does not fit this immunesim."""
+class CheckpointError(ScenarioError):
+    """A checkpoint cannot be read or does not fit this immunesim (a
+    :class:`~immunesim.scenario.ScenarioError`, like every bad input)."""
+
+    def __init__(self, message: str):
+        path, _, expected = message.partition(": ")
+        super().__init__(path, "", expected)
 
 
 def description() -> dict[str, list[str]]:

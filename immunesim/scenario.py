@@ -51,7 +51,12 @@ WORK_BUDGET = 2.0e11
 MIN_CAR_T_AGENTS = 1
 
 
-class ScenarioError(Exception):
+def _printable(text: str) -> str:
+    """``text`` on one line: control characters (a newline typed in a value) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+class ScenarioError(ValueError):
     """A scenario could not be loaded; ``str(err)`` is the message a user should see.
 
     Attributes:
@@ -62,10 +67,10 @@ class ScenarioError(Exception):
 
     def __init__(self, file: str | os.PathLike[str], key: str, expected: str):
         self.file = str(file)
-        self.key = key
-        self.expected = expected
-        where = f"{self.file}: {key}" if key else self.file
-        super().__init__(f"{where}: {expected}")
+        self.key = _printable(key)
+        self.expected = _printable(expected)
+        where = f"{self.file}: {self.key}" if self.key else self.file
+        super().__init__(f"{where}: {self.expected}")
 
 
 _Section = Section

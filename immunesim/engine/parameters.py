@@ -96,8 +96,9 @@ def build_params(s: Scenario) -> Params:
     a = s.activation
     antigen = np.arange(LUT_SIZE, dtype=np.float64) / (1 << LUT_BITS)
     hill = np.float64(a.hill)
-    sense_naive = antigen**hill / (antigen**hill + np.float64(a.naive_half_saturation) ** hill)
-    sense_mem = antigen**hill / (antigen**hill + np.float64(a.memory_half_saturation) ** hill)
+    with np.errstate(over="ignore"):  # a huge half-saturation: no activation (inf -> 0)
+        sense_naive = antigen**hill / (antigen**hill + np.float64(a.naive_half_saturation) ** hill)
+        sense_mem = antigen**hill / (antigen**hill + np.float64(a.memory_half_saturation) ** hill)
     lut_naive_p = _per_step(a.naive_rate_per_day, dt) * sense_naive
     lut_memory_p = _per_step(a.memory_rate_per_day, dt) * sense_mem
 

@@ -644,3 +644,15 @@ def test_variability_within_the_fields_bounds_validates():
         {"key": "therapy.1.dose_per_kg", "distribution": "uniform", "low": 5e5, "high": 2e6},
     ]  # fmt: skip
     assert len(load_scenario(data).variability) == 2
+
+
+def test_a_newline_typed_in_a_value_stays_on_one_line():
+    # the error line names what was typed, escaped: a user's terminal shows one line
+    err = reject(base(), ['therapy.2.type="\\n"'])
+    assert "\n" not in str(err) and "\\n" in str(err)
+
+
+def test_every_bad_input_error_is_a_value_error():
+    from immunesim.checkpoint import CheckpointError
+
+    assert issubclass(ScenarioError, ValueError) and issubclass(CheckpointError, ScenarioError)
