@@ -36,6 +36,14 @@ EXIT_IO = 74
 EXIT_INTERRUPTED = 130
 
 
+#: Options shared by run and resume.
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+FlushSeconds = Annotated[
+    float,
+    typer.Option(help="Rewrite the outputs at least this often during the run (seconds).", min=0.0),
+]
+
+
 def _fail(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(EXIT_BAD_INPUT)
@@ -56,13 +64,8 @@ def run(
             help="auto | numba | cuda (default: run.backend; auto takes a GPU when there is one)."
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    flush_seconds: Annotated[
-        float,
-        typer.Option(
-            help="Rewrite the outputs at least this often during the run (seconds).", min=0.0
-        ),
-    ] = 30.0,
+    quiet: Quiet = False,
+    flush_seconds: FlushSeconds = 30.0,
     patients: Annotated[
         int | None,
         typer.Option(
@@ -95,9 +98,8 @@ def run(
 
     With --patients N, run a cohort: DIR/patient_NNN/ per patient, DIR/cohort.csv and
     DIR/cohort_summary.json (median and 90% interval of each endpoint)."""
-    from immunesim.backends import BackendError
     from immunesim.engine.geometry import build_zones
-    from immunesim.runner import RunInterrupted, prepare_out
+    from immunesim.runner import prepare_out
     from immunesim.runner import run as run_scenario
     from immunesim.scenario import ScenarioError, check_budget, load_scenario
 
@@ -119,24 +121,41 @@ def run(
         return
 
     bar, progress = _run_progress(s, quiet)
+    result = _supervised(
+        bar,
+        out_dir,
+        lambda: run_scenario(
+            s,
+            seed,
+            backend=backend,
+            out=out_dir,
+            overwrite=True,  # prepared above: empty, or cleared with --overwrite
+            progress=progress,
+            flush_seconds=flush_seconds,
+            checkpoint_every_days=checkpoint_every_days,
+            argv=sys.argv,
+        ),
+    )
+    _print_endpoints(result.endpoints, result.manifest, out_dir)
+
+
+def _supervised(bar, out_dir: Path, call):
+    """``call()`` (a run) with its progress bar shown; what stops it becomes one line and
+    an exit status (2 bad input, 74 a write failed, 128 + a signal)."""
+    from immunesim.backends import BackendError
+    from immunesim.runner import RunInterrupted
+    from immunesim.scenario import ScenarioError
+
     try:
         if bar is not None:
             bar.start()
         try:
-            result = run_scenario(
-                s,
-                seed,
-                backend=backend,
-                out=out_dir,
-                overwrite=True,  # prepared above: empty, or cleared with --overwrite
-                progress=progress,
-                flush_seconds=flush_seconds,
-                checkpoint_every_days=checkpoint_every_days,
-                argv=sys.argv,
-            )
+            return call()
         finally:
             if bar is not None:
                 bar.stop()
+    except ScenarioError as exc:
+        _fail(str(exc))
     except BackendError as exc:
         _fail(f"--backend: {exc}")
     except RunInterrupted as exc:
@@ -146,7 +165,6 @@ def run(
     except KeyboardInterrupt:
         err.print(f"interrupted: partial outputs written to {out_dir} (no checkpoint at this step)")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    _print_endpoints(result.endpoints, result.manifest, out_dir)
 
 
 def _run_progress(s, quiet: bool):
@@ -209,13 +227,8 @@ def resume(
         str | None,
         typer.Option(help="auto | numba | cuda (default: auto; the bits do not depend on it)."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    flush_seconds: Annotated[
-        float,
-        typer.Option(
-            help="Rewrite the outputs at least this often during the run (seconds).", min=0.0
-        ),
-    ] = 30.0,
+    quiet: Quiet = False,
+    flush_seconds: FlushSeconds = 30.0,
     checkpoint_every_days: Annotated[
         float | None,
         typer.Option(help="Write a checkpoint every this many simulated days.", min=0.0),
@@ -223,8 +236,7 @@ def resume(
 ) -> None:
     """Go on with a run that was stopped (a signal, a crash, a killed machine) from its last
     checkpoint; its outputs end as those of the uninterrupted run, bit for bit."""
-    from immunesim.backends import BackendError
-    from immunesim.runner import RunInterrupted, resumable
+    from immunesim.runner import resumable
     from immunesim.runner import resume as resume_run
     from immunesim.scenario import ScenarioError, load_scenario
 
@@ -237,29 +249,18 @@ def resume(
     except (KeyError, ScenarioError):
         s = None  # resume_run says what is wrong with the checkpoint
     bar, progress = _run_progress(s, quiet or s is None)
-    try:
-        if bar is not None:
-            bar.start()
-        try:
-            result = resume_run(
-                run_dir,
-                backend=backend,
-                progress=progress,
-                flush_seconds=flush_seconds,
-                checkpoint_every_days=checkpoint_every_days,
-                argv=sys.argv,
-            )
-        finally:
-            if bar is not None:
-                bar.stop()
-    except ScenarioError as exc:
-        _fail(str(exc))
-    except BackendError as exc:
-        _fail(f"--backend: {exc}")
-    except RunInterrupted as exc:
-        _interrupted(exc)
-    except OSError as exc:
-        _io_failed(exc)
+    result = _supervised(
+        bar,
+        run_dir,
+        lambda: resume_run(
+            run_dir,
+            backend=backend,
+            progress=progress,
+            flush_seconds=flush_seconds,
+            checkpoint_every_days=checkpoint_every_days,
+            argv=sys.argv,
+        ),
+    )
     _print_endpoints(result.endpoints, result.manifest, run_dir)
 
 
