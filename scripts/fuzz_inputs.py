@@ -6,7 +6,8 @@ negative, zero, non-finite, wrong type, lists, tables), random option values, or
 scenario file with random content (a byte-order mark, only a comment, binary, deep
 nesting). A case passes when it ends with exit status 0, or with exit status 2 and one
 ``error:`` line; it fails when it ends in a traceback, runs beyond the work budget, or
-changes an earlier run directory it was not allowed to overwrite. Runs that are accepted
+changes an earlier run directory it was not allowed to overwrite, or a run that finished
+logged fewer therapy events than its scenario scheduled. Runs that are accepted
 are run only when small (at most ``--max-work`` site-steps): the others are accepted by
 validation within the budget, which is what the budget promises.
 
@@ -34,6 +35,9 @@ from typing import Any
 from pydantic import BaseModel
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: A case that takes longer than this ran away (the base scenario runs in about a second).
+RUNAWAY_SECONDS = 120.0
 
 BASE_TOML = """\
 name = "fuzz"
@@ -132,7 +136,7 @@ def _snapshot(d: Path) -> dict[str, bytes]:
 
 def judge(case: dict[str, Any], max_work: float) -> str:
     """How one case ended: ``ok``, ``bad input``, or a failure (``traceback``, ``runaway``,
-    ``damaged earlier run``, ``not one line``)."""
+    ``damaged earlier run``, ``not one line``, ``ignored therapy``)."""
     from immunesim import cli
     from immunesim.scenario import ScenarioError, load_scenario
 
@@ -149,6 +153,7 @@ def judge(case: dict[str, Any], max_work: float) -> str:
         except (ScenarioError, ValueError):
             pass
     before = _snapshot(case["guarded"]) if case["guarded"] else None
+    started = time.perf_counter()
     err = io.StringIO()
     code: int | str = 0
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -165,14 +170,34 @@ def judge(case: dict[str, Any], max_work: float) -> str:
     text = err.getvalue()
     if code == "traceback" or "Traceback" in text:
         return "traceback"
+    if time.perf_counter() - started > RUNAWAY_SECONDS:
+        return "runaway"
     if before is not None and "--overwrite" not in argv and _snapshot(case["guarded"]) != before:
         return "damaged earlier run"
     if code == 0:
+        if argv[0] == "run" and "--patients" not in argv and _therapy_ignored(argv):
+            return "ignored therapy"
         return "ok"
     if code == 2:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         return "bad input" if lines and lines[0].startswith("error:") else "not one line"
     return f"exit {code}"
+
+
+def _therapy_ignored(argv: list[str]) -> bool:
+    """Whether a finished run logged fewer events than its therapies scheduled."""
+    from immunesim.engine.therapies import EFFECTS
+    from immunesim.scenario import load_scenario
+
+    out = Path(argv[argv.index("--out") + 1])
+    manifest = json.loads((out / "manifest.json").read_text())
+    events = json.loads((out / "events.json").read_text())["events"]
+    s = load_scenario(manifest["scenario"])
+    for t in s.therapy:
+        planned = len(EFFECTS[t.type].event_days(t))
+        if planned and sum(e["kind"] == t.type for e in events) < planned:
+            return True
+    return False
 
 
 def _drop_run_options(argv: list[str]) -> list[str]:
