@@ -189,7 +189,10 @@ def prepare_out(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Pat
         raise ScenarioError(where, "", "a directory name (got an empty one)")
     if out.exists() and not out.is_dir():
         raise ScenarioError(where, "", "a directory, and this is a file")
-    entries = sorted(out.iterdir()) if out.is_dir() else []
+    try:
+        entries = sorted(out.iterdir()) if out.is_dir() else []
+    except OSError as exc:
+        raise ScenarioError(where, "", f"a readable directory ({exc.strerror or exc})") from None
     if entries:
         if not overwrite:
             raise ScenarioError(
