@@ -106,7 +106,8 @@ def run(
     try:
         s = load_scenario(scenario, set_ or [])
         check_budget(s, force, str(scenario))
-        build_zones(s, s.run.seed)  # reads and checks a zone map file
+        if s.lattice.zones.layout == "file":
+            build_zones(s, s.run.seed)  # reads and checks the zone map
     except ScenarioError as exc:
         _fail(str(exc))
     if seed is not None and not 0 <= seed < 2**63:
@@ -361,7 +362,8 @@ def validate(
         try:
             s = load_scenario(f, set_ or [])
             check_budget(s, force, str(f))
-            build_zones(s, s.run.seed)  # reads and checks a zone map file
+            if s.lattice.zones.layout == "file":
+                build_zones(s, s.run.seed)  # reads and checks the zone map
         except ScenarioError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             bad += 1

@@ -759,7 +759,7 @@ class Scenario(_Section):
                 )
             if isinstance(t, CarT):
                 sites = self.lattice.size**2
-                agents = t.dose_per_kg * self.scale.weight_kg * sites / self.scale.body_cells
+                agents = self.car_t_agents(t)
                 if agents > sites:
                     raise _KeyedError(
                         f"therapy.{i}.dose_per_kg",
@@ -793,6 +793,11 @@ class Scenario(_Section):
                     f"at most {1 / per_step:g} per day (a fraction per step of at most 1 at "
                     f"dt_hours = {self.time.dt_hours:g}); got {getattr(m, key):g}",
                 )
+
+    def car_t_agents(self, t: CarT) -> float:
+        """CAR-T agents an infusion puts on this lattice (before rounding): the dose per
+        kg through the patient's weight and the cells the lattice stands for."""
+        return t.dose_per_kg * self.scale.weight_kg * self.lattice.size**2 / self.scale.body_cells
 
     def work(self) -> float:
         """Site-steps of a run (lattice sites x steps): what :data:`WORK_BUDGET` bounds."""

@@ -56,8 +56,7 @@ class CarT(TherapyEffect):
         return [t.day]
 
     def on_event(self, t, s, patient, step):
-        sites = s.lattice.size**2
-        count = int(round(t.dose_per_kg * s.scale.weight_kg * sites / s.scale.body_cells))
+        count = int(round(s.car_t_agents(t)))
         return {"cells": patient.infuse(step, count, marker_mask(t.targets))}
 
     def label(self, t):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import SMALL_SCENARIO_TOML
@@ -314,3 +315,16 @@ def test_validate_refuses_a_run_beyond_the_budget_unless_forced(cli, repo):
     _expect_bad_input(proc, path, "time", ("budget", "--force"))
     forced = cli("validate", path, "--set", "time.follow_up_days=1e8", "--force")
     assert forced.returncode == 0, forced.stderr
+
+
+def test_validate_reads_the_zone_map_a_scenario_names(cli, tmp_path):
+    # a missing or malformed zone map is found by validate, not later by run
+    path = tmp_path / "zones.toml"
+    path.write_text('[lattice]\nsize = 32\n[lattice.zones]\nlayout = "file"\nfile = "map.npy"\n')
+    missing = cli("validate", path)
+    assert missing.returncode == 2 and "lattice.zones.file" in missing.stderr
+    np.save(tmp_path / "map.npy", np.full((16, 16), 1, np.uint8))  # the wrong shape
+    wrong = cli("validate", path)
+    assert wrong.returncode == 2 and "shape (32, 32)" in wrong.stderr
+    np.save(tmp_path / "map.npy", np.full((32, 32), 1, np.uint8))
+    assert cli("validate", path).returncode == 0
