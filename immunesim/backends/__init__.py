@@ -1,14 +1,7 @@
-"""Execution backends and their registry.
-
-A backend is a module that maps the scalar rules of :mod:`immunesim.kernels` over cells and
-sites: ``deplete``, ``produce``, ``move``, ``kill``, ``activate``, ``divide``, ``molecules``,
-``death``, ``count_cells``; and on the host side ``xp`` (the array module of its state),
-``prepare`` (state and parameters as its kernels take them), ``to_host``, ``synchronize``,
-``is_available``, ``auto_eligible`` and ``describe``.
-
-``auto`` takes the first backend of :data:`BACKENDS` that is eligible: ``cuda`` on a machine
-with a real GPU (never numba's CUDA simulator, which must be asked for by name), else
-``numba``.
+"""Execution backends and their registry: each backend module supplies the primitives of
+:class:`immunesim.engine.contract.Backend`. ``auto`` takes the first eligible backend of
+:data:`BACKENDS`: ``cuda`` on a machine with a real GPU (never numba's CUDA simulator, which
+must be asked for by name), else ``numba``.
 """
 
 from __future__ import annotations

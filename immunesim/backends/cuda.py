@@ -1,4 +1,4 @@
-"""The CUDA backend: the primitives of :mod:`immunesim.backends.contract` as numba-cuda
+"""The CUDA backend: the primitives of :mod:`immunesim.engine.contract` as numba-cuda
 kernels on CuPy arrays.
 
 A kernel is made once per phase body (numba compiles the ``@njit`` body and every rule it
@@ -184,10 +184,7 @@ _kernels: dict[tuple[Any, ...], Any] = {}
 def _made(factory, *bodies):
     """The kernel ``factory`` makes around ``bodies``, made once per process."""
     key = (factory, *bodies)
-    kernel = _kernels.get(key)
-    if kernel is None:
-        kernel = _kernels[key] = factory(*bodies)
-    return kernel
+    return _kernels[key] if key in _kernels else _kernels.setdefault(key, factory(*bodies))
 
 
 @cuda.jit(device=True)

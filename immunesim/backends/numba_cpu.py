@@ -1,4 +1,4 @@
-"""The numba CPU backend: the primitives of :mod:`immunesim.backends.contract` as numba
+"""The numba CPU backend: the primitives of :mod:`immunesim.engine.contract` as numba
 kernels.
 
 Maps run in ``prange`` loops over chunks of cells or rows of sites; a body writes only its

@@ -1,7 +1,7 @@
 """The phases of a step, written once over a backend's primitives.
 
 Each phase maps the bodies of :mod:`immunesim.kernels` over cells or sites with the
-primitives of :mod:`immunesim.backends.contract` and books what they tally (births, deaths
+primitives of :mod:`immunesim.engine.contract` and books what they tally (births, deaths
 and conversions in the ledger, kills): the same code drives the CPU and the GPU, so a phase
 has one definition whatever runs it.
 
@@ -29,7 +29,7 @@ class Phases:
     """The step's phases on one backend.
 
     Args:
-        backend: a module satisfying :class:`~immunesim.backends.contract.Backend`.
+        backend: a module satisfying :class:`~immunesim.engine.contract.Backend`.
     """
 
     def __init__(self, backend: ModuleType):

@@ -4,7 +4,7 @@ calling convention of the phase bodies.
 The rules come in two tiers. *Scalar rules* decide from a few numbers (a kind, a state, a
 53-bit draw) and are shared with the Mesa reference. *Phase bodies* apply them to one item
 of the state and write the consequences; a backend maps a body over items (see
-:mod:`immunesim.backends.contract`). Every body has the signature
+:mod:`immunesim.engine.contract`). Every body has the signature
 
 ``body(i, t, cells, sites, p) -> (bin, value)``
 

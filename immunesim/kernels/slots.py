@@ -83,7 +83,7 @@ def newborn(code, seed, step, site, spec_cum, n_other_spec):
 
 # --------------------------------------------------------------------------- phase bodies
 # Bodies of ordered appends: ``place(i, j, t, c, s, p)`` puts the ``j``-th winner's cell in
-# its slot (see :mod:`immunesim.backends.contract`).
+# its slot (see :mod:`immunesim.engine.contract`).
 
 
 @nb.njit(inline="always", cache=True)
