@@ -371,7 +371,8 @@ def validate(
         out.print(
             f"ok  {escape(str(f))}  ({s.name}: {s.lattice.size}x{s.lattice.size} sites, "
             f"{s.time.run_in_days:g} d run-in + {s.time.follow_up_days:g} d, "
-            f"{len(s.therapy)} therapy entries, {s.total_steps} steps)"
+            f"{len(s.therapy)} therapy entries, {s.total_steps} steps)",
+            soft_wrap=True,  # one line a file, whatever the terminal's width
         )
     if bad:
         raise typer.Exit(EXIT_BAD_INPUT)
