@@ -63,7 +63,8 @@ def _numba_threads() -> int:
 def _scenario(size: int, run_in_days: float):
     return load_scenario(
         {
-            "lattice": {"size": size},
+            # whole anatomical units of 100 sites where the size allows, else one unit
+            "lattice": {"size": size, "zones": {"unit_um": size * 10.0 if size % 100 else 1000.0}},
             "time": {"run_in_days": run_in_days, "follow_up_days": 30.0},
             "therapy": [{"type": "standard_of_care", "activation_factor": 0.7}],
         }

@@ -32,7 +32,7 @@ from immunesim.model.cells import (
     kinds_of_lineage,
 )
 from immunesim.model.layers import LAYERS
-from immunesim.model.params import MOL_SCALE
+from immunesim.model.params import MOL_SCALE, ZONE_CODE
 
 if TYPE_CHECKING:  # pragma: no cover
     from immunesim.engine import Simulation
@@ -56,8 +56,10 @@ def metrics_row(sim: Simulation) -> dict[str, Any]:
     row["car_t_memory"] = int(by_class[CAR_T_MEMORY_CLASS])
     for k in kinds_of_lineage("B"):
         row[f"{KIND_NAMES[k]}_self"] = int(counts[k, 0].sum())
-    b = int(sum(by_class[k] for k in kinds_bearing("CD19")))
+    cd19 = kinds_bearing("CD19")
+    b = int(sum(by_class[k] for k in cd19))
     row["b_cells"] = b
+    row["lymph_node_b_cells"] = int(sum(counts[k, :, ZONE_CODE["lymphoid"]].sum() for k in cd19))
     L = s.lattice.size
     per_ul = s.scale.body_cells / (L * L) * s.scale.blood_fraction / s.scale.blood_volume_ul
     row["b_cells_per_ul"] = b * per_ul
@@ -75,6 +77,8 @@ def metrics_row(sim: Simulation) -> dict[str, Any]:
         elif layer.metric == "site":
             for name in members:
                 row[name] = totals[layers.index(name)] / MOL_SCALE / n_sites
+            if layer.name == "antibody":  # every specificity: the IgG a clinic measures
+                row["total_igg"] = sum(row[name] for name in members)
             for name in members:
                 if name in METRIC_ALIASES:
                     row[METRIC_ALIASES[name]] = row[name]
@@ -174,8 +178,10 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
         out["car_t_infused_agents"] = int(infused_car_t)
         out["car_t_peak_day"] = float(after.loc[peak_idx, "day"])
         out["car_t_fold_expansion"] = float(after.loc[peak_idx, "car_t"] / infused_car_t)
-        alive = after[after["car_t"] > e.car_t_persistence_fraction * infused_car_t]
-        out["car_t_last_detected_day"] = float(alive["day"].iloc[-1]) if len(alive) else None
+        seen = after[after["car_t_per_ul"] >= e.car_t_detection_per_ul]  # blood, detection limit
+        out["car_t_last_detected_day"] = float(seen["day"].iloc[-1]) if len(seen) else None
+        lod = e.car_t_detection_per_ul
+        out["car_t_detected_at_end"] = bool(after["car_t_per_ul"].iloc[-1] >= lod)
         out["car_t_persisting_at_end"] = bool(after["car_t"].iloc[-1] > 0)
 
     ads0 = base["anti_dsdna"]
@@ -217,20 +223,10 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
     cyto0 = base["cytokine"]
     window = after[after["day"] <= 28.0]
     peak = float(window["cytokine"].max()) if len(window) else None
-    ratio = _ratio(peak, cyto0) if cyto0 else None
-    out["crs_proxy_peak_cytokine_relative"] = ratio
-    out["crs_proxy_grade"] = _crs_grade(ratio)
+    out["crs_proxy_peak_cytokine_relative"] = _ratio(peak, cyto0) if cyto0 else None
+    rise = None if peak is None else max(0.0, peak - cyto0)
+    out["crs_proxy_cytokine_rise"] = rise
+    out["crs_proxy_grade"] = (
+        None if rise is None else int(sum(rise >= g for g in e.crs_grade_cytokine))
+    )
     return out
-
-
-def _crs_grade(ratio: float | None) -> int | None:
-    """Grade of the CRS proxy: peak cytokine relative to baseline in days 0-28."""
-    if ratio is None:
-        return None
-    if ratio < 2.0:
-        return 0
-    if ratio < 10.0:
-        return 1
-    if ratio < 30.0:
-        return 2
-    return 3

@@ -33,7 +33,22 @@ from immunesim.model.cells import KINDS, MARKER_NAMES, marker_mask
 from immunesim.model.layers import LAYERS
 from immunesim.sections import Fraction, NonNeg, Pos, Section, TherapyEntry
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Side of a lattice site (micrometres): one lymphocyte, and a site holds at most one cell.
+#: Lengths in a scenario (zone geometry, diffusion) are physical and turned into sites with it.
+SITE_UM = 10.0
+
+#: What a scenario of an older schema must change (shown when one is read).
+SCHEMA_CHANGES = {
+    1: "schema 2 measures space and time physically: set schema_version = 2; "
+    "molecules.diffusion (a fraction per step) became molecules.diffusion_um2_per_day "
+    "(diffusion x 24 / dt_hours x 100); lattice.zones.unit_um sets the width of one "
+    "anatomical unit of bands (a larger lattice holds more units, it does not stretch them); "
+    "move and kill rates are now mean events per day at any time step (schema 1 realised "
+    "24/day as 15.2/day at dt_hours = 1); endpoints.car_t_persistence_fraction became "
+    "endpoints.car_t_detection_per_ul (a detection limit in blood)",
+}
 
 #: Largest molecule amount per site a scenario may give (user units): amounts are integers of
 #: 2**-20 units, and the fixed-point reactions stay exact below 2**23 units per site.
@@ -104,6 +119,20 @@ class Zones(_Section):
     niche_fraction: Fraction = Field(
         0.12, description="Fraction of marrow sites that are long-lived plasma cell niches."
     )
+    unit_um: float = Field(
+        1000.0,
+        ge=3 * SITE_UM,
+        le=1.0e6,
+        description="'bands': width of one anatomical unit (micrometres; a site is 10 um). "
+        "Bands of the fractions above fill one unit, and the unit repeats across the lattice: "
+        "a larger lattice holds more tissue, not wider bands. lattice.size must be a whole "
+        "number of units.",
+    )
+
+    @property
+    def unit_sites(self) -> int:
+        """Sites across one anatomical unit (``unit_um`` / 10 um, rounded)."""
+        return int(round(self.unit_um / SITE_UM))
 
     @model_validator(mode="after")
     def _check(self) -> Zones:
@@ -124,11 +153,27 @@ class Lattice(_Section):
     size: int = Field(200, ge=8, le=100_000, description="Sites per side.")
     zones: Zones = Field(default_factory=Zones)
 
+    @model_validator(mode="after")
+    def _whole_units(self) -> Lattice:
+        unit = self.zones.unit_sites
+        if self.zones.layout == "bands" and self.size % unit != 0:
+            lo = max(unit, self.size // unit * unit)
+            raise _KeyedError(
+                "lattice.size",
+                f"a whole number of anatomical units of {unit} sites (lattice.zones.unit_um "
+                f"{self.zones.unit_um:g} um / {SITE_UM:g} um a site), such as {lo} or "
+                f"{lo + unit}; got {self.size} (or set lattice.zones.unit_um to "
+                f"{self.size * SITE_UM:g} for a lattice of one unit)",
+            )
+        return self
+
 
 class Time(_Section):
     """Time step and the length of the run."""
 
-    dt_hours: float = Field(1.0, gt=0.0, le=24.0, description="Length of one step (hours).")
+    dt_hours: float = Field(
+        1.0, ge=0.001, le=24.0, description="Length of one step (hours; 3.6 s to a day)."
+    )
     run_in_days: float = Field(240.0, ge=0.0, description="Untreated run-in before day 0 (days).")
     follow_up_days: float = Field(540.0, gt=0.0, description="Days simulated after day 0.")
     sample_every_hours: float = Field(
@@ -171,7 +216,7 @@ class CellKindParams(_Section):
 
     lifespan_days: Pos = Field(description="Mean lifespan (days); death rate is 1/lifespan.")
     move_rate_per_day: NonNeg = Field(
-        description="Rate of attempted moves to a neighbour site (per day)."
+        description="Rate of attempted moves to a neighbour site (mean attempts per day)."
     )
     home: Literal["marrow", "lymphoid", "tissue", "none"] = Field(
         description="Zone the cell homes to ('none': unbiased random walk)."
@@ -324,12 +369,13 @@ class Molecules(_Section):
     cytokine_per_damage: NonNeg = Field(
         0.005, description="Cytokine released per unit of damage per day."
     )
-    diffusion: float = Field(
-        0.1,
+    diffusion_um2_per_day: float = Field(
+        240.0,
         ge=0.0,
-        description="Fraction of a site's molecules that moves to each of its 4 "
-        "neighbours per step (must be at most 0.25).",
-        le=0.25,
+        le=1.0e7,
+        description="Diffusion coefficient of the diffusing layers in tissue (square "
+        "micrometres per day; an effective value on the 10 um lattice, whose well-mixed "
+        "circulation carries molecules over long distances).",
     )
     circulation_per_day: NonNeg = Field(
         2.0,
@@ -375,7 +421,9 @@ class CarT(_Therapy):
         default_factory=lambda: ["CD19"], min_length=1, description="Target markers."
     )
     kill_rate_per_day: NonNeg = Field(
-        24.0, description="Rate at which a CAR-T cell kills one target neighbour (per day)."
+        15.2,
+        description="Rate at which a CAR-T cell kills one target neighbour (mean kills per "
+        "day when targets are at hand).",
     )
     division_rate_per_day: NonNeg = Field(
         1.6, description="Division rate of a recently stimulated CAR-T cell (per day)."
@@ -384,13 +432,30 @@ class CarT(_Therapy):
         1.5, description="How long a kill keeps a CAR-T cell stimulated (days)."
     )
     memory_fraction: Fraction = Field(
-        0.01, description="Fraction of CAR-T daughters that join the persistent memory pool."
+        0.03,
+        description="Fraction of CAR-T daughters that join the persistent memory pool "
+        "(fitted with anti_car_onset_days to the B-cell return day; oncology: 0.008).",
     )
     memory_lifespan_days: Pos = Field(
         313.0, description="Mean lifespan of memory CAR-T cells (days; half-life 217 d)."
     )
     memory_kill_factor: Fraction = Field(
         0.6, description="Kill rate of memory CAR-T cells relative to effectors."
+    )
+    anti_car_onset_days: NonNeg = Field(
+        60.0,
+        description="Days after the first CAR-T infusion at which host immunity against the "
+        "CAR (T cells and antibodies against its foreign parts) begins to clear CAR-T cells.",
+    )
+    anti_car_rise_days: Pos = Field(
+        30.0,
+        description="Time constant (days) with which that immunity rises to its full "
+        "clearance rate after its onset.",
+    )
+    anti_car_kill_rate_per_day: NonNeg = Field(
+        0.1,
+        description="Full clearance rate of CAR-T cells by host immunity against the CAR "
+        "(per day; 0: none). It lasts: CAR-T cells infused again later are cleared at it.",
     )
     max_generations: int = Field(
         18,
@@ -578,9 +643,27 @@ class Endpoints(_Section):
         description="Disease score at or below which a patient is in remission "
         "(SLEDAI-like scale, baseline disease near 16).",
     )
-    car_t_persistence_fraction: Fraction = Field(
-        0.0, description="CAR-T persist while their count is above this fraction of the dose."
+    car_t_detection_per_ul: Pos = Field(
+        1.0,
+        description="Detection limit of CAR-T cells in blood (cells per microlitre; flow "
+        "cytometry): CAR-T count as detected while car_t_per_ul is at least this.",
     )
+    crs_grade_cytokine: list[NonNeg] = Field(
+        default_factory=lambda: [0.5, 3.0, 10.0],
+        min_length=3,
+        max_length=3,
+        description="Rise of the cytokine level over its baseline (units per tissue site, "
+        "peak of days 0-28) at which the CRS proxy reaches grades 1, 2 and 3: an absolute "
+        "scale, so the same CAR-T burst gets the same grade whatever the disease's own "
+        "cytokine.",
+    )
+
+    @model_validator(mode="after")
+    def _ascending(self) -> Endpoints:
+        g = self.crs_grade_cytokine
+        if not g[0] <= g[1] <= g[2]:
+            raise _KeyedError("endpoints.crs_grade_cytokine", f"ascending values (got {g})")
+        return self
 
 
 class Output(_Section):
@@ -677,7 +760,8 @@ class Scenario(_Section):
     @classmethod
     def _version(cls, v: int) -> int:
         if v != SCHEMA_VERSION:
-            raise ValueError(f"this immunesim reads schema_version {SCHEMA_VERSION}, not {v}")
+            hint = f" ({SCHEMA_CHANGES[v]})" if v in SCHEMA_CHANGES else ""
+            raise ValueError(f"this immunesim reads schema_version {SCHEMA_VERSION}, not {v}{hint}")
         return v
 
     @model_validator(mode="after")
@@ -767,13 +851,14 @@ class Scenario(_Section):
                         f"{agents:.3g} CAR-T agents for {sites} sites",
                     )
                 if agents < MIN_CAR_T_AGENTS - 0.5:  # the infusion rounds to whole agents
-                    need = math.ceil(
-                        math.sqrt(
-                            (MIN_CAR_T_AGENTS - 0.5)
-                            * self.scale.body_cells
-                            / max(t.dose_per_kg * self.scale.weight_kg, 1e-300)
-                        )
+                    need = math.sqrt(
+                        (MIN_CAR_T_AGENTS - 0.5)
+                        * self.scale.body_cells
+                        / max(t.dose_per_kg * self.scale.weight_kg, 1e-300)
                     )
+                    z = self.lattice.zones
+                    unit = z.unit_sites if z.layout == "bands" else 1
+                    need = math.ceil(need / unit) * unit  # whole anatomical units
                     raise _KeyedError(
                         f"therapy.{i}.dose_per_kg",
                         f"a dose that puts at least {MIN_CAR_T_AGENTS} CAR-T agent on this "

@@ -43,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = ap.parse_args(argv)
     for path in a.scenarios:
-        fp = fingerprint(path, [f"lattice.size={a.size}"], a.seed, a.backend)
+        fp = fingerprint(
+            path,
+            [f"lattice.size={a.size}", f"lattice.zones.unit_um={a.size * 10}"],
+            a.seed,
+            a.backend,
+        )
         print(f"{path.name} L={a.size} seed={a.seed}: {fp}", flush=True)
     if a.full:
         path = REPO / "scenarios" / "sle_cd19_cart.toml"

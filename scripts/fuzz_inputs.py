@@ -43,6 +43,8 @@ BASE_TOML = """\
 name = "fuzz"
 [lattice]
 size = 24
+[lattice.zones]
+unit_um = 240
 [time]
 dt_hours = 6
 run_in_days = 4

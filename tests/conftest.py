@@ -27,6 +27,9 @@ name = "small"
 [lattice]
 size = 32
 
+[lattice.zones]
+unit_um = 320
+
 [time]
 run_in_days = 5
 follow_up_days = 5
@@ -64,7 +67,7 @@ def small_cart(
     ]
     return {
         "name": "small_cart",
-        "lattice": {"size": size},
+        "lattice": {"size": size, "zones": {"unit_um": size * 10.0}},
         "time": {"run_in_days": run_in, "follow_up_days": follow_up},
         "therapy": [t for t in therapy if max(t.get("days", [t.get("day", 0)])) <= follow_up],
     }

@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
             overwrite=True,
             overrides=[
                 f"lattice.size={args.size}",
+                # a size that is not whole 1-mm units shows one scaled-down unit
+                *([f"lattice.zones.unit_um={args.size * 10}"] if args.size % 100 else []),
                 f"time.follow_up_days={args.last_day:g}",
                 "output.snapshot_every_hours=24",
                 "output.snapshot_from_day=-30",

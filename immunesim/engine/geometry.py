@@ -68,8 +68,9 @@ def build_zones(s: Scenario, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Zone map ``uint8[L, L]`` and niche flags ``uint8[L, L]`` of a scenario."""
     L = s.lattice.size
     z = s.lattice.zones
-    if z.layout == "bands":
-        xs = (np.arange(L) + 0.5) / L
+    if z.layout == "bands":  # one anatomical unit of bands, repeated across the lattice
+        unit = z.unit_sites
+        xs = (np.arange(L) % unit + 0.5) / unit
         col = np.where(xs < z.marrow, 0, np.where(xs < z.marrow + z.lymphoid, 1, 2))
         zone = np.broadcast_to(col.astype(np.uint8), (L, L)).copy()
     else:

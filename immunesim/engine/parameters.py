@@ -4,6 +4,8 @@ become internal integer units per step, fractions become fixed-point integers.""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from immunesim.model.cells import KIND_NAMES, MARKERS, specificity_names
@@ -44,13 +46,41 @@ from immunesim.model.params import (
     ZONE_CODE,
     KernelParams,
     Params,
+    Substeps,
     fixed,
 )
 from immunesim.rng import rate_threshold, threshold
-from immunesim.scenario import Scenario
+from immunesim.scenario import SITE_UM, Scenario
 
 #: Lifespan of memory CAR-T cells when a scenario has no CAR-T product (days).
 _DEFAULT_MEMORY_LIFESPAN = 313.0
+
+
+def substeps(rates_per_day, dt_hours: float) -> int:
+    """Sub-steps a step needs so that no process with one of these rates has more than one
+    event in expectation per sub-step (events that repeat: moves, kills)."""
+    most = max((float(r) for r in rates_per_day), default=0.0) * dt_hours / 24.0
+    return max(1, math.ceil(most - 1e-12))
+
+
+def per_substep(rate_per_day: float, dt_hours: float, n: int) -> int:
+    """Threshold of a repeating event of a rate per day in one of ``n`` sub-steps of a
+    step: probability ``rate * dt / n`` (at most 1), so the mean number of events per day
+    is the rate, whatever the time step."""
+    return threshold(min(1.0, rate_per_day * dt_hours / 24.0 / n))
+
+
+#: Largest fraction of a site's molecules sent to each neighbour in one diffusion sub-step
+#: (the explicit scheme is stable up to 0.25; below 0.2 it is also smooth).
+MAX_DIFFUSION_FRACTION = 0.2
+
+
+def diffusion_per_substep(s: Scenario) -> tuple[float, int]:
+    """``(fraction, substeps)``: the fraction each site sends to each von Neumann neighbour
+    per sub-step (``D dt / h**2`` over the sub-steps), and how many sub-steps a step takes."""
+    f = s.molecules.diffusion_um2_per_day * s.time.dt_hours / 24.0 / SITE_UM**2
+    n = max(1, math.ceil(f / MAX_DIFFUSION_FRACTION - 1e-12))
+    return f / n, n
 
 
 def _per_step(rate_per_day: float, dt_hours: float) -> float:
@@ -76,7 +106,8 @@ def build_params(s: Scenario) -> Params:
     layers = Layers(specificity_names(vacc))
 
     kinds = [getattr(s.cells, name) for name in KIND_NAMES]
-    thr_move = np.array([rate_threshold(k.move_rate_per_day, dt) for k in kinds], np.uint64)
+    n_move = substeps([k.move_rate_per_day for k in kinds], dt)
+    thr_move = np.array([per_substep(k.move_rate_per_day, dt, n_move) for k in kinds], np.uint64)
     thr_homing = np.array([threshold(k.homing) for k in kinds], np.uint64)
     thr_stay = np.array([threshold(k.stay) for k in kinds], np.uint64)
     thr_divide = np.array([rate_threshold(k.division_rate_per_day, dt) for k in kinds], np.uint64)
@@ -137,12 +168,13 @@ def build_params(s: Scenario) -> Params:
     ip[IP_THR_MEMORY_FATE] = threshold(a.memory_fraction)
     ip[IP_THR_LLPC] = rate_threshold(a.llpc_rate_per_day, dt)
     ip[IP_THR_PRODUCE] = rate_threshold(s.production.naive_b_per_site_per_day, dt)
+    n_kill = substeps([car.kill_rate_per_day] if car is not None else [], dt)
     if car is not None:
-        ip[IP_THR_CAR_KILL] = rate_threshold(car.kill_rate_per_day, dt)
+        ip[IP_THR_CAR_KILL] = per_substep(car.kill_rate_per_day, dt, n_kill)
         ip[IP_THR_CAR_DIVIDE] = rate_threshold(car.division_rate_per_day, dt)
         ip[IP_THR_CAR_MEMORY] = threshold(car.memory_fraction)
-        ip[IP_THR_CAR_KILL_MEMORY] = rate_threshold(
-            car.kill_rate_per_day * car.memory_kill_factor, dt
+        ip[IP_THR_CAR_KILL_MEMORY] = per_substep(
+            car.kill_rate_per_day * car.memory_kill_factor, dt, n_kill
         )
         ip[IP_CAR_MAX_GENERATIONS] = car.max_generations
 
@@ -154,7 +186,8 @@ def build_params(s: Scenario) -> Params:
     fx[FX_DAMAGE_PER_IC] = fixed(_per_step_linear(m.damage_per_complex, dt))
     fx[FX_AG_PER_DAMAGE] = fixed(_per_step_linear(m.autoantigen_release_per_damage, dt))
     fx[FX_CYTO_PER_DAMAGE] = fixed(_per_step_linear(m.cytokine_per_damage, dt))
-    fx[FX_DIFFUSION] = fixed(m.diffusion)
+    diffusion, n_diffuse = diffusion_per_substep(s)
+    fx[FX_DIFFUSION] = fixed(diffusion)
 
     p = Params(
         k=None,  # type: ignore[arg-type]  # set below, with the tables unscaled
@@ -163,6 +196,7 @@ def build_params(s: Scenario) -> Params:
         layers=layers,
         dt_hours=dt,
         diffusion=int(fx[FX_DIFFUSION]),
+        substeps=Substeps(move=n_move, kill=n_kill, diffuse=n_diffuse),
     )
     naive, memory = p.activation_luts(1.0)
     p.k = KernelParams(
@@ -200,4 +234,4 @@ def t_helper_threshold(s: Scenario, n_lymphoid_sites: int, count: int) -> int:
     return rate_threshold(pr.t_helper_per_site_per_day * drive, s.time.dt_hours)
 
 
-__all__ = ["build_params", "t_helper_threshold"]
+__all__ = ["build_params", "diffusion_per_substep", "per_substep", "substeps", "t_helper_threshold"]

@@ -84,11 +84,14 @@ class Phases:
 
     # ------------------------------------------------------------------ movement
     def move(self, st: State, p: Params, seed: int, step: int) -> None:
-        """Random walk with homing; one cell per site."""
-        t = Tick(seed, step, st.L)
-        self._propose_resolve(move.propose_move, st, p, t)
-        self.b.for_cells(move.apply_move, st.n, t, st.cells, st.sites, p.k)
-        self._release(st, p, t)
+        """Random walk with homing; one cell per site. Runs ``p.substeps.move`` sub-steps,
+        sub-step ``j`` of step ``step`` drawing with tick ``step * substeps + j``."""
+        n = p.substeps.move
+        for sub in range(n):
+            t = Tick(seed, step * n + sub, st.L)
+            self._propose_resolve(move.propose_move, st, p, t)
+            self.b.for_cells(move.apply_move, st.n, t, st.cells, st.sites, p.k)
+            self._release(st, p, t)
 
     def _propose_resolve(self, propose, st: State, p: Params, t) -> None:
         self.b.for_cells(propose, st.n, t, st.cells, st.sites, p.k)
@@ -101,11 +104,17 @@ class Phases:
     def kill(self, st: State, p: Params, seed: int, step: int):
         """CAR-T cells kill marker-bearing neighbours; each victim dies once, and the
         attacker with the lowest key is credited (stimulated). Returns the number of kills
-        (a device scalar on a GPU)."""
-        t = Tick(seed, step, st.L)
-        self._propose_resolve(contact.propose_kill, st, p, t)
-        kills = self.b.for_cells(contact.apply_kill, st.n, t, st.cells, st.sites, p.k)[0]
-        self._release(st, p, t)
+        (a device scalar on a GPU). Runs ``p.substeps.kill`` sub-steps, drawing with ticks
+        as :meth:`move` does."""
+        n = p.substeps.kill
+        kills = 0
+        for sub in range(n):
+            t = Tick(seed, step * n + sub, st.L)
+            self._propose_resolve(contact.propose_kill, st, p, t)
+            kills = (
+                kills + self.b.for_cells(contact.apply_kill, st.n, t, st.cells, st.sites, p.k)[0]
+            )
+            self._release(st, p, t)
         return kills
 
     def activate(self, st: State, p: Params, seed: int, step: int) -> None:
@@ -141,9 +150,11 @@ class Phases:
         b, n_layers, n_sites = self.b, st.mol.shape[0], st.L * st.L
         b.for_cells(lifecycle.secrete, st.n, Tick(0, 0, st.L), st.cells, st.sites, p.k)
         none = b.xp.zeros(n_layers, np.int64)
-        t = Transport(st.L, p.diffusion, st.mol_next, none, none)
-        pool = b.for_sites(molecules.diffuse, n_layers, t, st.cells, st.sites, p.k, n_layers)
-        st.swap_mol()
+        n = p.substeps.diffuse
+        for sub in range(n):
+            t = Transport(st.L, p.diffusion, st.mol_next, none, none, int(sub == n - 1))
+            pool = b.for_sites(molecules.diffuse, n_layers, t, st.cells, st.sites, p.k, n_layers)
+            st.swap_mol()
         share = pool // n_sites
         t = t._replace(share=share, rest=pool - share * n_sites)
         b.for_sites(molecules.exchange, 1, t, st.cells, st.sites, p.k)

@@ -301,7 +301,7 @@ def warm_up(backend: str = "auto") -> float:
     t0 = time.perf_counter()
     s = load_scenario(
         {
-            "lattice": {"size": 64},
+            "lattice": {"size": 64, "zones": {"unit_um": 640.0}},
             "time": {"run_in_days": 1.0, "follow_up_days": 1.0},
             "therapy": [
                 {"type": "lymphodepletion", "days": [-0.5]},

@@ -59,6 +59,20 @@ class CarT(TherapyEffect):
         count = int(round(s.car_t_agents(t)))
         return {"cells": patient.infuse(step, count, marker_mask(t.targets))}
 
+    def each_step(self, t, s, patient, step, day):
+        """Host immunity against the CAR (once per scenario, from its first CAR-T entry):
+        from ``anti_car_onset_days`` after the first infusion, every cell bearing the CAR
+        dies at ``anti_car_kill_rate_per_day * (1 - exp(-(days since onset) / rise))``."""
+        first = next(e for e in s.therapy if e.type == "car_t")
+        if t is not first or t.anti_car_kill_rate_per_day <= 0:
+            return
+        since = day - min(e.day for e in s.therapy if e.type == "car_t") - t.anti_car_onset_days
+        if since <= 0:
+            return
+        rate = t.anti_car_kill_rate_per_day * -np.expm1(-since / t.anti_car_rise_days)
+        thr = np.full(3, rate_threshold(rate, s.time.dt_hours), np.uint64)
+        patient.deplete(step, marker_mask(["CAR"]), thr)
+
     def label(self, t):
         return t.label or f"CAR-T ({'+'.join(t.targets)})"
 

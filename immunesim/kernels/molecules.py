@@ -30,11 +30,12 @@ from immunesim.model.params import (
 TISSUE = 2
 
 #: Diffusion, decay and exchange with the circulation of every layer: ``diffusion`` is the
-#: fixed-point fraction a site sends to each neighbour, ``dst`` int64[n_layers, L*L] the
-#: layers after diffusion and decay; ``share`` and ``rest`` int64[n_layers] what each site
-#: gets back from the circulation pool (``share``, plus one unit at the ``rest`` lowest
-#: sites).
-Transport = namedtuple("Transport", "L diffusion dst share rest")
+#: fixed-point fraction a site sends to each neighbour in a diffusion sub-step, ``dst``
+#: int64[n_layers, L*L] the layers after it; ``last`` is 1 on a step's last diffusion
+#: sub-step, which also decays the layers and gives to the circulation (0 on the others);
+#: ``share`` and ``rest`` int64[n_layers] what each site gets back from the circulation pool
+#: (``share``, plus one unit at the ``rest`` lowest sites).
+Transport = namedtuple("Transport", "L diffusion dst share rest last")
 
 
 _FRAC_BITS = np.int64(FRAC_BITS)
@@ -107,8 +108,8 @@ def react_site(s, mol, zone, ip, fx, fp):
 
 @nb.njit(inline="always", cache=True)
 def diffuse(layer, site, x, y, t, c, s, p):
-    """Diffusion then decay of ``layer`` at ``site`` into ``t.dst``; tallies what the site
-    gives to the circulation in bin ``layer``."""
+    """Diffusion of ``layer`` at ``site`` into ``t.dst``, then, on the step's last diffusion
+    sub-step, decay; tallies what the site then gives to the circulation in bin ``layer``."""
     L = t.L
     src = s.mol
     q_w = src[layer, site - 1] if x > 0 else 0
@@ -122,6 +123,9 @@ def diffuse(layer, site, x, y, t, c, s, p):
         + (1 if y < L - 1 else 0)
     )
     d = t.diffusion if p.diffuses[layer] != 0 else 0
+    if t.last == 0:
+        t.dst[layer, site] = diffuse_decay(src[layer, site], q_w, q_e, q_n, q_s, n_nb, d, 0)
+        return layer, 0
     q = diffuse_decay(src[layer, site], q_w, q_e, q_n, q_s, n_nb, d, p.decay[layer])
     t.dst[layer, site] = q
     return layer, portion(q, p.circulate[layer])

@@ -23,7 +23,8 @@ from immunesim.model.description import MARKER_NAMES, CellKind, Marker, marker_m
 
 
 def _params(lifespan, move, home, homing=0.5, stay=0.9, division=0.0):
-    """Default ``[cells.<kind>]`` values: lifespan (days), move rate (per day), home zone,
+    """Default ``[cells.<kind>]`` values: lifespan (days), move rate (mean moves of one site
+    per day; the values are those the schema-1 calibration realised at a 1-hour step), home zone,
     homing and stay probabilities, homeostatic division rate (per day)."""
     return {
         "lifespan_days": lifespan,
@@ -39,25 +40,25 @@ def _params(lifespan, move, home, homing=0.5, stay=0.9, division=0.0):
 CORE_KINDS: tuple[CellKind, ...] = (
     # sky blue
     CellKind("naive_b", "naive B", ("CD19", "CD20"), "B", (86, 180, 233),
-             _params(40.0, 24.0, "lymphoid", division=0.0046), autoreactive_shown=True),
+             _params(40.0, 15.2, "lymphoid", division=0.0046), autoreactive_shown=True),
     # blue
     CellKind("activated_b", "activated B", ("CD19", "CD20"), "B", (0, 114, 178),
-             _params(10.0, 6.0, "lymphoid"), autoreactive_shown=True),
+             _params(10.0, 5.3, "lymphoid"), autoreactive_shown=True),
     # purple
     CellKind("memory_b", "memory B", ("CD19", "CD20"), "B", (204, 121, 167),
-             _params(35.0, 12.0, "lymphoid", division=0.0266), autoreactive_shown=True),
+             _params(35.0, 9.4, "lymphoid", division=0.0266), autoreactive_shown=True),
     # white: antibody factories stand out on the dark zones
     CellKind("plasmablast", "plasmablast", ("CD19", "BCMA"), "B", (245, 245, 245),
-             _params(4.0, 24.0, "marrow", homing=0.9, stay=0.95)),
+             _params(4.0, 15.2, "marrow", homing=0.9, stay=0.95)),
     # bluish green
     CellKind("llpc", "long-lived plasma cell", ("BCMA",), "B", (0, 158, 115),
              _params(7300.0, 0.0, "marrow", homing=0.0, stay=1.0)),
     # grey
     CellKind("t_helper", "T helper", ("CD3", "CD4"), "T", (170, 170, 170),
-             _params(120.0, 24.0, "lymphoid")),
+             _params(120.0, 15.2, "lymphoid")),
     # yellow
-    CellKind("car_t", "CAR-T", ("CD3",), "T", (240, 228, 66),
-             _params(6.2, 24.0, "none", homing=0.0, stay=0.0)),
+    CellKind("car_t", "CAR-T", ("CD3", "CAR"), "T", (240, 228, 66),
+             _params(6.2, 15.2, "none", homing=0.0, stay=0.0)),
 )  # fmt: skip
 
 

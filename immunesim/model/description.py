@@ -21,6 +21,7 @@ class Marker(IntEnum):
     BCMA = 2
     CD3 = 3
     CD4 = 4
+    CAR = 5  #: the chimeric antigen receptor: what host immunity against CAR-T cells sees
 
 
 MARKER_NAMES: tuple[str, ...] = tuple(m.name for m in Marker)

@@ -96,6 +96,17 @@ KernelParams = namedtuple(
 )
 
 
+@dataclass(frozen=True)
+class Substeps:
+    """Sub-steps of one step: processes that may happen more than once a step (moves,
+    kills) run in ``move`` and ``kill`` sub-steps, each drawing anew; diffusion runs in
+    ``diffuse`` sub-steps so that its explicit scheme stays stable at any time step."""
+
+    move: int = 1
+    kill: int = 1
+    diffuse: int = 1
+
+
 @dataclass
 class Params:
     """Per-step parameters of one scenario.
@@ -108,7 +119,8 @@ class Params:
         layers: rows of the molecular layers.
         dt_hours: the time step.
         diffusion: ``k.fx[FX_DIFFUSION]`` on the host (the molecular phase passes it to its
-            kernels as a scalar).
+            kernels as a scalar): the fraction sent to each neighbour per diffusion sub-step.
+        substeps: the sub-steps of a step (:class:`Substeps`).
     """
 
     k: KernelParams
@@ -117,6 +129,7 @@ class Params:
     layers: Layers
     dt_hours: float
     diffusion: int
+    substeps: Substeps = Substeps()
 
     @property
     def spec_names(self) -> tuple[str, ...]:
@@ -146,6 +159,7 @@ __all__ = [
     "MOL_SCALE",
     "MOL_SHIFT",
     "Params",
+    "Substeps",
     "ZONE_CODE",
     "ZONE_NAMES",
     "fixed",

@@ -28,7 +28,7 @@ Example::
     from immunesim.reference import ReferenceModel
 
     model = ReferenceModel("scenarios/sle_cd19_cart.toml", seed=3,
-                           overrides=["lattice.size=32", "time.run_in_days=10",
+                           overrides=["lattice.size=100", "time.run_in_days=10",
                                       "time.follow_up_days=30"])
     model.step()                          # one step of time.dt_hours
     result = model.run()                  # to the end: a RunResult

@@ -176,8 +176,11 @@ class ReferenceModel(Clocked, mesa.Model):
         step = self.step_index + 1
         self.course.apply(self, step)
         self.produce()
-        self.agents.shuffle_do("move")
-        self._agents_of(CarTCell).shuffle_do("kill")
+        n = self.params.substeps
+        for _ in range(n.move):  # fast rates: several draws a step (the engine's sub-steps)
+            self.agents.shuffle_do("move")
+        for _ in range(n.kill):
+            self._agents_of(CarTCell).shuffle_do("kill")
         self._agents_of(BCell).shuffle_do("activate")
         self.agents.shuffle_do("divide")
         self.molecules()
@@ -212,15 +215,16 @@ class ReferenceModel(Clocked, mesa.Model):
         self.agents.do("secrete")
         k, mol, L = self.params.k, self.state.mol, self.L
         n_sites = L * L
+        n = self.params.substeps.diffuse
         for layer in range(mol.shape[0]):
             q = mol[layer].reshape(L, L)  # [y, x]
-            west, east, north, south = (np.zeros_like(q) for _ in range(4))
-            west[:, 1:], east[:, :-1] = q[:, :-1], q[:, 1:]
-            north[1:, :], south[:-1, :] = q[:-1, :], q[1:, :]
             d = self.params.diffusion if k.diffuses[layer] else 0
-            q = rules.diffuse_decay(
-                q, west, east, north, south, self._n_neighbours, d, k.decay[layer]
-            )
+            for sub in range(n):  # decay on the last diffusion sub-step only
+                west, east, north, south = (np.zeros_like(q) for _ in range(4))
+                west[:, 1:], east[:, :-1] = q[:, :-1], q[:, 1:]
+                north[1:, :], south[:-1, :] = q[:-1, :], q[1:, :]
+                decay = k.decay[layer] if sub == n - 1 else 0
+                q = rules.diffuse_decay(q, west, east, north, south, self._n_neighbours, d, decay)
             c = k.circulate[layer]
             if c > 0:  # the pool is shared equally, the remainder to the lowest sites
                 share, rest = divmod(int(rules.portion(q, c).sum()), n_sites)

@@ -45,8 +45,9 @@ from immunesim.viz.snapshots import lattice_picture
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[1] / "data" / "sle_cd19_cart.toml"
 #: Environment variable through which ``immunesim app`` names the scenario to the server.
 SCENARIO_ENV = "IMMUNESIM_APP_SCENARIO"
-#: Lattice side of the app's runs: small, so that a simulated day takes about 25 ms.
-LATTICE_SIZE = 80
+#: Lattice side of the app's runs: one anatomical unit (100 sites), small enough that a
+#: simulated day takes some 40 ms.
+LATTICE_SIZE = 100
 #: Markers the app offers as CAR-T targets.
 TARGET_CHOICES = ("CD19", "CD20", "BCMA")
 #: CAR-T doses the app offers (cells per kg body weight; the published range is 2.5e5-5e6).

@@ -32,6 +32,7 @@ if not cuda_backend.is_available():  # pragma: no cover - NUMBA_ENABLE_CUDASIM=0
 #: into a short run-in, and a dose that puts CAR-T cells on such a lattice.
 SHORT = [
     "lattice.size=16",
+    "lattice.zones.unit_um=160",
     "time.run_in_days=1.5",
     "time.follow_up_days=2.5",
     "therapy.0.stop_day=-1.25",

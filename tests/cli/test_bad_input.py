@@ -70,7 +70,7 @@ CASES: dict[str, tuple[str | None, str, tuple[str, ...]]] = {
         "lattice.zones",
         ("add up to 1", "1.5"),
     ),
-    "schema_version": ("schema_version = 7\n", "schema_version", ("schema_version 1", "not 7")),
+    "schema_version": ("schema_version = 7\n", "schema_version", ("schema_version 2", "not 7")),
 }
 
 
@@ -201,7 +201,16 @@ def test_validate_reports_bad_overrides(cli, tmp_path, override, file, key, word
 def test_good_override_is_applied_by_the_command(cli, tmp_path):
     path = tmp_path / "base.toml"
     path.write_text(BASE)
-    proc = cli("validate", path, "--set", "lattice.size=64", "--set", "time.follow_up_days=9")
+    proc = cli(
+        "validate",
+        path,
+        "--set",
+        "lattice.size=64",
+        "--set",
+        "lattice.zones.unit_um=640",
+        "--set",
+        "time.follow_up_days=9",
+    )
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())  # the console wraps long lines
     assert "(small: 64x64 sites, 5 d run-in + 9 d, 2 therapy entries, 336 steps)" in text

@@ -37,7 +37,12 @@ def test_target_verdicts():
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
-    small = ["lattice.size=40", "time.run_in_days=40", "time.follow_up_days=120"]
+    small = [
+        "lattice.size=40",
+        "lattice.zones.unit_um=400",
+        "time.run_in_days=40",
+        "time.follow_up_days=120",
+    ]
     for name in ("sle_cd19_cart", "sle_bcma_cd19_cart"):
         immunesim.run(SCENARIOS / f"{name}.toml", seed=1, overrides=small, out=base / name)
     return base

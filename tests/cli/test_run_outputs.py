@@ -29,6 +29,8 @@ def test_run_writes_every_output(tmp_path):
             "--set",
             "lattice.size=32",
             "--set",
+            "lattice.zones.unit_um=320",
+            "--set",
             "time.run_in_days=10",
             "--set",
             "time.follow_up_days=5",
@@ -48,7 +50,8 @@ def test_run_writes_every_output(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["scenario"]["lattice"]["size"] == 32  # the override is recorded
-    assert manifest["steps_done"] == manifest["steps_total"] == 15 * 24
+    steps = 15 * 24 / manifest["scenario"]["time"]["dt_hours"]  # 15 days of time steps
+    assert manifest["steps_done"] == manifest["steps_total"] == steps
     assert "numba" in manifest["versions"]
     ends = json.loads((out / "endpoints.json").read_text())
     assert ends["baseline_day"] == -7.0
@@ -78,8 +81,10 @@ def test_plot_refuses_a_directory_that_is_not_a_run(tmp_path):
 
 
 #: A run of about 2,000 steps that takes a few seconds: long enough to stop in its middle.
-MEDIUM = ["--set", "lattice.size=48", "--set", "time.run_in_days=30",
-          "--set", "time.follow_up_days=60", "--set", "output.snapshot_every_hours=48",
+MEDIUM = ["--set", "lattice.size=48", "--set", "lattice.zones.unit_um=480",
+          "--set", "time.dt_hours=1",
+          "--set", "time.run_in_days=30", "--set", "time.follow_up_days=60",
+          "--set", "output.snapshot_every_hours=48",
           "--set", "output.snapshot_from_day=-20"]  # fmt: skip
 OUTPUTS = ("timeseries.csv", "endpoints.json", "events.json")
 
@@ -199,7 +204,8 @@ def test_an_earlier_run_is_not_overwritten_unless_asked(tmp_path, uninterrupted)
     (out / "stale_snapshot.npz").write_bytes(b"old")
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     args = [*immunesim_cmd(), "run", str(SCENARIOS / "sle_untreated.toml"), "--out", str(out),
-            "--set", "lattice.size=16", "--set", "time.run_in_days=2",
+            "--set", "lattice.size=16", "--set", "lattice.zones.unit_um=160",
+            "--set", "time.run_in_days=2",
             "--set", "time.follow_up_days=1", "--quiet"]  # fmt: skip
     refused = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "--overwrite" in refused.stderr

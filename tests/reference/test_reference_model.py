@@ -16,7 +16,12 @@ from immunesim.reference import BCell, CarTCell, ReferenceModel, THelper, rules
 from immunesim.scenario import load_scenario
 from tests.conftest import SCENARIOS, small_cart
 
-TINY = ["lattice.size=16", "time.dt_hours=3", "therapy.2.dose_per_kg=5e6"]
+TINY = [
+    "lattice.size=16",
+    "lattice.zones.unit_um=160",
+    "time.dt_hours=3",
+    "therapy.2.dose_per_kg=5e6",
+]
 
 
 @pytest.fixture(scope="module")

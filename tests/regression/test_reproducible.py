@@ -15,6 +15,8 @@ SMALL = [
     "--set",
     "lattice.size=40",
     "--set",
+    "lattice.zones.unit_um=400",
+    "--set",
     "time.run_in_days=20",
     "--set",
     "time.follow_up_days=25",

@@ -25,7 +25,8 @@ def test_scenario_runs_at_reduced_size(path):
     # scenario may not schedule a therapy outside its run), and the doses scaled so that the
     # small lattice still receives CAR-T agents
     data = read_toml(path)
-    data["lattice"] = {**data.get("lattice", {}), "size": 32}
+    lattice = data.get("lattice", {})
+    data["lattice"] = {**lattice, "size": 32, "zones": {**lattice.get("zones", {}), "unit_um": 320}}
     data["time"] = {**data.get("time", {}), "run_in_days": 10, "follow_up_days": 12}
     kept = []
     for t in data.get("therapy", []):

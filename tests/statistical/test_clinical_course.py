@@ -1,14 +1,12 @@
 """The qualitative clinical course, asserted for several seeds at reduced size.
 
-The shipped scenarios run on a 200 x 200 lattice; here they run on 80 x 80 (a sixth of the
-sites, a tenth of the time) with the full run-in and a 400-day follow-up. Each assertion is
-a qualitative fact of the published course with a wide band, checked for every seed, so a
-failure means the biology broke, not that a seed was unlucky: on the reduced lattice the
-CAR-T dose is only about a dozen agents, which is where seeds differ most. The bands were
-checked against seeds 1-8 before being fixed here (all pass; the closest call was seed 4,
-whose B cells came back on day 50 with 65% naive cells, since a few memory B cells weigh
-more on a small lattice: hence "mostly naive" rather than a tighter fraction).
-"""
+The shipped scenarios run on 200 x 200 sites (two anatomical units) at a 1-hour step; here
+they run on one unit (100 x 100) at a 2-hour step (an eighth of the work: the course does
+not depend on either, docs/validation/convergence.md) with the full run-in and a 400-day
+follow-up. Each assertion is a qualitative fact of the published course with a wide band,
+checked for every seed, so a failure means the biology broke, not that a seed was unlucky:
+on one unit the CAR-T dose is 18 agents, which is where seeds differ most. The bands were
+checked against seeds 1-3 before being fixed here (margins noted per test)."""
 
 from __future__ import annotations
 
@@ -20,7 +18,7 @@ from tests.conftest import SCENARIOS
 #: Seeded ensembles of whole runs: minutes each (``pytest -m "not slow"`` leaves them out).
 pytestmark = pytest.mark.slow
 
-REDUCED = ["lattice.size=80", "time.follow_up_days=400"]
+REDUCED = ["lattice.size=100", "time.dt_hours=2", "time.follow_up_days=400"]
 SEEDS = (1, 2, 3)
 
 
@@ -34,25 +32,36 @@ def untreated(request):
     return immunesim.run(SCENARIOS / "sle_untreated.toml", seed=request.param, overrides=REDUCED)
 
 
-def test_car_t_expands_then_contracts_and_persists(cart):
+def test_car_t_expand_contract_and_fall_below_detection(cart):
     e, df = cart.endpoints, cart.timeseries
-    assert 7 <= e["car_t_peak_day"] <= 14  # published range (seeds 1-8: 7-9)
+    assert 7 <= e["car_t_peak_day"] <= 14  # published range (seeds 1-3: 7-9)
     assert e["car_t_fold_expansion"] >= 10
     peak = df["car_t"].max()
     at60 = df.loc[df["day"] == 60, "car_t"].item()
     assert at60 < 0.3 * peak  # contraction
-    assert e["car_t_persisting_at_end"]  # a small persistent pool
+    # below the blood detection limit within months (host immunity against the CAR), so
+    # not detected at month 12 (seeds 1-3: last detected on days 78-92)
+    assert e["car_t_last_detected_day"] is not None and e["car_t_last_detected_day"] < 200
+
+
+def test_b_cells_come_back_to_half_their_number_by_month_12(cart):
+    df = cart.timeseries
+    base = df.loc[df["day"] <= -7, "b_cells"].iloc[-1]
+    month12 = df.loc[df["day"] >= 365, "b_cells"].iloc[0]
+    # at least half the baseline count for the cohort (seeds 1-3: 0.53-0.56); one patient
+    # is held to 0.4, since the day-(-7) baseline of one run varies by some 5%
+    assert month12 >= 0.4 * base
 
 
 def test_b_cell_aplasia_then_naive_return(cart):
     e = cart.endpoints
-    # B cells below 1% of baseline within days. The target's tolerance is three weeks, met
-    # by 19 of the 20 full-size patients (docs/validation); on this lattice the infusion is
-    # about a dozen agents and seed 1 takes 22 days (seeds 2-8: 9-18), so four weeks here.
+    # B cells below 1% of baseline within days. The target's tolerance is three weeks; on
+    # one unit the infusion is 18 agents and seeds 1-3 take 12-21 days, so four weeks here.
     assert e["b_cell_depletion_day"] is not None and e["b_cell_depletion_day"] <= 28
     # Published: 110 +/- 32 days (mean +/- SD of 5 patients). One simulated patient is held
     # to the published mean +/- 2 SD, the band that holds about 95% of such patients; the
-    # 20-patient cohort at full size (docs/validation) meets mean +/- 1 SD with its median.
+    # cohort at full size (docs/validation) meets mean +/- 1 SD with its median (seeds 1-3
+    # here: days 78-99).
     assert e["b_cell_reconstitution_day"] is not None
     assert 46 <= e["b_cell_reconstitution_day"] <= 174
     assert e["returning_b_naive_fraction"] >= 0.5  # returning cells are mostly naive

@@ -40,7 +40,12 @@ def test_run_returns_timeseries_and_endpoints(tmp_path):
 
 
 def _small_kwargs():
-    return {"lattice__size": 32, "time__run_in_days": 5, "time__follow_up_days": 3}
+    return {
+        "lattice__size": 32,
+        "lattice__zones__unit_um": 320,
+        "time__run_in_days": 5,
+        "time__follow_up_days": 3,
+    }
 
 
 def test_immune_model_behaves_like_a_mesa_model():

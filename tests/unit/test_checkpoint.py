@@ -15,7 +15,12 @@ from immunesim.engine import Simulation
 from immunesim.scenario import ScenarioError, load_scenario
 from tests.conftest import SCENARIOS
 
-SHORT = ["lattice.size=24", "time.run_in_days=6", "time.follow_up_days=8"]
+SHORT = [
+    "lattice.size=24",
+    "lattice.zones.unit_um=240",
+    "time.run_in_days=6",
+    "time.follow_up_days=8",
+]
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +86,14 @@ def test_a_checkpoint_of_another_model_description_is_refused(scenario, tmp_path
 @pytest.mark.parametrize("seed", [-1, 2**63, 1.5, "3", True])
 def test_the_api_refuses_a_bad_seed_as_the_cli_does(seed):
     with pytest.raises(ScenarioError, match="seed"):
-        immunesim.run({"lattice": {"size": 16}}, seed=seed)
+        immunesim.run({"lattice": {"size": 16, "zones": {"unit_um": 160}}}, seed=seed)
 
 
 def test_a_single_override_string_is_one_override():
     r = immunesim.run(
-        {"time": {"run_in_days": 1, "follow_up_days": 1}}, seed=1, overrides="lattice.size=16"
+        {"time": {"run_in_days": 1, "follow_up_days": 1}, "lattice": {"zones": {"unit_um": 160}}},
+        seed=1,
+        overrides="lattice.size=16",
     )
     assert r.manifest["lattice_sites"] == 16 * 16
 

@@ -12,7 +12,12 @@ from immunesim.cohort import patient_seed, patient_values, run_cohort, summarise
 from immunesim.scenario import ScenarioError, load_scenario
 from tests.conftest import SCENARIOS, immunesim_cmd
 
-SMALL = ["lattice.size=32", "time.run_in_days=15", "time.follow_up_days=10"]
+SMALL = [
+    "lattice.size=32",
+    "lattice.zones.unit_um=320",
+    "time.run_in_days=15",
+    "time.follow_up_days=10",
+]
 
 
 def test_patient_draws_follow_the_declared_distribution():

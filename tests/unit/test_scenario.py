@@ -23,7 +23,7 @@ def base() -> dict[str, Any]:
     tetanus vaccination."""
     return {
         "name": "unit",
-        "lattice": {"size": 32},
+        "lattice": {"size": 32, "zones": {"unit_um": 320}},
         "time": {"run_in_days": 5.0, "follow_up_days": 5.0},
         "therapy": [
             {"type": "lymphodepletion", "days": [-5, -4, -3]},
@@ -262,13 +262,15 @@ def test_vaccination_antigen_is_checked_against_this_scenarios_vaccines():
         ({"lattice": {"sise": 3}}, "lattice.sise", "unknown key"),
         ({"lattice": {"size": "big"}}, "lattice.size", "valid integer"),
         ({"lattice": {"size": 4}}, "lattice.size", "greater than or equal to 8"),
-        ({"time": {"dt_hours": 0}}, "time.dt_hours", "greater than 0"),
+        ({"time": {"dt_hours": 0}}, "time.dt_hours", "greater than or equal to 0.001"),
         (
             {"time": {"dt_hours": 2, "sample_every_hours": 1}},
             "time.sample_every_hours",
             "at least time.dt_hours",
         ),
-        ({"molecules": {"diffusion": 0.3}}, "molecules.diffusion", "less than or equal to 0.25"),
+        ({"molecules": {"diffusion": 0.1}}, "molecules.diffusion", "unknown key"),
+        ({"lattice": {"size": 150}}, "lattice.size", "such as 100 or 200"),
+        ({"lattice": {"size": 50}}, "lattice.size", "unit_um to 500"),
         (
             {
                 "cells": {
@@ -289,7 +291,8 @@ def test_vaccination_antigen_is_checked_against_this_scenarios_vaccines():
             "variability.0.key",
             "numeric scenario value",
         ),
-        ({"schema_version": 2}, "schema_version", "schema_version 1"),
+        ({"schema_version": 3}, "schema_version", "schema_version 2"),
+        ({"schema_version": 1}, "schema_version", "diffusion_um2_per_day"),
     ],
 )
 def test_errors_name_the_key_path_and_what_was_expected(change, key, words):
@@ -332,8 +335,9 @@ def test_lattice_too_large_for_memory(monkeypatch):
     monkeypatch.setattr(sc, "_available_memory", lambda: 1 << 30)  # a 1 GiB machine
     per_site = sc.bytes_per_site(2)
     fits = int(math.sqrt(0.8 * (1 << 30) / per_site))  # largest side that fits
-    assert load_scenario({"lattice": {"size": fits}}).lattice.size == fits
-    err = reject({"lattice": {"size": fits + 1}})
+    one_unit = {"layout": "file", "file": "zones.npy"}  # any size: zones are read at run time
+    assert load_scenario({"lattice": {"size": fits, "zones": one_unit}}).lattice.size == fits
+    err = reject({"lattice": {"size": fits + 1, "zones": one_unit}})
     assert err.key == "lattice.size"
     assert "a lattice that fits in memory" in err.expected
     assert f"{fits + 1}^2 sites" in err.expected and "1.0 GiB" in err.expected
@@ -359,6 +363,7 @@ def test_overrides_are_read_as_toml_values(tmp_path):
         [
             "therapy.1.targets=['CD19', 'BCMA']",
             "lattice.size=64",
+            "lattice.zones.unit_um=640",
             "time.follow_up_days=12.5",
             "output.parquet=false",
             "name=renamed",  # a bare word is a string
@@ -376,7 +381,7 @@ def test_overrides_are_read_as_toml_values(tmp_path):
 
 
 def test_overrides_apply_in_order():
-    s = load_scenario(base(), ["lattice.size=64", "lattice.size=48"])
+    s = load_scenario(base(), ["lattice.size=64", "lattice.size=48", "lattice.zones.unit_um=480"])
     assert s.lattice.size == 48
 
 
@@ -452,7 +457,9 @@ def test_zone_map_layout_needs_a_file():
 def test_loading_a_dict_with_overrides_leaves_the_dict_alone():
     data = base()
     before = copy.deepcopy(data)
-    load_scenario(data, ["lattice.size=64", "therapy.1.dose_per_kg=5e5"])
+    load_scenario(
+        data, ["lattice.size=64", "lattice.zones.unit_um=640", "therapy.1.dose_per_kg=5e5"]
+    )
     assert data == before
 
 
@@ -520,7 +527,8 @@ def _set(data: dict, path: str, value: Any) -> dict:
         ("time.run_in_days", 0.0, "therapy.0.days.0", ("simulated window [-0, 5]",)),
         ("therapy.0.targets", [], "therapy.0.targets", ("at least 1",)),
         # too few or too many CAR-T agents for the lattice
-        ("lattice.size", 8, "therapy.1.dose_per_kg", ("at least 1 CAR-T agent", "size 17")),
+        ("lattice", {"size": 8, "zones": {"unit_um": 80}}, "therapy.1.dose_per_kg",
+         ("at least 1 CAR-T agent", "size 24")),
         ("therapy.1.dose_per_kg", 1e20, "therapy.1.dose_per_kg", ("fits on the lattice",)),
         ("therapy.1.dose_per_kg", 1e308, "therapy.1.dose_per_kg", ("fits on the lattice",)),
         # amounts beyond exact integer arithmetic, rates beyond a fraction per step
@@ -561,7 +569,7 @@ def test_a_therapy_at_the_start_of_the_run_in_happens_in_the_first_step():
 def test_runs_beyond_the_work_budget_need_force():
     from immunesim.scenario import WORK_BUDGET, check_budget
 
-    for change in (["time.follow_up_days=1e8"], ["time.dt_hours=1e-8"]):
+    for change in (["time.follow_up_days=1e8"], ["time.dt_hours=0.001", "time.follow_up_days=1e5"]):
         s = load_scenario(base(), change)
         assert s.work() > WORK_BUDGET
         with pytest.raises(ScenarioError, match="--force"):

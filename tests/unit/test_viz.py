@@ -69,6 +69,7 @@ def snap_run(tmp_path_factory):
         out=out,
         overrides=[
             "lattice.size=16",
+            "lattice.zones.unit_um=160",
             "therapy.2.dose_per_kg=5e6",  # a few CAR-T agents on the small lattice
             "time.run_in_days=10",
             "time.follow_up_days=12",

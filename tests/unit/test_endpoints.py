@@ -1,0 +1,64 @@
+"""Endpoints computed from hand-made time series: what each one measures, exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from immunesim.observe import endpoints
+from immunesim.scenario import load_scenario
+
+
+def _series(days, **cols) -> pd.DataFrame:
+    n = len(days)
+    base = {
+        "day": np.asarray(days, float),
+        "b_cells": np.full(n, 1000.0),
+        "b_cells_per_ul": np.full(n, 100.0),
+        "naive_fraction": np.full(n, 0.8),
+        "car_t": np.zeros(n),
+        "car_t_per_ul": np.zeros(n),
+        "anti_dsdna": np.full(n, 10.0),
+        "antibody_tetanus": np.full(n, 5.0),
+        "antibody_measles": np.full(n, 5.0),
+        "cytokine": np.full(n, 1.0),
+    }
+    base.update({k: np.asarray(v, float) for k, v in cols.items()})
+    return pd.DataFrame(base)
+
+
+DAYS = np.arange(-10, 400, 1.0)
+
+
+def test_car_t_detection_uses_the_blood_detection_limit():
+    s = load_scenario({"endpoints": {"car_t_detection_per_ul": 2.0}})
+    per_ul = np.where(DAYS < 0, 0.0, np.maximum(0.0, 50.0 - 0.5 * DAYS))  # 2/uL on day 96
+    e = endpoints(_series(DAYS, car_t=per_ul * 100, car_t_per_ul=per_ul), s, infused_car_t=50)
+    assert e["car_t_last_detected_day"] == 96.0
+    assert e["car_t_detected_at_end"] is False
+    # a few agents left below the limit still count as persisting, not as detected
+    tail = np.where(DAYS > 300, 0.5, per_ul)
+    e = endpoints(_series(DAYS, car_t=tail * 100, car_t_per_ul=tail), s, infused_car_t=50)
+    assert e["car_t_persisting_at_end"] is True and e["car_t_detected_at_end"] is False
+
+
+@pytest.mark.parametrize("baseline", [0.1, 1.0, 20.0])
+def test_crs_grade_is_absolute_whatever_the_disease_cytokine(baseline):
+    """The same rise over baseline gets the same grade for a mild and a severe disease (the
+    grade of a relative scale fell as the disease's own cytokine rose)."""
+    s = load_scenario({})
+    g1, g2, _ = s.endpoints.crs_grade_cytokine
+    for rise, grade in ((0.5 * g1, 0), (0.5 * (g1 + g2), 1), (g2 * 1.01, 2)):
+        burst = np.where((DAYS >= 5) & (DAYS <= 9), baseline + rise, baseline)
+        e = endpoints(_series(DAYS, cytokine=burst), s)
+        assert e["crs_proxy_cytokine_rise"] == pytest.approx(rise)
+        assert e["crs_proxy_grade"] == grade
+
+
+def test_crs_grades_must_ascend():
+    from immunesim.scenario import ScenarioError
+
+    with pytest.raises(ScenarioError) as info:
+        load_scenario({"endpoints": {"crs_grade_cytokine": [1.0, 0.5, 3.0]}})
+    assert info.value.key == "endpoints.crs_grade_cytokine"
