@@ -27,6 +27,8 @@ _LAZY = {
     "ScenarioError": "immunesim.scenario",
     "Simulation": "immunesim.engine",
     "load_scenario": "immunesim.scenario",
+    "load_sweep": "immunesim.sweep",
+    "run_sweep": "immunesim.sweep",
     "run": "immunesim.runner",
     "write_run": "immunesim.runner",
 }
@@ -36,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from immunesim.mesa_model import ImmuneModel
     from immunesim.runner import RunResult, run, write_run
     from immunesim.scenario import Scenario, ScenarioError, load_scenario
+    from immunesim.sweep import load_sweep, run_sweep
 
 
 def __getattr__(name: str) -> Any:
@@ -54,6 +57,8 @@ __all__ = [
     "Simulation",
     "__version__",
     "load_scenario",
+    "load_sweep",
     "run",
+    "run_sweep",
     "write_run",
 ]

@@ -1,4 +1,5 @@
-"""The ``immunesim`` command: run, resume, validate, plot, report, animate, app, info.
+"""The ``immunesim`` command: run, resume, validate, plot, report, calibrate, sweep,
+sensitivity, animate, app, bench, schema, info.
 
 Exit status: 0 success; 2 bad input (scenario, override, option, run directory,
 checkpoint); 74 writing the outputs failed (a full disk); 128 + the signal for a run
@@ -489,6 +490,128 @@ def calibrate(
         f"fitted {param} = {res.value:.4g}; apply with --set {param}={res.value:.4g}; "
         f"runs, calibration.csv/.json/.png in {out_dir}"
     )
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep file (TOML; see docs/sweeps.md).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Sweep directory to write.")],
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Address of a running dask scheduler (tcp://host:8786)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes of the local cluster (default: one a core).", min=1),
+    ] = None,
+    quiet: Quiet = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace another sweep (or run) in --out.")
+    ] = False,
+) -> None:
+    """Run a sweep: a design of scenario values (grid, Latin hypercube, Sobol) crossed with
+    seeds or virtual patients, on dask.distributed. Results stream to DIR/results.parquet
+    and DIR/timeseries.parquet as runs finish; the same command again goes on with the runs
+    not finished."""
+    import signal
+
+    from immunesim.scenario import ScenarioError
+    from immunesim.sweep import read_sweep, run_sweep
+
+    try:
+        sw = read_sweep(sweep_file)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    bar = None
+    progress = None
+    if not quiet:
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} runs"),
+            TextColumn("{task.fields[failed]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+        )
+        task = bar.add_task(f"{sw.scenario.name} sweep", total=len(sw.design), failed="")
+
+        def progress(done: int, failed: int, total: int) -> None:
+            bar.update(task, completed=done + failed, failed=f"{failed} failed" if failed else "")
+
+    def stop(signum, frame):  # SIGTERM and SIGHUP end the sweep as Ctrl-C does
+        raise KeyboardInterrupt
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        if bar is not None:
+            bar.start()
+        results = run_sweep(
+            sw, out_dir, scheduler=scheduler, workers=workers, overwrite=overwrite,
+            progress=progress,
+        )  # fmt: skip
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _io_failed(exc)
+    except KeyboardInterrupt:
+        err.print(
+            f"stopped: finished runs are in {out_dir}; the same command goes on with the rest"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        if bar is not None:
+            bar.stop()
+        for sig, h in old.items():
+            signal.signal(sig, h)
+    failed = results[results["status"] != "ok"] if len(results) else results
+    out.print(
+        f"{len(results) - len(failed)} of {len(sw.design)} runs finished in {out_dir} "
+        f"(results.parquet, timeseries.parquet; load with immunesim.load_sweep)"
+    )
+    for _, r in failed.iterrows():
+        err.print(f"run {int(r['run'])} failed: {escape(str(r['error']))}", soft_wrap=True)
+
+
+@app.command()
+def sensitivity(
+    sweep_dir: Annotated[Path, typer.Argument(help="Directory of a finished Sobol sweep.")],
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option(help="Endpoint to analyse (repeatable; default: every numeric one)."),
+    ] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Figure (PNG, SVG, PDF); default DIR/sobol.png."),
+    ] = None,
+) -> None:
+    """Sobol first- and total-order indices with 95% confidence intervals (SALib) of the
+    endpoints of a ``design = "sobol"`` sweep: a table, DIR/sobol.csv and a figure."""
+    from immunesim.scenario import ScenarioError
+    from immunesim.sweep import plot_sobol, sobol_indices
+
+    try:
+        table = sobol_indices(sweep_dir, endpoint)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except KeyError as exc:
+        _fail(f"--endpoint: not an endpoint of this sweep: {exc.args[0]}")
+    if table.empty:
+        _fail(f"{sweep_dir}: no endpoint that every run reached and that varies")
+    from immunesim import io
+
+    io.atomic_write(sweep_dir / "sobol.csv", lambda p: table.to_csv(p, index=False))
+    fig = plot_sobol(table, out_file or sweep_dir / "sobol.png")
+    t = Table(title="Sobol indices (95% confidence)", header_style="bold")
+    for col in ("endpoint", "parameter", "S1", "ST"):
+        t.add_column(col, justify="left" if col in ("endpoint", "parameter") else "right")
+    for _, r in table.iterrows():
+        t.add_row(
+            r["endpoint"], r["parameter"],
+            f"{r['S1']:.2f} +/- {r['S1_conf']:.2f}", f"{r['ST']:.2f} +/- {r['ST_conf']:.2f}",
+        )  # fmt: skip
+    out.print(t)
+    out.print(f"sobol.csv and {fig.name} in {sweep_dir}")
 
 
 @app.command()
