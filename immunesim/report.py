@@ -94,7 +94,7 @@ def load_run(path: str | Path) -> RunSummary:
                 med[k] = v["n"] * 2 > v["of"]
         first = sorted(p.glob("patient_*"))[0]
         df, manifest, _ = read_run(first)
-        label = f"{summary['scenario_name']} (cohort of {summary['patients']})"
+        label = f"{summary['scenario_name']} (cohort of {summary['patients']}, {_grid(manifest)})"
         return RunSummary(label, p, med, df, manifest, cohort=table)
     if not (p / "endpoints.json").is_file():
         raise FileNotFoundError(
@@ -102,8 +102,15 @@ def load_run(path: str | Path) -> RunSummary:
         )
     df, manifest, _ = read_run(p)
     ends = json.loads((p / "endpoints.json").read_text())
-    label = f"{manifest['scenario_name']} (seed {manifest['seed']})"
+    label = f"{manifest['scenario_name']} (seed {manifest['seed']}, {_grid(manifest)})"
     return RunSummary(label, p, ends, df, manifest)
+
+
+def _grid(manifest: dict[str, Any]) -> str:
+    """Lattice and time step of a run, as ``100x100, 2 h``."""
+    s = manifest.get("scenario") or {}
+    size, dt = s.get("lattice", {}).get("size"), s.get("time", {}).get("dt_hours")
+    return f"{size}x{size}, {dt:g} h" if size and dt else "?"
 
 
 def _fmt(v: Any) -> str:

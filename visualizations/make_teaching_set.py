@@ -10,8 +10,10 @@ Runs four scenarios with daily lattice snapshots from day -30 and writes:
 - failed_reset.mp4: a reset that fails (high autoantigen source) and relapses;
 - stills (PNG) at the key moments, used by visualizations/README.md.
 
-A smaller --size runs faster (the shipped scenarios are 200 x 200); the course is the same
-in kind. Every run directory is kept under --out/runs, so frames can be re-rendered with
+The shipped scenarios are one anatomical unit (100 x 100 sites); the default --size 200
+shows four units, finer pictures for a projector, with the same course
+(docs/validation/convergence.md); a smaller --size runs faster. Every run directory is
+kept under --out/runs, so frames can be re-rendered with
 `immunesim animate RUNDIR --out FILE` without running again.
 """
 

@@ -19,7 +19,7 @@ def test_the_default_scenarios_are_shipped():
 @pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
 def test_scenario_runs_at_reduced_size(path):
     s = immunesim.load_scenario(path)
-    assert s.lattice.size >= 200, "shipped scenarios are full size; tests shrink them"
+    assert s.lattice.size >= 100, "shipped scenarios are full size; tests shrink them"
     assert s.time.follow_up_days >= 540
     # shrunk to 32 x 32 sites and days -10..12: the therapies after day 12 are left out (a
     # scenario may not schedule a therapy outside its run), and the doses scaled so that the

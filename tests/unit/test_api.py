@@ -20,10 +20,16 @@ def test_public_namespace_is_pinned():
             "Simulation",
             "__version__",
             "load_scenario",
+            "load_sweep",
             "run",
+            "run_sweep",
             "write_run",
         ]
     )
+    # every public name resolves (lazily), to the object of its module
+    from immunesim.sweep import load_sweep
+
+    assert immunesim.load_sweep is load_sweep
 
 
 def test_run_returns_timeseries_and_endpoints(tmp_path):
