@@ -287,31 +287,35 @@ def _restored_state(g: Geometry, p: Params, meta: dict, arrays: dict) -> State:
     return st
 
 
-def warm_up(backend: str = "auto") -> float:
-    """Compile every kernel of a backend (a short run that uses every phase and therapy, on a
-    lattice with more cells than one chunk of a map, so that both the serial and the parallel
-    launches of every map compile) and return the seconds it took, so that timings of real
-    runs leave JIT compilation out. Under numba's CUDA simulator, which compiles nothing,
-    it does nothing and returns 0."""
+def warm_up(backend: str = "auto", sizes: tuple[int, ...] = (16, 128)) -> float:
+    """Compile every kernel of a backend and return the seconds it took, so that timings of
+    real runs leave JIT compilation out: a short run that uses every phase and therapy on a
+    lattice of each of ``sizes`` (at most 128). A map launches serially when one chunk
+    covers its cells and in parallel otherwise, and each launch compiles on first use: 16
+    sites a side have fewer cells than a chunk, 128 more throughout, lymphodepletion
+    included, so the default compiles both (tests/unit/test_warm_up.py checks that a run
+    compiles nothing more). Under numba's CUDA simulator, which compiles nothing, it does
+    nothing and returns 0."""
     from immunesim.backends import get_backend
     from immunesim.scenario import load_scenario
 
     if getattr(get_backend(backend)[1], "SIMULATED", False):
         return 0.0
     t0 = time.perf_counter()
-    s = load_scenario(
-        {
-            "lattice": {"size": 64, "zones": {"unit_um": 640.0}},
-            "time": {"run_in_days": 1.0, "follow_up_days": 1.0},
-            "therapy": [
-                {"type": "lymphodepletion", "days": [-0.5]},
-                {"type": "car_t", "day": 0.0, "dose_per_kg": 5e7},
-                {"type": "anti_cd20", "days": [0.0]},
-                {"type": "vaccination", "day": 0.0, "antigen": "tetanus"},
-            ],
-        }
-    )
-    Simulation(s, seed=0, backend=backend).run()
+    for size in sorted({min(int(n), 128) for n in sizes}):
+        s = load_scenario(
+            {
+                "lattice": {"size": size, "zones": {"unit_um": size * 10.0}},
+                "time": {"run_in_days": 1.0, "follow_up_days": 1.0, "dt_hours": 2.0},
+                "therapy": [
+                    {"type": "lymphodepletion", "days": [-0.5]},
+                    {"type": "car_t", "day": 0.0, "dose_per_kg": 5e7, "anti_car_onset_days": 0.5},
+                    {"type": "anti_cd20", "days": [0.0]},
+                    {"type": "vaccination", "day": 0.0, "antigen": "tetanus"},
+                ],
+            }
+        )
+        Simulation(s, seed=0, backend=backend).run()
     return time.perf_counter() - t0
 
 

@@ -2,10 +2,11 @@
 
 The shipped scenarios run on one anatomical unit (100 x 100 sites) at a 2-hour step, as
 here (the course does not depend on either, docs/validation/convergence.md), with the full
-run-in; here the follow-up is 400 days. Each assertion is a qualitative fact of the published course with a wide band,
-checked for every seed, so a failure means the biology broke, not that a seed was unlucky:
-on one unit the CAR-T dose is 18 agents, which is where seeds differ most. The bands were
-checked against seeds 1-3 before being fixed here (margins noted per test)."""
+run-in; here the follow-up is 400 days. Each assertion is a qualitative fact of the
+published course with a wide band, checked for every seed, so a failure means the biology
+broke, not that a seed was unlucky: on one unit the CAR-T dose is 18 agents, which is where
+seeds differ most. The bands were checked against seeds 1-3 before being fixed here
+(margins noted per test)."""
 
 from __future__ import annotations
 
