@@ -278,7 +278,7 @@ def run(
     s = load_scenario(scenario, overrides)
     out_path = prepare_out(out, overwrite) if out is not None else None
     with _stop_on_signals() as caught:
-        jit_seconds = warm_up(backend or s.run.backend)
+        jit_seconds = warm_up(backend or s.run.backend, (16, s.lattice.size))
         if caught:
             raise RunInterrupted(caught[0], None, False)
         sim = Simulation(s, seed=seed, backend=backend or s.run.backend)
@@ -314,7 +314,7 @@ def resume(
         raise ScenarioError(str(run_dir), "", f"a run with a usable checkpoint: {exc}") from None
     resumed = list(manifest.get("resumed_at_steps", [])) + [sim.step_index]
     with _stop_on_signals() as caught:
-        sim.jit_seconds = warm_up(sim.backend_name)
+        sim.jit_seconds = warm_up(sim.backend_name, (16, sim.scenario.lattice.size))
         if caught:
             raise RunInterrupted(caught[0], None, True)
         return _execute(

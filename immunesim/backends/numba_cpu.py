@@ -26,6 +26,11 @@ from immunesim._jit_cache import cache_kernel
 #: chunks are whole rows of sites).
 CHUNK = 1024
 MAX_CHUNKS = 256
+#: A cell map runs serially up to this many cells, where threads save little: on 2 cores
+#: the default 100 x 100 run (about 11,000 cells) took 19 s with its cell maps parallel and
+#: 22 s serial, while their parallel kernels took 35 s more to compile on first use. With
+#: one numba thread every map runs serially.
+SERIAL_CELLS = 16384
 
 #: Array module of the state's arrays.
 xp = np
@@ -246,14 +251,15 @@ def for_cells(body, n, t, c, s, p, bins=1):
     run = _cell_maps.get(body)
     if run is None:
         run = _cell_maps[body] = _Map(_cell_chunk, _cell_map, body)
-    return run(n, n <= CHUNK, t, c, s, p, bins)
+    return run(n, n <= SERIAL_CELLS or nb.get_num_threads() == 1, t, c, s, p, bins)
 
 
 def for_sites(body, layers, t, c, s, p, bins=1):
     run = _site_maps.get(body)
     if run is None:
         run = _site_maps[body] = _Map(_row_chunk, _site_map, body)
-    return run(layers * t.L, layers * t.L * t.L <= CHUNK, t, c, s, p, bins)
+    serial = layers * t.L * t.L <= CHUNK or nb.get_num_threads() == 1
+    return run(layers * t.L, serial, t, c, s, p, bins)
 
 
 def scatter_min(n, c, s):

@@ -287,22 +287,23 @@ def _restored_state(g: Geometry, p: Params, meta: dict, arrays: dict) -> State:
     return st
 
 
-def warm_up(backend: str = "auto", sizes: tuple[int, ...] = (16, 128)) -> float:
-    """Compile every kernel of a backend and return the seconds it took, so that timings of
-    real runs leave JIT compilation out: a short run that uses every phase and therapy on a
-    lattice of each of ``sizes`` (at most 128). A map launches serially when one chunk
-    covers its cells and in parallel otherwise, and each launch compiles on first use: 16
-    sites a side have fewer cells than a chunk, 128 more throughout, lymphodepletion
-    included, so the default compiles both (tests/unit/test_warm_up.py checks that a run
-    compiles nothing more). Under numba's CUDA simulator, which compiles nothing, it does
-    nothing and returns 0."""
+def warm_up(backend: str = "auto", sizes: tuple[int, ...] = (16, 256)) -> float:
+    """Compile the kernels of a backend that runs on lattices of ``sizes`` use, and return
+    the seconds it took, so that timings of real runs leave JIT compilation out: a short run
+    that uses every phase and therapy on a lattice of each size (at most 256). A map
+    launches serially or in parallel by how many cells or sites it covers, each launch
+    compiled on first use: 16 sites a side take the serial launches, 256 (more cells than
+    a serial cell map takes, lymphodepletion included) every parallel one. A run passes 16
+    and its own size, which compiles what it uses and no more (tests/unit/test_warm_up.py
+    checks that it then compiles nothing). Under numba's CUDA simulator, which compiles
+    nothing, it does nothing and returns 0."""
     from immunesim.backends import get_backend
     from immunesim.scenario import load_scenario
 
     if getattr(get_backend(backend)[1], "SIMULATED", False):
         return 0.0
     t0 = time.perf_counter()
-    for size in sorted({min(int(n), 128) for n in sizes}):
+    for size in sorted({min(int(n), 256) for n in sizes}):
         s = load_scenario(
             {
                 "lattice": {"size": size, "zones": {"unit_um": size * 10.0}},

@@ -22,7 +22,7 @@ def test_a_run_after_its_warm_up_compiles_nothing_more():
     s = load_scenario(
         SCENARIOS / "sle_cd19_cart.toml", ["time.run_in_days=10", "time.follow_up_days=70"]
     )
-    warm_up("numba")
+    warm_up("numba", (16, s.lattice.size))  # as immunesim.run does
     before = _signatures()
     Simulation(s, seed=3, backend="numba").run()  # conditioning, infusion, anti-CAR immunity
     after = _signatures()
