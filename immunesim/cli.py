@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -266,21 +266,28 @@ def resume(
     _print_endpoints(result.endpoints, result.manifest, run_dir)
 
 
+def _count_bar(description: str, total: int, unit: str, **fields: Any):
+    """A progress bar counting ``unit`` done out of ``total`` (with ETA), and its task; each
+    keyword is a text field shown after the count."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn(f"{{task.completed}}/{{task.total}} {unit}"),
+        *[TextColumn(f"{{task.fields[{k}]}}") for k in fields],
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    )
+    return bar, bar.add_task(description, total=total, **fields)
+
+
 def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet) -> None:
     from immunesim.cohort import run_cohort
 
     bar = None
     progress = None
     if not quiet:
-        bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} patients"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err,
-        )
-        task = bar.add_task(f"{s.name} cohort", total=patients)
+        bar, task = _count_bar(f"{s.name} cohort", patients, "patients")
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done)
@@ -525,16 +532,7 @@ def sweep(
     bar = None
     progress = None
     if not quiet:
-        bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} runs"),
-            TextColumn("{task.fields[failed]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err,
-        )
-        task = bar.add_task(f"{sw.scenario.name} sweep", total=len(sw.design), failed="")
+        bar, task = _count_bar(f"{sw.scenario.name} sweep", len(sw.design), "runs", failed="")
 
         def progress(done: int, failed: int, total: int) -> None:
             bar.update(task, completed=done + failed, failed=f"{failed} failed" if failed else "")
@@ -567,7 +565,8 @@ def sweep(
     failed = results[results["status"] != "ok"] if len(results) else results
     out.print(
         f"{len(results) - len(failed)} of {len(sw.design)} runs finished in {out_dir} "
-        f"(results.parquet, timeseries.parquet; load with immunesim.load_sweep)"
+        f"(results.parquet, timeseries.parquet; load with immunesim.load_sweep)",
+        soft_wrap=True,
     )
     for _, r in failed.iterrows():
         err.print(f"run {int(r['run'])} failed: {escape(str(r['error']))}", soft_wrap=True)
