@@ -26,10 +26,8 @@ from immunesim._jit_cache import cache_kernel
 #: chunks are whole rows of sites).
 CHUNK = 1024
 MAX_CHUNKS = 256
-#: A cell map runs serially up to this many cells, where threads save little: on 2 cores
-#: the default 100 x 100 run (about 11,000 cells) took 19 s with its cell maps parallel and
-#: 22 s serial, while their parallel kernels took 35 s more to compile on first use. With
-#: one numba thread every map runs serially.
+#: Cell maps run serially up to this many cells (all maps do with one thread): on 2 cores
+#: threads saved 3 s of a 22-s default run, and their kernels took 35 s to compile.
 SERIAL_CELLS = 16384
 
 #: Array module of the state's arrays.
@@ -37,15 +35,8 @@ xp = np
 
 #: The parallel loops use ``prange`` and nothing else of numba's automatic parallelisation
 #: (its other passes find nothing in them, and cost seconds of compilation per kernel).
-_PRANGE_ONLY = dict(
-    prange=True,
-    comprehension=False,
-    numpy=False,
-    reduction=False,
-    setitem=False,
-    stencil=False,
-    fusion=False,
-    inplace_binop=False,
+_PRANGE_ONLY = {"prange": True} | dict.fromkeys(
+    ("comprehension", "numpy", "reduction", "setitem", "stencil", "fusion", "inplace_binop"), False
 )
 
 #: The kernels made so far (numba dispatchers), and their :class:`_Direct` launchers.
@@ -236,7 +227,7 @@ class _Map:
         acc = self.tallies.get(bins)
         if acc is None:
             acc = self.tallies[bins] = np.zeros((MAX_CHUNKS + 1, bins), np.int64)
-        if serial:
+        if serial or nb.get_num_threads() == 1:
             self.chunk(0, items, t, c, s, p, acc, MAX_CHUNKS)
         else:
             self.kernel(items, t, c, s, p, acc)
@@ -251,15 +242,14 @@ def for_cells(body, n, t, c, s, p, bins=1):
     run = _cell_maps.get(body)
     if run is None:
         run = _cell_maps[body] = _Map(_cell_chunk, _cell_map, body)
-    return run(n, n <= SERIAL_CELLS or nb.get_num_threads() == 1, t, c, s, p, bins)
+    return run(n, n <= SERIAL_CELLS, t, c, s, p, bins)
 
 
 def for_sites(body, layers, t, c, s, p, bins=1):
     run = _site_maps.get(body)
     if run is None:
         run = _site_maps[body] = _Map(_row_chunk, _site_map, body)
-    serial = layers * t.L * t.L <= CHUNK or nb.get_num_threads() == 1
-    return run(layers * t.L, serial, t, c, s, p, bins)
+    return run(layers * t.L, layers * t.L * t.L <= CHUNK, t, c, s, p, bins)
 
 
 def scatter_min(n, c, s):
