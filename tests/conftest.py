@@ -81,3 +81,25 @@ def small_cart_scenario() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+#: The longest test files (measured with --durations), first: pytest-xdist hands out whole
+#: files (--dist loadfile) in collection order, so the last files to finish are short ones.
+LONGEST_FIRST = (
+    "tests/statistical/test_hypotheses.py",
+    "tests/statistical/test_clinical_course.py",
+    "tests/reference/test_equivalence.py",
+    "tests/statistical/test_resolution.py",
+    "tests/cli/test_run_outputs.py",
+    "tests/backends/test_cuda_parity.py",
+    "tests/regression/test_reproducible.py",
+    "tests/extension/test_toy_extension.py",
+    "tests/cli/test_sweep.py",
+    "tests/regression/test_examples.py",
+    "tests/statistical/test_anti_car.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))

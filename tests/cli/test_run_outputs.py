@@ -236,7 +236,10 @@ def test_sigterm_to_a_cohort_stops_its_workers_too(tmp_path):
     )  # fmt: skip
     deadline = time.time() + 300
     workers: list[int] = []
-    while time.time() < deadline and not (out / "patient_001" / "manifest.json").exists():
+    # both workers past their warm-up (a signal during compilation stops a worker before
+    # it has written anything, and a cold numba cache makes that warm-up long)
+    manifests = [out / p / "manifest.json" for p in ("patient_000", "patient_001")]
+    while time.time() < deadline and not all(m.exists() for m in manifests):
         time.sleep(0.2)
     children = subprocess.run(["ps", "-ww", "--ppid", str(proc.pid), "-o", "pid=,args="],
                               capture_output=True, text=True).stdout  # fmt: skip
