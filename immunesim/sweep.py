@@ -41,7 +41,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -210,6 +210,7 @@ def read_sweep(path: str | os.PathLike[str]) -> Sweep:
                 raise ScenarioError(
                     file, f"parameter.{i}", f"{exc.key or p.key} = {v:g}: {exc.expected}"
                 ) from None
+    keys = [p.key for p in spec.parameter]
     rows: list[dict[str, Any]] = []
     for point, values in enumerate(points):
         for seed in spec.seeds:
@@ -220,15 +221,9 @@ def read_sweep(path: str | os.PathLike[str]) -> Sweep:
                 else:
                     row["cohort_seed"], row["patient"] = seed, patient
                     row["seed"] = patient_seed(seed, patient)
-                row.update(
-                    {f"param:{k}": float(v) for k, v in zip(_keys(spec), values, strict=True)}
-                )
+                row.update({f"param:{k}": float(v) for k, v in zip(keys, values, strict=True)})
                 rows.append(row)
     return Sweep(spec, base, file, pd.DataFrame(rows))
-
-
-def _keys(spec: SweepSpec) -> list[str]:
-    return [p.key for p in spec.parameter]
 
 
 def _run_one(scenario_dump: dict[str, Any], design: dict[str, Any], params: list[str]) -> tuple:
@@ -405,7 +400,7 @@ def run_sweep(
         progress(len(done), 0, total)
     if todo:
         dump = sw.scenario.model_dump(mode="json")
-        with _client(scheduler, workers) if client is None else _given(client) as c:
+        with _client(scheduler, workers) if client is None else nullcontext(client) as c:
             from dask.distributed import as_completed
 
             futures = [
@@ -428,11 +423,6 @@ def run_sweep(
                 if progress:
                     progress(len(done), failed, total)
     return load_sweep(out_path).results
-
-
-@contextmanager
-def _given(client: Any) -> Iterator[Any]:
-    yield client
 
 
 def _write_result(out: Path, row: dict[str, Any], ts: pd.DataFrame | None) -> None:

@@ -17,7 +17,6 @@ import pytest
 from immunesim.runner import run
 from immunesim.scenario import ScenarioError, load_scenario
 from immunesim.sweep import (
-    DESIGN_FILE,
     RESULTS_DIR,
     TIMESERIES_DIR,
     _write_result,
@@ -310,7 +309,6 @@ high = 1.0
                        ("molecules.circulation_per_day", 1 / 17)):  # fmt: skip
         assert abs(t.loc[key, "S1"] - share) < 0.05, t
         assert abs(t.loc[key, "ST"] - share) < 0.05, t
-    assert (out / DESIGN_FILE).is_file()
 
 
 def test_an_unreachable_scheduler_is_a_clear_error(tmp_path):
