@@ -1,5 +1,5 @@
-"""The ``immunesim`` command: run, resume, validate, plot, report, calibrate, sweep,
-sensitivity, animate, app, bench, schema, info.
+"""The ``immunesim`` command: run, resume, compare, validate, plot, report, calibrate,
+sweep, sensitivity, animate, app, bench, cache, schema, info.
 
 Exit status: 0 success; 2 bad input (scenario, override, option, run directory,
 checkpoint); 74 writing the outputs failed (a full disk); 128 + the signal for a run
@@ -39,6 +39,14 @@ EXIT_INTERRUPTED = 130
 
 #: Options shared by run and resume.
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+NoCache = Annotated[
+    bool,
+    typer.Option(
+        "--no-cache",
+        help="Compute the untreated run-in instead of starting from the run-in cache (the "
+        "results are the same bits; see `immunesim cache info`).",
+    ),
+]
 FlushSeconds = Annotated[
     float,
     typer.Option(help="Rewrite the outputs at least this often during the run (seconds).", min=0.0),
@@ -94,6 +102,7 @@ def run(
         bool,
         typer.Option("--force", help="Run beyond the work budget (2e11 site-steps)."),
     ] = False,
+    no_cache: NoCache = False,
 ) -> None:
     """Run a scenario and write timeseries.csv/.parquet, endpoints.json and manifest.json.
 
@@ -119,7 +128,7 @@ def run(
         _fail(str(exc))
 
     if patients is not None:
-        _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet)
+        _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet, no_cache)
         return
 
     bar, progress = _run_progress(s, quiet)
@@ -136,6 +145,7 @@ def run(
             flush_seconds=flush_seconds,
             checkpoint_every_days=checkpoint_every_days,
             argv=sys.argv,
+            cache=False if no_cache else None,
         ),
     )
     _print_endpoints(result.endpoints, result.manifest, out_dir)
@@ -281,29 +291,25 @@ def _count_bar(description: str, total: int, unit: str, **fields: Any):
     return bar, bar.add_task(description, total=total, **fields)
 
 
-def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet) -> None:
-    from immunesim.cohort import run_cohort
+def _patients_bar(description: str, total: int, quiet: bool):
+    """A bar counting finished patients (``None`` when quiet) and its callback."""
+    if quiet:
+        return None, None
+    bar, task = _count_bar(description, total, "runs")
 
-    bar = None
-    progress = None
-    if not quiet:
-        bar, task = _count_bar(f"{s.name} cohort", patients, "patients")
+    def progress(done: int, total: int) -> None:
+        bar.update(task, completed=done)
 
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done)
+    return bar, progress
 
+
+def _on_workers(bar, out_dir: Path, call):
+    """``call()`` (patients on worker processes) with its bar shown; a full disk or a stop
+    signal becomes one line and an exit status."""
+    if bar is not None:
         bar.start()
     try:
-        _, summary = run_cohort(
-            s,
-            patients,
-            out_dir,
-            seed=seed,
-            jobs=jobs,
-            backend=backend,
-            progress=progress,
-            overwrite=True,  # prepared by the caller: empty, or cleared with --overwrite
-        )
+        return call()
     except OSError as exc:
         _io_failed(exc)
     except KeyboardInterrupt as exc:
@@ -319,19 +325,133 @@ def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet) -> None:
     finally:
         if bar is not None:
             bar.stop()
+
+
+def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet, no_cache=False) -> None:
+    from immunesim.cohort import run_cohort
+
+    bar, progress = _patients_bar(f"{s.name} cohort", patients, quiet)
+    _, summary = _on_workers(
+        bar,
+        out_dir,
+        lambda: run_cohort(
+            s,
+            patients,
+            out_dir,
+            seed=seed,
+            jobs=jobs,
+            backend=backend,
+            progress=progress,
+            overwrite=True,  # prepared by the caller: empty, or cleared with --overwrite
+            cache=False if no_cache else None,
+        ),
+    )
     table = Table(title=f"Cohort of {patients}: median [5%, 95%]", header_style="bold")
     for col in ("endpoint", "median", "5%", "95%", "reached"):
         table.add_column(col, justify="left" if col == "endpoint" else "right")
-
-    def fmt(v):
-        return "-" if v is None else v if isinstance(v, str) else f"{v:.3g}"
-
     for name, st in summary["endpoints"].items():
         table.add_row(
-            name, fmt(st["median"]), fmt(st["p5"]), fmt(st["p95"]), f"{st['n']}/{st['of']}"
+            name, _fmt(st["median"]), _fmt(st["p5"]), _fmt(st["p95"]), f"{st['n']}/{st['of']}"
         )
     out.print(table)
     out.print(f"wrote {out_dir}/cohort.csv, cohort_summary.json and {patients} patient runs")
+
+
+@app.command()
+def compare(
+    scenarios: Annotated[
+        list[Path], typer.Argument(help="Two or more scenario files; the first is the reference.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory to write.")],
+    patients: Annotated[int, typer.Option(help="Virtual patients per scenario.", min=1)] = 8,
+    seed: Annotated[
+        int | None, typer.Option(help="Cohort seed (default: the first scenario's run.seed).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a value of every scenario: key.path=value."),
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option(help="Worker processes (default: cores).", min=1)
+    ] = None,
+    backend: Annotated[str | None, typer.Option(help="auto | numba | cuda.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier comparison in --out.")
+    ] = False,
+    no_cache: NoCache = False,
+    quiet: Quiet = False,
+) -> None:
+    """Run the same virtual patients through each scenario's therapy, from the same state
+    before treatment, and report paired differences of every endpoint against the first.
+
+    Writes DIR/<scenario>/patient_NNN/ (one run directory each), DIR/compare.csv (one row per
+    patient and scenario), DIR/paired.csv (patient, endpoint, scenario, value, reference,
+    difference) and DIR/compare_summary.json. The scenarios must give the same patients
+    before their therapies (same disease, lattice and time step)."""
+    from immunesim.compare import compare as run_compare
+    from immunesim.runner import prepare_out
+    from immunesim.scenario import ScenarioError, check_budget, load_scenario
+
+    if len(scenarios) < 2:
+        _fail("compare: at least two scenario files (the first is the reference)")
+    try:
+        loaded = [load_scenario(f, set_ or []) for f in scenarios]
+        for f, s in zip(scenarios, loaded, strict=True):
+            check_budget(s, False, str(f))
+        from immunesim.compare import check_same_patients
+
+        first_seed = loaded[0].run.seed if seed is None else seed
+        check_same_patients(loaded, [str(f) for f in scenarios], first_seed, patients)
+        prepare_out(out_dir, overwrite)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    if seed is not None and not 0 <= seed < 2**63:
+        _fail(f"--seed: a whole number from 0 to 2**63-1 (got {seed})")
+    total = patients * len(scenarios)
+    bar, progress = _patients_bar("compare", total, quiet)
+    _, _, summary = _on_workers(
+        bar,
+        out_dir,
+        lambda: run_compare(
+            loaded,
+            patients,
+            out_dir,
+            files=[str(f) for f in scenarios],
+            seed=seed,
+            jobs=jobs,
+            backend=backend,
+            progress=progress,
+            overwrite=True,  # prepared above
+            cache=False if no_cache else None,
+        ),
+    )
+    ref = summary["reference"]
+    for name, ends in summary["paired_differences"].items():
+        table = Table(
+            title=f"{name} vs {ref}: {patients} patients, medians and the paired "
+            "difference [5%, 95%]",
+            header_style="bold",
+        )
+        table.add_column("endpoint", no_wrap=True)
+        for col in (ref, name, "difference [5%, 95%]", "pairs"):
+            table.add_column(col, justify="right", overflow="fold")
+        for endpoint, st in ends.items():
+            spread = f" [{_fmt(st['p5'])}, {_fmt(st['p95'])}]" if st["n"] > 1 else ""
+            table.add_row(
+                endpoint,
+                _fmt(st["reference_median"]),
+                _fmt(st["median_value"]),
+                _fmt(st["median"]) + spread,
+                f"{st['n']}/{st['of']}",
+            )
+        out.print(table)
+    out.print(
+        f"wrote {out_dir}/compare.csv, paired.csv, compare_summary.json and {total} patient runs"
+    )
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else v if isinstance(v, str) else f"{v:.3g}"
 
 
 def _print_endpoints(ends: dict, manifest: dict, out_dir: Path) -> None:
@@ -344,9 +464,15 @@ def _print_endpoints(ends: dict, manifest: dict, out_dir: Path) -> None:
         table.add_row(k, "-" if v is None else str(v))
     out.print(table)
     t = manifest["timing"]
+    fork = manifest.get("run_in") or {}
+    started = (
+        f", from the cached run-in at day {fork['from_day']:.3g}"
+        if fork.get("cache") == "hit"
+        else ""
+    )
     out.print(
         f"wrote {out_dir}/ ({', '.join(manifest.get('files', []))}) in {t['wall_seconds']:.1f} s,"
-        f" {manifest['steps_done']} steps, backend {manifest['backend']}"
+        f" {manifest['steps_done']} steps, backend {manifest['backend']}{started}"
     )
 
 
@@ -841,6 +967,38 @@ def _write_bench(res: dict, out_file: Path | None) -> None:
 
         write_json(out_file, res)
         out.print(f"wrote {out_file}")
+
+
+cache_app = typer.Typer(
+    no_args_is_help=True,
+    help="The run-in cache: untreated run-ins kept so that runs start at the fork before "
+    "their first therapy (see immunesim.runin).",
+)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("info")
+def cache_info() -> None:
+    """Where the run-in cache is, what it holds and its bound."""
+    from immunesim.runin import RunInCache
+
+    i = RunInCache().info()
+    out.print(f"{'directory':>10}: {i['root']}")
+    out.print(f"{'run-ins':>10}: {i['entries']} ({i['keys']} scenario contents)")
+    out.print(
+        f"{'size':>10}: {i['bytes'] / 1e6:.1f} MB of at most {i['max_bytes'] / 1e6:.0f} MB "
+        "(IMMUNESIM_CACHE_MAX_MB)"
+    )
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Remove every cached run-in (runs then compute their run-in again, once)."""
+    from immunesim.runin import RunInCache
+
+    c = RunInCache()
+    n = c.clear()
+    out.print(f"removed {n} run-ins from {c.root}")
 
 
 @app.command()

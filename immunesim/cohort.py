@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,21 +71,45 @@ def patient_scenario(s: Scenario, values: dict[str, float]) -> Scenario:
         raise ScenarioError(f"<variability of {s.name}>", exc.key, exc.expected) from None
 
 
-def _run_patient(args: tuple) -> dict[str, Any]:
-    scenario_dump, seed, patient, out_dir, backend = args
+@dataclass(frozen=True)
+class PatientTask:
+    """One patient's run: the cohort's scenario (as a dump, for the worker processes), the
+    cohort seed, the patient's index, its run directory and how to run it. ``values``
+    are the patient's drawn values (drawn from the scenario's ``[[variability]]`` when
+    ``None``)."""
+
+    scenario: dict[str, Any]
+    seed: int
+    patient: int
+    out_dir: str
+    backend: str | None = None
+    cache: bool | None = None
+    values: dict[str, float] | None = None
+    label: str | None = None
+
+
+def _run_patient(task: PatientTask) -> dict[str, Any]:
     from immunesim.runner import run
 
-    s = Scenario.model_validate(scenario_dump)
-    values = patient_values(s, seed, patient)
+    s = Scenario.model_validate(task.scenario)
+    values = patient_values(s, task.seed, task.patient) if task.values is None else task.values
     ps = patient_scenario(s, values)
-    pseed = patient_seed(seed, patient)
+    pseed = patient_seed(task.seed, task.patient)
     try:
-        res = run(ps, pseed, backend=backend, out=Path(out_dir) / f"patient_{patient:03d}")
+        res = run(
+            ps,
+            pseed,
+            backend=task.backend,
+            out=Path(task.out_dir) / f"patient_{task.patient:03d}",
+            cache=task.cache,
+        )
     except KeyboardInterrupt:
         if _IN_WORKER:  # stopped by the cohort: its outputs are written; the worker ends
             os._exit(130)
         raise
-    row: dict[str, Any] = {"patient": patient, "seed": pseed}
+    row: dict[str, Any] = {"patient": task.patient, "seed": pseed}
+    if task.label is not None:
+        row["scenario"] = task.label
     row.update({f"param:{k}": v for k, v in values.items()})
     for k, v in res.endpoints.items():
         row[k] = v
@@ -192,12 +217,14 @@ def run_cohort(
     backend: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    cache: bool | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Run ``patients`` virtual patients of a scenario; returns the table and summary.
 
     Workers are separate processes, each with one numba thread (several numba thread pools
     on the same cores slow each other down many times over). ``out`` must be new or empty
-    (or hold an earlier run or cohort, replaced with ``overwrite``).
+    (or hold an earlier run or cohort, replaced with ``overwrite``). ``cache`` is the
+    run-in cache setting of each run (:func:`immunesim.runner.run`).
     """
     from immunesim.runner import prepare_out
 
@@ -205,39 +232,9 @@ def run_cohort(
         raise ValueError("a cohort needs at least one patient")
     seed = int(scenario.run.seed if seed is None else seed)
     out = prepare_out(out, overwrite)
-    jobs = max(1, min(patients, jobs or os.cpu_count() or 1))
     dump = scenario.model_dump(mode="json")
-    tasks = [(dump, seed, p, str(out), backend) for p in range(patients)]
-    rows: list[dict[str, Any]] = []
-    if jobs == 1:
-        for t in tasks:
-            rows.append(_run_patient(t))
-            if progress:
-                progress(len(rows), patients)
-    else:
-        env_before = os.environ.get("NUMBA_NUM_THREADS")
-        os.environ["NUMBA_NUM_THREADS"] = "1"  # inherited by the worker processes
-        try:
-            import multiprocessing as mp
-
-            ex = ProcessPoolExecutor(
-                max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init
-            )
-            try:
-                with _signals_interrupt():
-                    for row in ex.map(_run_patient, tasks):
-                        rows.append(row)
-                        if progress:
-                            progress(len(rows), patients)
-            except BaseException:
-                _stop_workers(ex)
-                raise
-            ex.shutdown()
-        finally:
-            if env_before is None:
-                os.environ.pop("NUMBA_NUM_THREADS", None)
-            else:
-                os.environ["NUMBA_NUM_THREADS"] = env_before
+    tasks = [PatientTask(dump, seed, p, str(out), backend, cache) for p in range(patients)]
+    rows = run_patients(tasks, jobs, progress)
     table = pd.DataFrame(rows).sort_values("patient").reset_index(drop=True)
     summary = {
         "scenario_name": scenario.name,
@@ -248,3 +245,44 @@ def run_cohort(
     io.atomic_write(out / "cohort.csv", lambda p: table.to_csv(p, index=False))
     io.write_json(out / "cohort_summary.json", summary)
     return table, summary
+
+
+def run_patients(
+    tasks: list[PatientTask],
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run patients' tasks, in order on one process or on ``jobs`` worker processes (one
+    numba thread each); returns their rows in the tasks' order."""
+    jobs = max(1, min(len(tasks), jobs or os.cpu_count() or 1))
+    rows: list[dict[str, Any]] = []
+    if jobs == 1:
+        for t in tasks:
+            rows.append(_run_patient(t))
+            if progress:
+                progress(len(rows), len(tasks))
+        return rows
+    env_before = os.environ.get("NUMBA_NUM_THREADS")
+    os.environ["NUMBA_NUM_THREADS"] = "1"  # inherited by the worker processes
+    try:
+        import multiprocessing as mp
+
+        ex = ProcessPoolExecutor(
+            max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init
+        )
+        try:
+            with _signals_interrupt():
+                for row in ex.map(_run_patient, tasks):
+                    rows.append(row)
+                    if progress:
+                        progress(len(rows), len(tasks))
+        except BaseException:
+            _stop_workers(ex)
+            raise
+        ex.shutdown()
+    finally:
+        if env_before is None:
+            os.environ.pop("NUMBA_NUM_THREADS", None)
+        else:
+            os.environ["NUMBA_NUM_THREADS"] = env_before
+    return rows

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from immunesim import checkpoint, io
+from immunesim import checkpoint, io, runin
 from immunesim.engine import Simulation, warm_up
 from immunesim.model.cells import KIND_NAMES
 from immunesim.observe import endpoints as compute_endpoints
@@ -87,6 +87,7 @@ def _results(
         "steps_done": steps,
         "steps_total": sim.total_steps,
         "last_day": sim.day,
+        "run_in": sim.run_in,
         "lattice_sites": s.lattice.size**2,
         "command": argv,
         "versions": versions,
@@ -246,6 +247,7 @@ def run(
     checkpoint_every_days: float | None = None,
     checkpoint_seconds: float = 600.0,
     argv: list[str] | None = None,
+    cache: bool | runin.RunInCache | None = None,
 ) -> RunResult:
     """Run a scenario to its end and return its results.
 
@@ -265,6 +267,10 @@ def run(
             that a long run checkpoints without being asked; it is also written when a
             signal stops the run, and removed when the run completes.
         argv: the command line, recorded in the manifest.
+        cache: start from the run-in cache (:mod:`immunesim.runin`): ``None`` for the
+            default (on unless ``IMMUNESIM_CACHE=off``), ``False`` for a run from scratch,
+            or a :class:`~immunesim.runin.RunInCache`. The results are the same bits either
+            way; the manifest's ``run_in`` says how the run started.
 
     Raises:
         ScenarioError: for a bad scenario, override, seed or run directory.
@@ -281,7 +287,9 @@ def run(
         jit_seconds = warm_up(backend or s.run.backend, (16, s.lattice.size))
         if caught:
             raise RunInterrupted(caught[0], None, False)
-        sim = Simulation(s, seed=seed, backend=backend or s.run.backend)
+        sim, _ = runin.start(
+            s, s.run.seed if seed is None else seed, backend or s.run.backend, cache
+        )
         sim.jit_seconds = jit_seconds
         return _execute(
             sim, out_path, caught, progress, flush_seconds, checkpoint_every_days,
@@ -313,6 +321,7 @@ def resume(
     except checkpoint.CheckpointError as exc:
         raise ScenarioError(str(run_dir), "", f"a run with a usable checkpoint: {exc}") from None
     resumed = list(manifest.get("resumed_at_steps", [])) + [sim.step_index]
+    sim.run_in = manifest.get("run_in")
     with _stop_on_signals() as caught:
         sim.jit_seconds = warm_up(sim.backend_name, (16, sim.scenario.lattice.size))
         if caught:

@@ -9,6 +9,14 @@ import os
 # numba reads this when it is first imported, so it is set before anything imports numba.
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
+import tempfile  # noqa: E402
+
+# Runs share one run-in cache per test session (all of pytest-xdist's workers: they have
+# the same test-run id), away from the user's own cache; it goes at the end of the session.
+_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+RUNIN_CACHE = os.path.join(tempfile.gettempdir(), f"immunesim-test-runin-{_RUN_ID}")
+os.environ["IMMUNESIM_CACHE_DIR"] = RUNIN_CACHE
+
 import copy  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -97,7 +105,13 @@ LONGEST_FIRST = (
     "tests/cli/test_sweep.py",
     "tests/regression/test_examples.py",
     "tests/statistical/test_anti_car.py",
+    "tests/integration/test_runin_cache.py",
 )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not hasattr(session.config, "workerinput"):  # the controller, after every worker
+        shutil.rmtree(RUNIN_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,8 @@ class Simulation(Clocked):
         rows: the sampled metrics, one dict per sampling step.
         phase_seconds: wall seconds spent in each phase.
         jit_seconds: seconds of kernel compilation before the run (set by the runner).
+        run_in: how the run started, when it came through the run-in cache
+            (:meth:`immunesim.runin.Fork.as_dict`; set by :func:`immunesim.runin.start`).
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class Simulation(Clocked):
         self.phase_seconds = dict.fromkeys(PHASES, 0.0)
         #: Seconds spent compiling kernels before the run, when the runner measured it.
         self.jit_seconds: float | None = None
+        self.run_in: dict[str, Any] | None = None
         self._observers: list[tuple[int, int, Callable[[Simulation], object]]] = []
         self._sample_every = max(
             1, int(round(scenario.time.sample_every_hours / scenario.time.dt_hours))

@@ -73,6 +73,9 @@ class CarT(TherapyEffect):
         thr = np.full(3, rate_threshold(rate, s.time.dt_hours), np.uint64)
         patient.deplete(step, marker_mask(["CAR"]), thr)
 
+    def acts_from_day(self, t):
+        return t.day  # host immunity starts after the first infusion
+
     def label(self, t):
         return t.label or f"CAR-T ({'+'.join(t.targets)})"
 
@@ -99,6 +102,9 @@ class AntiCD20(TherapyEffect):
                 np.uint64,
             )
             patient.deplete(step, marker_mask(t.targets), thr)
+
+    def acts_from_day(self, t):
+        return min(t.days)  # no drug before the first infusion
 
     def label(self, t):
         return t.label or "anti-CD20 infusion"

@@ -15,6 +15,7 @@ This module imports nothing of immunesim, so that an extension can declare a the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -79,6 +80,19 @@ class TherapyEffect:
     def activation_factor(self, t: Any, day: float) -> float:
         """Factor on B-cell activation on ``day`` (1: none)."""
         return 1.0
+
+    def acts_from_day(self, t: Any) -> float:
+        """The first day on which the entry may act on the patient other than through
+        :meth:`activation_factor`: the run before it is the same whatever the entry says, so
+        runs that differ in it can start from one cached run-in (:mod:`immunesim.runin`).
+
+        The default is its first event day when the effect has no :meth:`each_step`, and
+        minus infinity (it may act from the start) when it has one; an effect whose
+        continuous action starts later says so by overriding this.
+        """
+        if type(self).each_step is not TherapyEffect.each_step:
+            return -math.inf
+        return min(self.event_days(t), default=math.inf)
 
     def label(self, t: Any) -> str:
         """Name of its events in outputs."""
