@@ -205,13 +205,16 @@ class RunInCache:
                     pass
         return len(files)
 
-    def start(self, s: Scenario, seed: int, backend: str = "auto") -> tuple[Simulation, Fork]:
+    def start(
+        self, s: Scenario, seed: int, backend: str = "auto", at_step: int | None = None
+    ) -> tuple[Simulation, Fork]:
         """A simulation of ``s`` with ``seed``, started from the best cached run-in (the
-        latest saved step at or before its fork step); when that is not the fork step
-        itself, the simulation saves its state there as it passes it."""
+        latest saved step at or before its fork step, or ``at_step`` when that is earlier);
+        when that is not the fork step itself, the simulation saves its state there as it
+        passes it."""
         from immunesim.engine import Simulation
 
-        fork = fork_step(s)
+        fork = fork_step(s) if at_step is None else max(0, min(fork_step(s), at_step))
         if fork < 1:  # a therapy acts from the start: nothing to share
             return Simulation(s, seed=seed, backend=backend), Fork("none")
         k = key(s)
@@ -293,10 +296,15 @@ class RunInCache:
 
 
 def start(
-    s: Scenario, seed: int, backend: str = "auto", cache: bool | RunInCache | None = None
+    s: Scenario,
+    seed: int,
+    backend: str = "auto",
+    cache: bool | RunInCache | None = None,
+    at_step: int | None = None,
 ) -> tuple[Simulation, Fork]:
     """A simulation of ``s`` from the run-in cache (``cache``: ``None`` for the default,
-    which ``IMMUNESIM_CACHE=off`` turns off; ``False`` for none; or a :class:`RunInCache`)."""
+    which ``IMMUNESIM_CACHE=off`` turns off; ``False`` for none; or a :class:`RunInCache`),
+    forked at its fork step or at ``at_step`` when that is earlier."""
     from immunesim.engine import Simulation
 
     if cache is None:
@@ -306,7 +314,7 @@ def start(
     else:
         store = cache if isinstance(cache, RunInCache) else RunInCache()
         t0 = time.perf_counter()
-        sim, info = store.start(s, seed, backend)
+        sim, info = store.start(s, seed, backend, at_step)
         if info.cache == "hit":
             sim.phase_seconds["events"] += time.perf_counter() - t0  # the restore, counted
     sim.run_in = info.as_dict()

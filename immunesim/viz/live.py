@@ -1,12 +1,13 @@
 """The model behind the interactive app (``immunesim app``), free of any UI code.
 
 A :class:`LiveRun` is one :class:`~immunesim.mesa_model.ImmuneModel` built from a scenario
-and the app's :class:`Settings` on a small lattice. Building it runs the untreated run-in up
-to the scenario's baseline day (a few seconds), so the user starts just before the therapy
-course; after that each :meth:`LiveRun.step` advances one Mesa step (one sampled day) and
-returns a :class:`Frame`: an immutable picture of the model (cell categories, tissue damage,
-the time series so far, the phase caption), so a display never reads the cell arrays while a
-step is changing them.
+and the app's :class:`Settings` on a small lattice. It starts at the scenario's baseline day,
+just before the therapy course, from the run-in cache (:mod:`immunesim.runin`): the untreated
+run-in is computed once per seed and disease setting (a few seconds) and shared by every
+browser tab and every dose. After that each :meth:`LiveRun.step` advances one Mesa step
+(one sampled day) and returns a :class:`Frame`: an immutable picture of the model (cell
+categories, tissue damage, the time series so far, the phase caption), so a display never
+reads the cell arrays while a step is changing them.
 
 The pictures reuse the animation's pieces: :func:`~immunesim.viz.snapshots.lattice_picture`
 for the cell categories and damage, :func:`~immunesim.viz.animate.cells_to_rgb` for the
@@ -176,18 +177,21 @@ class LiveRun:
     ):
         self.settings = settings
         self.scenario = load_scenario(scenario, settings.overrides(scenario))
-        # The CPU backend: on a lattice this small a GPU would only add launch overheads.
-        self.model = ImmuneModel(self.scenario, seed=settings.seed, backend="numba")
-        sim = self.model.simulation
-        L = self.scenario.lattice.size
-        self.zones = sim.state.zone.reshape(L, L)
-        self.start_day = max(sim.day, self.scenario.endpoints.baseline_day)
-        start_step = self.scenario.step_of_day(self.start_day)
+        s = self.scenario
         with _one_numba_thread():
+            # The CPU backend: on a lattice this small a GPU would only add launch overheads.
+            # The run starts just before the first therapy, from the run-in cache: computed
+            # once per seed and disease setting, shared by every tab and every dose.
+            self.model = ImmuneModel(
+                s, seed=settings.seed, backend="numba", start="treatment", progress=progress
+            )
+            sim = self.model.simulation
+            self.start_day = max(sim.day, s.endpoints.baseline_day)
             while self.model.day < self.start_day and self.model.running:
                 self.model.step()
-                if progress is not None:
-                    progress(min(1.0, sim.step_index / start_step))
+        if progress is not None:
+            progress(1.0)
+        self.zones = sim.state.zone.reshape(s.lattice.size, s.lattice.size)
         self._lock = threading.Lock()
         self.frame = self._snapshot()
 

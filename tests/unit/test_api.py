@@ -5,6 +5,7 @@ from __future__ import annotations
 import mesa
 import numpy as np
 import pandas as pd
+import pytest
 
 import immunesim
 from tests.conftest import SCENARIOS, small_cart
@@ -91,3 +92,58 @@ def test_immune_model_runs_under_mesa_batch_run():
     a = df[df["seed"] == 1]["b_cells"].tolist()
     b = df[df["seed"] == 2]["b_cells"].tolist()
     assert a != b
+
+
+def test_batch_run_replicates_without_a_seed_differ_as_in_mesa():
+    results = mesa.batch_run(
+        immunesim.ImmuneModel,
+        parameters={"scenario": str(SCENARIOS / "sle_untreated.toml"), **_small_kwargs()},
+        iterations=2,
+        max_steps=2,
+        display_progress=False,
+        data_collection_period=1,
+    )
+    df = pd.DataFrame(results)
+    runs = [g["b_cells"].tolist() for _, g in df.groupby("RunId")]
+    assert len(runs) == 2 and runs[0] != runs[1]
+
+
+def test_immune_model_takes_seed_or_rng_as_mesa_models_do():
+    path = str(SCENARIOS / "sle_untreated.toml")
+    by_seed = immunesim.ImmuneModel(path, seed=5, **_small_kwargs())
+    by_rng = immunesim.ImmuneModel(path, rng=5, **_small_kwargs())
+    assert by_seed.seed == by_rng.seed == by_seed.simulation.seed == 5
+    drawn = immunesim.ImmuneModel(path, rng=np.random.default_rng(3), **_small_kwargs())
+    again = immunesim.ImmuneModel(path, rng=np.random.default_rng(3), **_small_kwargs())
+    assert drawn.seed == again.seed  # a generator draws the seed, reproducibly
+    fresh = [immunesim.ImmuneModel(path, **_small_kwargs()).seed for _ in range(2)]
+    assert fresh[0] != fresh[1]  # none given: fresh entropy, kept in .seed
+    twin = immunesim.ImmuneModel(path, seed=fresh[0], **_small_kwargs())
+    assert twin.metrics == immunesim.ImmuneModel(path, seed=fresh[0], **_small_kwargs()).metrics
+    with pytest.raises(ValueError, match="seed or rng"):
+        immunesim.ImmuneModel(path, seed=1, rng=1)
+    with pytest.raises(ValueError, match="seed"):
+        immunesim.ImmuneModel(path, seed=-1)
+
+
+def test_immune_model_can_start_at_treatment_from_the_run_in_cache(tmp_path):
+    from immunesim.runin import RunInCache, fork_step
+
+    path = str(SCENARIOS / "sle_cd19_cart.toml")
+    kw = {**_small_kwargs(), "time__run_in_days": 12, "time__follow_up_days": 4}
+    full = immunesim.ImmuneModel(path, seed=3, **kw)
+    cache = RunInCache(tmp_path)
+    first = immunesim.ImmuneModel(path, seed=3, start="treatment", cache=cache, **kw)
+    again = immunesim.ImmuneModel(path, seed=3, start="treatment", cache=cache, **kw)
+    s = full.scenario
+    # the last sampled day before the standard of care stops (day -6): day -7
+    assert first.day == again.day == -7.0 < s.day_of_step(fork_step(s))
+    assert again.simulation.run_in["cache"] == "hit"
+    while full.day < first.day:
+        full.step()
+    for model in (first, again):
+        model.step()
+    full.step()
+    assert full.metrics == first.metrics == again.metrics
+    with pytest.raises(ValueError, match="start"):
+        immunesim.ImmuneModel(path, seed=3, start="day0", **kw)
