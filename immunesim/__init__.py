@@ -26,6 +26,9 @@ _LAZY = {
     "Scenario": "immunesim.scenario",
     "ScenarioError": "immunesim.scenario",
     "Simulation": "immunesim.engine",
+    "Results": "immunesim.results",
+    "compare": "immunesim.compare",
+    "load_run": "immunesim.results",
     "load_scenario": "immunesim.scenario",
     "load_sweep": "immunesim.sweep",
     "run_sweep": "immunesim.sweep",
@@ -34,8 +37,10 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from immunesim.compare import compare
     from immunesim.engine import Simulation
     from immunesim.mesa_model import ImmuneModel
+    from immunesim.results import Results, load_run
     from immunesim.runner import RunResult, run, write_run
     from immunesim.scenario import Scenario, ScenarioError, load_scenario
     from immunesim.sweep import load_sweep, run_sweep
@@ -51,11 +56,14 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ImmuneModel",
+    "Results",
     "RunResult",
     "Scenario",
     "ScenarioError",
     "Simulation",
     "__version__",
+    "compare",
+    "load_run",
     "load_scenario",
     "load_sweep",
     "run",

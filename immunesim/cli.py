@@ -514,7 +514,7 @@ def validate(
 
 @app.command()
 def plot(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory written by immunesim run.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run, cohort, comparison or sweep directory.")],
     out_file: Annotated[
         Path | None, typer.Option("--out", "-o", help="Image to write (.png/.svg/.pdf).")
     ] = None,
@@ -522,28 +522,43 @@ def plot(
         float | None, typer.Option(help="First day shown (default: 30 d before therapy).")
     ] = None,
 ) -> None:
-    """Plot a run's clinical course: cells, titres, disease activity, therapy events."""
-    from immunesim.plot import plot_course
+    """Plot a clinical course: of a run, cells, titres, disease activity and therapy events;
+    of a cohort, a comparison or a sweep, the median and 5-95% band of each group (CAR-T
+    and B cells in blood, anti-dsDNA, protective titre, disease score)."""
+    from immunesim.plot import plot_results
+    from immunesim.results import kind_of
 
-    if not (run_dir / "timeseries.csv").is_file() or not (run_dir / "manifest.json").is_file():
-        _fail(f"{run_dir}: a run directory holding timeseries.csv and manifest.json")
+    if kind_of(run_dir) is None:
+        _fail(
+            f"{run_dir}: a run directory (timeseries.csv and manifest.json), a cohort "
+            "(cohort.csv), a comparison (compare.csv) or a sweep (sweep.json)"
+        )
+    suffix = (out_file.suffix.lower() if out_file else ".png") or ".png"
+    if suffix not in (".png", ".svg", ".pdf"):
+        _fail(f"--out {out_file}: a file name ending in .png, .svg or .pdf")
     target = out_file or run_dir / "course.png"
-    plot_course(run_dir, target, first_day)
+    plot_results(run_dir, target, first_day)
     out.print(f"wrote {target}")
 
 
 @app.command()
 def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run or cohort directories.")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run, cohort, comparison or sweep directories.")
+    ],
     out_file: Annotated[Path, typer.Option("--out", "-o", help="Report file (.md or .html).")],
 ) -> None:
     """Compare runs with the published clinical facts: targets met or missed, time course
     with the published points, endpoints side by side."""
     from immunesim.report import write_report
+    from immunesim.results import kind_of
 
     for d in run_dirs:
-        if not ((d / "endpoints.json").is_file() or (d / "cohort.csv").is_file()):
-            _fail(f"{d}: a run directory (endpoints.json) or a cohort directory (cohort.csv)")
+        if kind_of(d) is None:
+            _fail(
+                f"{d}: a run directory (endpoints.json), a cohort (cohort.csv), a comparison "
+                "(compare.csv) or a sweep (sweep.json)"
+            )
     if out_file.suffix.lower() not in (".md", ".html", ".htm"):
         _fail(f"--out {out_file}: a file name ending in .md or .html")
     write_report(run_dirs, out_file)

@@ -160,3 +160,129 @@ def plot_course(run_dir: str | Path, out: str | Path, first_day: float | None = 
     io.save_figure(fig, out, dpi=110)
     plt.close(fig)
     return out
+
+
+#: The panels of a figure of several runs: column of :func:`relative_course`, axis label,
+#: log scale, floor drawn for zero on a log axis.
+PANELS = (
+    ("car_t_per_ul", "CAR-T per µL blood", True, 1e-3),
+    ("b_cells_relative", "B cells / baseline", True, 1e-4),
+    ("anti_dsdna_relative", "anti-dsDNA / baseline", True, 1e-3),
+    ("protective_relative", "protective titre / baseline", False, None),
+    ("disease_score", "disease score", False, None),
+)
+#: Colours of the groups of a figure (Okabe-Ito).
+GROUP_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+
+
+def relative_course(ts: pd.DataFrame, scenario: dict) -> pd.DataFrame:
+    """Per run and day: CAR-T per µL, and B cells, anti-dsDNA and the protective (mean
+    vaccine) titre relative to the run's own baseline, and the disease score."""
+    baseline_day = scenario["endpoints"]["baseline_day"]
+    vaccines = scenario["specificities"]["vaccines"]
+    parts = []
+    for _, df in ts.groupby("run", sort=False):
+        before = df[df["day"] <= baseline_day + 1e-9]
+        base = before.iloc[-1] if len(before) else df.iloc[0]
+        out = df[["run", "group", "day"]].copy()
+        out["car_t_per_ul"] = df["car_t_per_ul"]
+        out["b_cells_relative"] = df["b_cells"] / base["b_cells"]
+        out["anti_dsdna_relative"] = df["anti_dsdna"] / base["anti_dsdna"]
+        titres = [df[f"antibody_{v}"] / base[f"antibody_{v}"] for v in vaccines]
+        out["protective_relative"] = sum(titres) / len(titres) if titres else float("nan")
+        out["disease_score"] = df["disease_score"]
+        parts.append(out)
+    return pd.concat(parts, ignore_index=True)
+
+
+def bands(course: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Median and 5-95% of ``column`` over the runs of each group, day by day (``n``: how
+    many runs have that day)."""
+    g = course.groupby(["group", "day"], sort=False)[column]
+    out = g.agg(median="median", n="count").reset_index()
+    out["p5"] = g.quantile(0.05).to_numpy()
+    out["p95"] = g.quantile(0.95).to_numpy()
+    return out
+
+
+def plot_bands(
+    courses: list[tuple[str, pd.DataFrame]],
+    out: str | Path,
+    first_day: float = -30.0,
+    title: str | None = None,
+    decorate=None,
+) -> Path:
+    """Medians with 5-95% bands (a line alone for a group of one run) of every panel of
+    :data:`PANELS`, one colour per group.
+
+    Args:
+        courses: ``(label, relative course)`` pairs (see :func:`relative_course`); each
+            group of each course is drawn under ``label`` (plus the group's name when the
+            course has several).
+        out: image file (PNG, SVG or PDF by its suffix).
+        first_day: first day shown.
+        title: figure title.
+        decorate: called with the panels' axes after drawing (published points).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        len(PANELS), 1, figsize=(9, 2.5 * len(PANELS)), sharex=True, constrained_layout=True
+    )
+    k = 0
+    for label, course in courses:
+        course = course[course["day"] >= first_day]
+        groups = list(dict.fromkeys(course["group"]))
+        for group in groups:
+            colour = GROUP_COLOURS[k % len(GROUP_COLOURS)]
+            k += 1
+            name = label if len(groups) == 1 else f"{label}: {group}"
+            runs = course.loc[course["group"] == group, "run"].nunique()
+            name += f" (median of {runs}, 5-95%)" if runs > 1 else ""
+            for ax, (col, ylabel, log, floor) in zip(axes, PANELS, strict=True):
+                b = bands(course[course["group"] == group], col)
+                if floor is not None:  # zeros on a log axis: drawn at the floor
+                    b[["median", "p5", "p95"]] = b[["median", "p5", "p95"]].clip(lower=floor)
+                ax.plot(b["day"], b["median"], color=colour, lw=1.8, label=name)
+                if runs > 1:
+                    ax.fill_between(b["day"], b["p5"], b["p95"], color=colour, alpha=0.18, lw=0)
+                ax.set_ylabel(ylabel)
+                if log:
+                    ax.set_yscale("log")
+    if decorate is not None:
+        decorate(axes)
+    for ax in axes:
+        ax.grid(alpha=0.25)
+    axes[0].legend(fontsize=7, loc="best")
+    for ax in axes[1:]:
+        handles, labels = ax.get_legend_handles_labels()
+        extra = [(h, lab) for h, lab in zip(handles, labels, strict=True) if "published" in lab]
+        if extra:
+            ax.legend(*zip(*extra, strict=True), fontsize=7, loc="best")
+    axes[-1].set_xlabel("day (0 = infusion)")
+    if title:
+        axes[0].set_title(title)
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    io.save_figure(fig, target, dpi=100)
+    plt.close(fig)
+    return target
+
+
+def plot_results(path: str | Path, out: str | Path, first_day: float | None = None) -> Path:
+    """The figure of any directory immunesim writes: a run's clinical course
+    (:func:`plot_course`), or for a cohort, a comparison or a sweep the medians and 5-95%
+    bands of each group (:func:`plot_bands`)."""
+    from immunesim.results import load_run
+
+    r = load_run(path)
+    if r.kind == "run":
+        return plot_course(path, out, first_day)
+    course = relative_course(r.timeseries, r.scenario)
+    what = {"cohort": "cohort", "compare": "comparison", "sweep": "sweep"}[r.kind]
+    title = f"{Path(path).name}: {what} of {r.endpoints['run'].nunique()} runs"
+    label = r.groups[0] if r.kind == "cohort" else what
+    return plot_bands([(label, course)], out, -30.0 if first_day is None else first_day, title)

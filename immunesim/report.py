@@ -4,9 +4,10 @@
 
 - a table of every published target (``immunesim/data/clinical_targets.toml``) with the
   simulated value of each run, marked met or missed against the target's tolerance (for a
-  cohort directory: the median, and how many patients met it);
+  cohort, an arm of a comparison or a sweep: the median, and how many runs met it), and the
+  publication it comes from;
 - the time course (CAR-T, B cells, anti-dsDNA, protective titre, disease score) of every
-  run (of a cohort: its first patient), with the published points overlaid;
+  run, or of a group of runs its median and 5-95% band, with the published points overlaid;
 - the endpoints of all runs side by side.
 
 Markdown reports keep their figures as PNG files in ``<name>_files/``; HTML reports embed
@@ -25,10 +26,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from immunesim import io
-from immunesim.plot import read_run
 
 
 @dataclass
@@ -65,7 +66,8 @@ def load_targets() -> list[Target]:
 
 @dataclass
 class RunSummary:
-    """What the report needs of a run or a cohort."""
+    """What the report needs of one column: a run, or a group of runs (a cohort, an arm of
+    a comparison, a sweep)."""
 
     label: str
     path: Path
@@ -73,37 +75,54 @@ class RunSummary:
     timeseries: pd.DataFrame | None
     manifest: dict[str, Any]
     cohort: pd.DataFrame | None = None
+    #: The relative course of its runs (:func:`immunesim.plot.relative_course`).
+    course: pd.DataFrame | None = None
+
+
+def _medians(table: pd.DataFrame) -> dict[str, Any]:
+    """Each endpoint's median over the runs (yes/no endpoints: the majority; categorical
+    ones: the most common value)."""
+    from immunesim.cohort import summarise
+
+    out: dict[str, Any] = {}
+    for k, v in summarise(table.drop(columns=["run", "group"], errors="ignore")).items():
+        flags = table[k].dropna() if k in table else pd.Series([], dtype=object)
+        if len(flags) and all(isinstance(x, (bool, np.bool_)) for x in flags):
+            out[k] = int(flags.sum()) * 2 > len(table)
+        else:
+            out[k] = v["median"]
+    return out
+
+
+def summaries(path: str | Path) -> list[RunSummary]:
+    """The report's columns of a directory: one for a run or a cohort, one per arm of a
+    comparison, one for a sweep."""
+    from immunesim.plot import relative_course
+    from immunesim.results import load_run
+
+    r = load_run(path)
+    p = Path(path)
+    course = relative_course(r.timeseries, r.scenario)
+    first = next(iter(r.manifests.values()), {"scenario": r.scenario})
+    if r.kind == "run":
+        ends = json.loads((p / "endpoints.json").read_text())
+        label = f"{first['scenario_name']} (seed {first['seed']}, {_grid(first)})"
+        return [RunSummary(label, p, ends, r.timeseries, first, course=course)]
+    out = []
+    for group in r.groups:
+        table = r.endpoints[r.endpoints["group"] == group]
+        runs = set(table["run"])
+        manifest = next((m for run, m in r.manifests.items() if run in runs), first)
+        what = {"cohort": "cohort", "compare": "arm", "sweep": "sweep"}[r.kind]
+        label = f"{group} ({what} of {len(table)}, {_grid(manifest)})"
+        mine = course[course["group"] == group]
+        out.append(RunSummary(label, p, _medians(table), None, manifest, table, mine))
+    return out
 
 
 def load_run(path: str | Path) -> RunSummary:
-    """Read a run directory or a cohort directory (``cohort.csv``)."""
-    p = Path(path)
-    if (p / "cohort.csv").is_file():
-        table = pd.read_csv(p / "cohort.csv")
-        summary = json.loads((p / "cohort_summary.json").read_text())
-        med = {k: v["median"] for k, v in summary["endpoints"].items()}
-        for k, v in summary["endpoints"].items():
-            if (
-                v["median"] is None
-                and v["p5"] is None
-                and v["n"] is not None
-                and k in table
-                and table[k].dropna().map(type).eq(bool).all()
-            ):
-                # yes/no endpoints: the majority
-                med[k] = v["n"] * 2 > v["of"]
-        first = sorted(p.glob("patient_*"))[0]
-        df, manifest, _ = read_run(first)
-        label = f"{summary['scenario_name']} (cohort of {summary['patients']}, {_grid(manifest)})"
-        return RunSummary(label, p, med, df, manifest, cohort=table)
-    if not (p / "endpoints.json").is_file():
-        raise FileNotFoundError(
-            f"{p}: not a run directory (no endpoints.json) nor a cohort directory (no cohort.csv)"
-        )
-    df, manifest, _ = read_run(p)
-    ends = json.loads((p / "endpoints.json").read_text())
-    label = f"{manifest['scenario_name']} (seed {manifest['seed']}, {_grid(manifest)})"
-    return RunSummary(label, p, ends, df, manifest)
+    """The first column :func:`summaries` makes of a directory."""
+    return summaries(path)[0]
 
 
 def _grid(manifest: dict[str, Any]) -> str:
@@ -137,78 +156,44 @@ def target_rows(runs: list[RunSummary], targets: list[Target]) -> list[list[str]
                 hits = [t.met(v if v == v else None) for v in r.cohort[t.endpoint]]
                 cell += f", {sum(h is True for h in hits)}/{len(hits)} patients"
             cells.append(cell)
-        rows.append(cells)
+        rows.append(cells + [t.source])
     return rows
 
 
 def plot_courses(runs: list[RunSummary], targets: list[Target], out: Path) -> Path:
-    """Five panels of the time course of every run, with the published points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Five panels of the time course of every column (a group of runs as its median and
+    5-95% band), with the published points."""
+    from immunesim.plot import plot_bands
 
     by_name = {t.name: t for t in targets}
-    fig, axes = plt.subplots(5, 1, figsize=(9, 13), sharex=True, constrained_layout=True)
-    palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
-    for i, r in enumerate(runs):
-        df = r.timeseries
-        if df is None:
-            continue
-        df = df[df["day"] >= -30]
-        base = df[df["day"] <= r.manifest["scenario"]["endpoints"]["baseline_day"] + 1e-9]
-        base = base.iloc[-1] if len(base) else df.iloc[0]
-        colour = palette[i % len(palette)]
-        vaccines = r.manifest["scenario"]["specificities"]["vaccines"]
-        protective = sum(df[f"antibody_{v}"] / base[f"antibody_{v}"] for v in vaccines)
-        series = [
-            ("car_t", df["car_t"].clip(lower=0.5), "CAR-T (agents)"),
-            ("b_cells", (df["b_cells"] / base["b_cells"]).clip(lower=1e-4), "B cells / baseline"),
-            ("anti_dsdna", df["anti_dsdna"] / base["anti_dsdna"], "anti-dsDNA / baseline"),
-            ("protective", protective / len(vaccines), "protective titre / baseline"),
-            ("disease_score", df["disease_score"], "disease score"),
-        ]
-        for ax, (_, y, ylabel) in zip(axes, series, strict=True):
-            ax.plot(df["day"], y, color=colour, lw=1.6, label=r.label)
-            ax.set_ylabel(ylabel)
-    axes[0].set_yscale("log")
-    axes[1].set_yscale("log")
-    # published points
     grey = "#444444"
-    if "car_t_peak_day" in by_name:
-        t = by_name["car_t_peak_day"]
-        axes[0].axvspan(t.low, t.high, color="#E69F00", alpha=0.15, label="published peak 7-14 d")
-    if "b_cell_reconstitution_day" in by_name:
-        t = by_name["b_cell_reconstitution_day"]
-        axes[1].axvspan(
-            t.low, t.high, color="#0072B2", alpha=0.12, label="published B-cell return 110 +/- 32 d"
-        )
-        axes[1].axvline(t.point, color=grey, lw=1, ls="--")
-    axes[2].errorbar(
-        [90],
-        [0.1],
-        yerr=[[0.1], [0.1]],
-        fmt="o",
-        color=grey,
-        label="published: seronegative at month 3",
-    )
-    for day in (90, 365):
-        axes[3].errorbar(
-            [day],
-            [1.0],
-            yerr=[[0.2], [0.2]],
-            fmt="s",
-            color=grey,
-            label="published: unchanged (+/-20%)" if day == 90 else None,
-        )
-    axes[4].errorbar([90], [0.0], fmt="D", color=grey, label="published: SLEDAI 0 at month 3")
-    for ax in axes:
-        ax.legend(fontsize=7, loc="best")
-        ax.grid(alpha=0.25)
-    axes[-1].set_xlabel("day (0 = infusion)")
-    io.save_figure(fig, out, dpi=100)
-    plt.close(fig)
-    return out
+
+    def published(axes) -> None:
+        if "car_t_peak_day" in by_name:
+            t = by_name["car_t_peak_day"]
+            axes[0].axvspan(
+                t.low, t.high, color="#E69F00", alpha=0.15, label="published peak 7-14 d"
+            )
+        if "b_cell_reconstitution_day" in by_name:
+            t = by_name["b_cell_reconstitution_day"]
+            axes[1].axvspan(
+                t.low, t.high, color="#0072B2", alpha=0.12,
+                label="published B-cell return 110 +/- 32 d",
+            )  # fmt: skip
+            axes[1].axvline(t.point, color=grey, lw=1, ls="--")
+        axes[2].errorbar(
+            [90], [0.1], yerr=[[0.1], [0.1]], fmt="o", color=grey,
+            label="published: seronegative at month 3",
+        )  # fmt: skip
+        for day in (90, 365):
+            axes[3].errorbar(
+                [day], [1.0], yerr=[[0.2], [0.2]], fmt="s", color=grey,
+                label="published: unchanged (+/-20%)" if day == 90 else None,
+            )  # fmt: skip
+        axes[4].errorbar([90], [0.0], fmt="D", color=grey, label="published: SLEDAI 0 at month 3")
+
+    courses = [(r.label, r.course) for r in runs if r.course is not None]
+    return plot_bands(courses, out, -30.0, decorate=published)
 
 
 def endpoint_table(runs: list[RunSummary]) -> tuple[list[str], list[list[str]]]:
@@ -246,9 +231,9 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 def write_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     """Write the validation report for ``run_dirs`` to ``out`` (.md or .html)."""
     out = Path(out)
-    runs = [load_run(d) for d in run_dirs]
+    runs = [column for d in run_dirs for column in summaries(d)]
     targets = load_targets()
-    header = ["target", "published", "tolerance", *[r.label for r in runs]]
+    header = ["target", "published", "tolerance", *[r.label for r in runs], "source"]
     rows = target_rows(runs, targets)
     eh, erows = endpoint_table(runs)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -280,7 +265,9 @@ td.met{{background:#e6f4ea}} td.miss{{background:#fde7e9}}</style></head><body>
                 "# immunesim validation report",
                 "Runs: " + ", ".join(f"`{r.path}` ({r.label})" for r in runs),
                 "## Published targets",
-                "Each cell: the simulated value and whether it meets the target's tolerance.",
+                "Each cell: the simulated value (of a group of runs: the median) and whether "
+                "it meets the target's tolerance; for a group, how many runs meet it. The "
+                "last column names the publication.",
                 _md_table(header, rows),
                 "## Time course",
                 f"![time course]({files.name}/course.png)",

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import immunesim
 from immunesim.runner import run
 from immunesim.scenario import ScenarioError, load_scenario
 from immunesim.sweep import (
@@ -321,3 +322,20 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path):
 def test_sensitivity_refuses_a_sweep_that_is_not_sobol(tmp_path, whole):
     proc = run_immunesim("sensitivity", whole)
     assert proc.returncode == 2 and "design" in proc.stderr and "sobol" in proc.stderr
+
+
+def test_a_sweep_loads_plots_and_reports_like_any_output(tmp_path, whole):
+    r = immunesim.load_run(whole)
+    sw = load_sweep(whole)
+    assert r.kind == "sweep" and r.groups == ["sweep"]
+    assert list(r.endpoints["run"]) == [str(i) for i in range(8)]
+    np.testing.assert_array_equal(
+        r.endpoints["b_cell_depletion_day"], sw.results["b_cell_depletion_day"]
+    )
+    assert r.scenario["lattice"]["size"] == 24
+    png = tmp_path / "sweep.png"
+    assert run_immunesim("plot", whole, "--out", png).returncode == 0
+    assert png.stat().st_size > 10_000
+    md = tmp_path / "r.md"
+    assert run_immunesim("report", whole, "--out", md).returncode == 0
+    assert "sweep (sweep of 8, 24x24" in md.read_text()

@@ -15,11 +15,14 @@ def test_public_namespace_is_pinned():
     assert sorted(immunesim.__all__) == sorted(
         [
             "ImmuneModel",
+            "Results",
             "RunResult",
             "Scenario",
             "ScenarioError",
             "Simulation",
             "__version__",
+            "compare",
+            "load_run",
             "load_scenario",
             "load_sweep",
             "run",
