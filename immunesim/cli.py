@@ -39,6 +39,13 @@ EXIT_INTERRUPTED = 130
 
 #: Options shared by run and resume.
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        help="Run the patients on the dask cluster at this address (tcp://host:8786; the "
+        "sweeps' executor, pip install 'immunesim[dist]') instead of local processes."
+    ),
+]
 NoCache = Annotated[
     bool,
     typer.Option(
@@ -103,6 +110,7 @@ def run(
         typer.Option("--force", help="Run beyond the work budget (2e11 site-steps)."),
     ] = False,
     no_cache: NoCache = False,
+    scheduler: Scheduler = None,
 ) -> None:
     """Run a scenario and write timeseries.csv/.parquet, endpoints.json and manifest.json.
 
@@ -127,8 +135,10 @@ def run(
     except ScenarioError as exc:
         _fail(str(exc))
 
+    if scheduler is not None and patients is None:
+        _fail("--scheduler: runs the patients of a cohort; give --patients N too")
     if patients is not None:
-        _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet, no_cache)
+        _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet, no_cache, scheduler)
         return
 
     bar, progress = _run_progress(s, quiet)
@@ -306,10 +316,14 @@ def _patients_bar(description: str, total: int, quiet: bool):
 def _on_workers(bar, out_dir: Path, call):
     """``call()`` (patients on worker processes) with its bar shown; a full disk or a stop
     signal becomes one line and an exit status."""
+    from immunesim.scenario import ScenarioError
+
     if bar is not None:
         bar.start()
     try:
         return call()
+    except ScenarioError as exc:  # an unreachable scheduler
+        _fail(str(exc))
     except OSError as exc:
         _io_failed(exc)
     except KeyboardInterrupt as exc:
@@ -327,7 +341,9 @@ def _on_workers(bar, out_dir: Path, call):
             bar.stop()
 
 
-def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet, no_cache=False) -> None:
+def _run_cohort(
+    s, patients, out_dir, seed, jobs, backend, quiet, no_cache=False, scheduler=None
+) -> None:
     from immunesim.cohort import run_cohort
 
     bar, progress = _patients_bar(f"{s.name} cohort", patients, quiet)
@@ -344,6 +360,7 @@ def _run_cohort(s, patients, out_dir, seed, jobs, backend, quiet, no_cache=False
             progress=progress,
             overwrite=True,  # prepared by the caller: empty, or cleared with --overwrite
             cache=False if no_cache else None,
+            scheduler=scheduler,
         ),
     )
     table = Table(title=f"Cohort of {patients}: median [5%, 95%]", header_style="bold")
@@ -379,6 +396,7 @@ def compare(
         bool, typer.Option("--overwrite", help="Replace an earlier comparison in --out.")
     ] = False,
     no_cache: NoCache = False,
+    scheduler: Scheduler = None,
     quiet: Quiet = False,
 ) -> None:
     """Run the same virtual patients through each scenario's therapy, from the same state
@@ -423,6 +441,7 @@ def compare(
             progress=progress,
             overwrite=True,  # prepared above
             cache=False if no_cache else None,
+            scheduler=scheduler,
         ),
     )
     ref = summary["reference"]
@@ -661,8 +680,6 @@ def sweep(
     seeds or virtual patients, on dask.distributed. Results stream to DIR/results.parquet
     and DIR/timeseries.parquet as runs finish; the same command again goes on with the runs
     not finished."""
-    import signal
-
     from immunesim.scenario import ScenarioError
     from immunesim.sweep import read_sweep, run_sweep
 
@@ -678,31 +695,18 @@ def sweep(
         def progress(done: int, failed: int, total: int) -> None:
             bar.update(task, completed=done + failed, failed=f"{failed} failed" if failed else "")
 
-    def stop(signum, frame):  # SIGTERM and SIGHUP end the sweep as Ctrl-C does
-        raise KeyboardInterrupt
-
-    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        if bar is not None:
-            bar.start()
-        results = run_sweep(
-            sw, out_dir, scheduler=scheduler, workers=workers, overwrite=overwrite,
+    results = _on_cluster(
+        bar,
+        lambda: run_sweep(
+            sw,
+            out_dir,
+            scheduler=scheduler,
+            workers=workers,
+            overwrite=overwrite,
             progress=progress,
-        )  # fmt: skip
-    except ScenarioError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _io_failed(exc)
-    except KeyboardInterrupt:
-        err.print(
-            f"stopped: finished runs are in {out_dir}; the same command goes on with the rest"
-        )
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    finally:
-        if bar is not None:
-            bar.stop()
-        for sig, h in old.items():
-            signal.signal(sig, h)
+        ),  # fmt: skip
+        f"stopped: finished runs are in {out_dir}; the same command goes on with the rest",
+    )
     failed = results[results["status"] != "ok"] if len(results) else results
     out.print(
         f"{len(results) - len(failed)} of {len(sw.design)} runs finished in {out_dir} "
@@ -711,6 +715,105 @@ def sweep(
     )
     for _, r in failed.iterrows():
         err.print(f"run {int(r['run'])} failed: {escape(str(r['error']))}", soft_wrap=True)
+
+
+def _on_cluster(bar, call, stopped: str):
+    """``call()`` (work on a dask cluster) with its bar shown; SIGTERM and SIGHUP stop it as
+    Ctrl-C does; bad input, a full disk and a stop become one line and an exit status."""
+    import signal
+
+    from immunesim.scenario import ScenarioError
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        if bar is not None:
+            bar.start()
+        return call()
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _io_failed(exc)
+    except KeyboardInterrupt:
+        err.print(stopped)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        if bar is not None:
+            bar.stop()
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+@app.command()
+def fit(
+    fit_file: Annotated[Path, typer.Argument(help="Fit file (TOML; see docs/calibration.md).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory to write.")],
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Address of a running dask scheduler (tcp://host:8786)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes of the local cluster (default: one a core).", min=1),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier fit (or run) in --out.")
+    ] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Fit several scenario values to several published targets at once: Optuna's TPE
+    sampler proposes values, each trial runs the same virtual patients on dask, the loss
+    comes from each target's tolerance. Writes DIR/trials.csv, runs.csv, fit.json (the best
+    values, their ranges and the --set lines that apply them) and fit.png (profiles)."""
+    from immunesim.fit import read_fit, run_fit
+    from immunesim.runner import prepare_out
+    from immunesim.scenario import ScenarioError
+
+    try:
+        f = read_fit(fit_file)
+        prepare_out(out_dir, overwrite)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        _fail("immunesim fit needs optuna: pip install 'immunesim[dist]'")
+    bar, progress = None, None
+    if not quiet:
+        bar, task = _count_bar("fit", f.spec.trials, "trials", best="")
+
+        def progress(done: int, total: int, best: float) -> None:
+            bar.update(task, completed=done, best=f"best loss {best:.3g}")
+
+    _, summary = _on_cluster(
+        bar,
+        lambda: run_fit(
+            f, out_dir, scheduler=scheduler, workers=workers, overwrite=True, progress=progress
+        ),  # fmt: skip
+        f"stopped: the trials so far are in {out_dir}/trials.csv",
+    )
+    table = Table(
+        title=f"Best of {summary['trials']} trials (loss {summary['loss']:.3g}; "
+        f"{summary['patients']} patients a trial)",
+        header_style="bold",
+    )
+    table.add_column("target", no_wrap=True)
+    for col in ("published", "simulated", "loss", "met"):
+        table.add_column(col, justify="right", overflow="fold")
+    for name, t in summary["targets"].items():
+        table.add_row(
+            name, t["published"], _fmt(t["value"]), f"{t['loss']:.3g}", "yes" if t["met"] else "NO"
+        )
+    out.print(table)
+    for key, value in summary["values"].items():
+        low, high = summary["ranges_within_1"][key]
+        out.print(
+            f"{key} = {value:.4g}  (trials within 1 of the best loss: {low:.4g} to {high:.4g})"
+        )
+    out.print("apply with: " + " ".join(f"--set {line}" for line in summary["set"]), soft_wrap=True)
+    out.print(f"wrote {out_dir}/trials.csv, runs.csv, fit.json, fit.png")
 
 
 @app.command()

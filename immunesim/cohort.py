@@ -218,13 +218,15 @@ def run_cohort(
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
     cache: bool | None = None,
+    scheduler: str | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Run ``patients`` virtual patients of a scenario; returns the table and summary.
 
     Workers are separate processes, each with one numba thread (several numba thread pools
     on the same cores slow each other down many times over). ``out`` must be new or empty
     (or hold an earlier run or cohort, replaced with ``overwrite``). ``cache`` is the
-    run-in cache setting of each run (:func:`immunesim.runner.run`).
+    run-in cache setting of each run (:func:`immunesim.runner.run`); ``scheduler``, the
+    address of a dask cluster to run the patients on instead of local processes.
     """
     from immunesim.runner import prepare_out
 
@@ -234,7 +236,7 @@ def run_cohort(
     out = prepare_out(out, overwrite)
     dump = scenario.model_dump(mode="json")
     tasks = [PatientTask(dump, seed, p, str(out), backend, cache) for p in range(patients)]
-    rows = run_patients(tasks, jobs, progress)
+    rows = run_patients(tasks, jobs, progress, scheduler)
     table = pd.DataFrame(rows).sort_values("patient").reset_index(drop=True)
     summary = {
         "scenario_name": scenario.name,
@@ -247,13 +249,35 @@ def run_cohort(
     return table, summary
 
 
+def _on_dask(
+    tasks: list[PatientTask], scheduler: str, progress: Callable[[int, int], None] | None
+) -> list[dict[str, Any]]:
+    from immunesim.sweep import _client
+
+    with _client(scheduler, None) as client:
+        from dask.distributed import as_completed
+
+        futures = [client.submit(_run_patient, t, pure=False) for t in tasks]
+        index = {f.key: i for i, f in enumerate(futures)}
+        rows: list[dict[str, Any] | None] = [None] * len(tasks)
+        for done, fut in enumerate(as_completed(futures), start=1):
+            rows[index[fut.key]] = fut.result()
+            if progress:
+                progress(done, len(tasks))
+    return [r for r in rows if r is not None]
+
+
 def run_patients(
     tasks: list[PatientTask],
     jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    scheduler: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Run patients' tasks, in order on one process or on ``jobs`` worker processes (one
-    numba thread each); returns their rows in the tasks' order."""
+    """Run patients' tasks, in order on one process, on ``jobs`` worker processes (one
+    numba thread each), or on the dask cluster at ``scheduler`` (the sweeps' executor;
+    needs the ``dist`` extra); returns their rows in the tasks' order."""
+    if scheduler is not None:
+        return _on_dask(tasks, scheduler, progress)
     jobs = max(1, min(len(tasks), jobs or os.cpu_count() or 1))
     rows: list[dict[str, Any]] = []
     if jobs == 1:

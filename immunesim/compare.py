@@ -180,6 +180,7 @@ def compare(
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
     cache: bool | None = None,
+    scheduler: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Run the same ``patients`` through each scenario; returns the per-run table, the
     paired differences and their summary (see the module's documentation).
@@ -207,7 +208,7 @@ def compare(
         for i in range(len(scenarios))
         for p in range(patients)
     ]
-    rows = run_patients(tasks, jobs, progress)
+    rows = run_patients(tasks, jobs, progress, scheduler)
     table = pd.DataFrame(rows)
     table.insert(1, "scenario", table.pop("scenario"))
     pairs = paired(table, names)

@@ -16,8 +16,9 @@ What a run-in depends on, and therefore its key, is
 - the factor on B-cell activation in force before the fork (standard-of-care
   immunosuppression during the run-in);
 - the seed;
-- the code: a hash of immunesim's sources, of the model extensions in use and of the numba
-  and NumPy versions, so an edited model never reuses an old run-in.
+- the code: a hash of the sources the state depends on (the model, kernels, backends,
+  engine, schema, metrics and checkpoint format), of the model extensions in use and of the
+  numba and NumPy versions, so an edited model never reuses an old run-in.
 
 The fork step is the last step before the earliest of: a therapy's first action
 (:meth:`~immunesim.model.therapy.TherapyEffect.acts_from_day`), a change of the
@@ -60,13 +61,27 @@ _OUTSIDE = ("name", "description", "therapy", "variability", "output", "endpoint
 DEFAULT_MAX_MB = 2048.0
 
 
+#: The sources a run-in's state and rows depend on: the model, its kernels and backends,
+#: the engine, the scenario schema, the metrics and the checkpoint format (not the command
+#: line, the outputs or the analyses, whose edits leave run-ins valid).
+_STATE_SOURCES = (
+    "model", "kernels", "backends", "engine", "rng.py", "state.py", "observe.py",
+    "scenario.py", "sections.py", "checkpoint.py", "runin.py", "_jit_cache.py",
+)  # fmt: skip
+
+
 @functools.lru_cache(maxsize=1)
 def code_hash() -> str:
-    """A hash of immunesim's sources, of the extensions in use and of numba and NumPy."""
+    """A hash of the sources a run-in depends on, of the extensions in use and of the
+    numba and NumPy versions."""
     import numba
 
     h = hashlib.sha256(f"{numba.__version__} {np.__version__}".encode())
-    files = sorted(_PKG.rglob("*.py")) + sorted(extensions.source_files())
+    files: list[Path] = []
+    for entry in _STATE_SOURCES:
+        p = _PKG / entry
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    files += sorted(extensions.source_files())
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())

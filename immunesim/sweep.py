@@ -167,6 +167,37 @@ def _override(key: str, value: float) -> str:
     return f"{key}={value!r}"
 
 
+def read_spec(cls: type[Any], path: str | os.PathLike[str], what: str) -> tuple[Any, Scenario]:
+    """A sweep-like file (a sweep, a fit) validated by ``cls``, and its scenario (relative
+    to the file) with the file's ``set`` overrides.
+
+    Raises:
+        ScenarioError: naming the file, the key and what was expected.
+    """
+    file = str(path)
+    raw = read_toml(path)
+    try:
+        spec = cls.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, _Keyed):
+            raise ScenarioError(file, inner.key, inner.expected) from None
+        key = ".".join(str(p) for p in err["loc"])
+        msg = (
+            f"unknown key (not part of the {what} schema; check the spelling)"
+            if err["type"] == "extra_forbidden"
+            else "required key is missing"
+            if err["type"] == "missing"
+            else f"{err['msg']} (got {err.get('input')!r})"
+        )
+        raise ScenarioError(file, key, msg) from None
+    scenario_file = Path(spec.scenario)
+    if not scenario_file.is_absolute():
+        scenario_file = Path(path).parent / scenario_file
+    return spec, load_scenario(scenario_file, spec.set)
+
+
 def read_sweep(path: str | os.PathLike[str]) -> Sweep:
     """Read and check a sweep file: its keys, its scenario, and every design point's
     values against the scenario's schema (so that no run fails on bad input).
@@ -178,29 +209,9 @@ def read_sweep(path: str | os.PathLike[str]) -> Sweep:
     from immunesim.cohort import patient_seed
 
     file = str(path)
-    raw = read_toml(path)
-    try:
-        spec = SweepSpec.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        inner = (err.get("ctx") or {}).get("error")
-        if isinstance(inner, _Keyed):
-            raise ScenarioError(file, inner.key, inner.expected) from None
-        key = ".".join(str(p) for p in err["loc"])
-        msg = (
-            "unknown key (not part of the sweep schema; check the spelling)"
-            if err["type"] == "extra_forbidden"
-            else "required key is missing"
-            if err["type"] == "missing"
-            else f"{err['msg']} (got {err.get('input')!r})"
-        )
-        raise ScenarioError(file, key, msg) from None
-    scenario_file = Path(spec.scenario)
-    if not scenario_file.is_absolute():
-        scenario_file = Path(path).parent / scenario_file
-    base = load_scenario(scenario_file, spec.set)
+    spec, base = read_spec(SweepSpec, path, "sweep")
     if spec.patients is not None and not base.variability:
-        raise ScenarioError(file, "patients", f"a scenario with [[variability]] ({scenario_file})")
+        raise ScenarioError(file, "patients", f"a scenario with [[variability]] ({spec.scenario})")
     points = _points(spec)
     for i, p in enumerate(spec.parameter):  # every value the design gives, checked once
         for v in (points[:, i].min(), points[:, i].max()):
@@ -236,9 +247,10 @@ def _run_one(scenario_dump: dict[str, Any], design: dict[str, Any], params: list
     started = time.perf_counter()
     try:
         s = Scenario.model_validate(scenario_dump)
-        if "patient" in design:
-            s = patient_scenario(s, patient_values(s, design["cohort_seed"], design["patient"]))
         s = load_scenario(s, [_override(k, design[f"param:{k}"]) for k in params])
+        if "patient" in design:  # drawn from the design's distributions (variability.N.*)
+            drawn = patient_values(s, design["cohort_seed"], design["patient"])
+            s = patient_scenario(s, {k: v for k, v in drawn.items() if k not in params})
         res = run(s, int(design["seed"]))
     except Exception as exc:  # recorded, the sweep goes on
         row.update(

@@ -91,3 +91,31 @@ def test_bad_variability_key_is_a_clear_error(tmp_path):
     )
     with pytest.raises(ScenarioError, match="needs mean and sd"):
         load_scenario(missing)
+
+
+def test_patients_on_a_dask_cluster_are_the_patients_of_local_processes(tmp_path):
+    from dask.distributed import LocalCluster
+
+    s = load_scenario(SCENARIOS / "sle_cd19_cart.toml", SMALL)
+    local, _ = run_cohort(s, 2, tmp_path / "local", seed=5, jobs=1)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        on_dask, _ = run_cohort(
+            s, 2, tmp_path / "dask", seed=5, scheduler=cluster.scheduler_address
+        )
+    pd.testing.assert_frame_equal(local, on_dask)
+    for p in (0, 1):
+        name = f"patient_{p:03d}/timeseries.csv"
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes()
+
+
+def test_an_unreachable_scheduler_for_a_cohort_is_a_clear_error(tmp_path):
+    from tests.cli.conftest import run_immunesim
+
+    done = run_immunesim("run", SCENARIOS / "sle_cd19_cart.toml", "--patients", "2",
+                         "--scheduler", "tcp://127.0.0.1:9", "--out", tmp_path / "c")  # fmt: skip
+    assert done.returncode == 2 and "--scheduler" in done.stderr
+    assert "Traceback" not in done.stderr
+    alone = run_immunesim("run", SCENARIOS / "sle_cd19_cart.toml", "--scheduler", "tcp://x:1",
+                          "--out", tmp_path / "d")  # fmt: skip
+    assert alone.returncode == 2 and "--patients" in alone.stderr
