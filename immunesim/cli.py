@@ -46,6 +46,14 @@ Scheduler = Annotated[
         "sweeps' executor, pip install 'immunesim[dist]') instead of local processes."
     ),
 ]
+ClusterAddress = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="Address of a running dask scheduler (tcp://host:8786)."),
+]
+Workers = Annotated[
+    int | None,
+    typer.Option(help="Worker processes of the local cluster (default: one a core).", min=1),
+]
 NoCache = Annotated[
     bool,
     typer.Option(
@@ -663,14 +671,8 @@ def calibrate(
 def sweep(
     sweep_file: Annotated[Path, typer.Argument(help="Sweep file (TOML; see docs/sweeps.md).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Sweep directory to write.")],
-    scheduler: Annotated[
-        str | None,
-        typer.Option(help="Address of a running dask scheduler (tcp://host:8786)."),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Worker processes of the local cluster (default: one a core).", min=1),
-    ] = None,
+    scheduler: ClusterAddress = None,
+    workers: Workers = None,
     quiet: Quiet = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace another sweep (or run) in --out.")
@@ -750,14 +752,8 @@ def _on_cluster(bar, call, stopped: str):
 def fit(
     fit_file: Annotated[Path, typer.Argument(help="Fit file (TOML; see docs/calibration.md).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory to write.")],
-    scheduler: Annotated[
-        str | None,
-        typer.Option(help="Address of a running dask scheduler (tcp://host:8786)."),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Worker processes of the local cluster (default: one a core).", min=1),
-    ] = None,
+    scheduler: ClusterAddress = None,
+    workers: Workers = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier fit (or run) in --out.")
     ] = False,

@@ -189,13 +189,18 @@ def trial_row(fit: Fit, number: int, values: dict[str, float], runs: list[dict])
     return row
 
 
-def profiles(trials: pd.DataFrame, keys: list[str], bins: int = 10) -> dict[str, pd.DataFrame]:
+def profiles(
+    trials: pd.DataFrame, keys: list[str], logs: list[bool] | None = None, bins: int = 10
+) -> dict[str, pd.DataFrame]:
     """For each parameter, the lowest loss of the trials in each of ``bins`` bins of the
-    values tried."""
+    values tried (bins of equal width in the log for a parameter searched in the log)."""
     out = {}
-    for k in keys:
+    for k, log in zip(keys, logs or [False] * len(keys), strict=True):
         col = trials[f"param:{k}"]
-        edges = np.linspace(col.min(), col.max(), bins + 1)
+        if log:
+            edges = np.geomspace(col.min(), col.max(), bins + 1)
+        else:
+            edges = np.linspace(col.min(), col.max(), bins + 1)
         which = np.clip(np.digitize(col, edges) - 1, 0, bins - 1)
         g = trials.assign(bin=which).groupby("bin")["loss"].min()
         out[k] = pd.DataFrame(
@@ -254,13 +259,14 @@ def plot_fit(fit: Fit, trials: pd.DataFrame, out: Path) -> Path:
     keys = fit.keys
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False)
     best = trials.loc[trials["loss"].idxmin()]
-    prof = profiles(trials, keys)
+    prof = profiles(trials, keys, [p.log for p in fit.spec.parameter])
     for ax, k, p in zip(axes[0], keys, fit.spec.parameter, strict=True):
         x = trials[f"param:{k}"]
         ax.scatter(x, trials["loss"], s=14, color="#0072B2", alpha=0.6, label="trials")
         pr = prof[k]
-        ax.step((pr["low"] + pr["high"]) / 2, pr["min_loss"], where="mid", color="#000000",
-                lw=1.2, label="profile (lowest loss per bin)")  # fmt: skip
+        centre = np.sqrt(pr["low"] * pr["high"]) if p.log else (pr["low"] + pr["high"]) / 2
+        ax.step(centre, pr["min_loss"], where="mid", color="#000000", lw=1.2,
+                label="profile (lowest loss per bin)")  # fmt: skip
         ax.axhline(best["loss"] + 1.0, color="#D55E00", ls="--", lw=1, label="best + 1")
         ax.scatter([best[f"param:{k}"]], [best["loss"]], marker="*", s=120, color="#D55E00",
                    zorder=3, label="best")  # fmt: skip
