@@ -93,14 +93,8 @@ def check_same_patients(
         for f, ps in zip(files[1:], made[1:], strict=True):
             if runin.key(ps) == first:
                 continue
-            a, b = made[0].model_dump(mode="json"), ps.model_dump(mode="json")
-            for name in ("name", "description", "therapy", "variability", "output", "run"):
-                a.pop(name, None)
-                b.pop(name, None)
-            for d in (a, b):
-                d["time"].pop("follow_up_days", None)
-                d.pop("endpoints", None)
-            keys = _differences(a, b) or ["the activation factor during the run-in"]
+            a, b = runin.content(made[0]), runin.content(ps)
+            keys = _differences(a, b)
             raise ScenarioError(
                 f,
                 keys[0],

@@ -117,15 +117,22 @@ def fork_step(s: Scenario) -> int:
     return max(0, limit)
 
 
+def content(s: Scenario) -> dict[str, Any]:
+    """What a scenario's run-in depends on: the scenario without the sections that act only
+    after the fork, with the activation factor in force during the run-in."""
+    out = s.model_dump(mode="json")
+    for name in _OUTSIDE:
+        out.pop(name, None)
+    out["time"].pop("follow_up_days", None)
+    out["activation_factor_in_run_in"] = _factor(s, s.day_of_step(1))
+    return out
+
+
 def key(s: Scenario) -> str:
     """The content key of a scenario's run-in (without the seed)."""
-    content = s.model_dump(mode="json")
-    for name in _OUTSIDE:
-        content.pop(name, None)
-    content["time"].pop("follow_up_days", None)
-    content["activation_factor_in_run_in"] = _factor(s, s.day_of_step(1))
-    content["code"] = code_hash()
-    text = json.dumps(content, sort_keys=True, allow_nan=True)
+    data = content(s)
+    data["code"] = code_hash()
+    text = json.dumps(data, sort_keys=True, allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -336,4 +343,4 @@ def start(
     return sim, info
 
 
-__all__ = ["Fork", "RunInCache", "code_hash", "fork_step", "key", "start"]
+__all__ = ["Fork", "RunInCache", "code_hash", "content", "fork_step", "key", "start"]
