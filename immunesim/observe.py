@@ -4,14 +4,15 @@ Time-series columns (counts are agents on the lattice unless the name says other
 
 - ``step``, ``day``;
 - one column per cell kind (``naive_b`` ... ``car_t``), ``car_t_memory``;
-- ``<kind>_self``: autoreactive cells of the B lineage;
+- ``<kind>_self``: anti-dsDNA (class ``self``) cells of the B lineage;
 - ``b_cells``: CD19+ B-lineage cells (naive, activated, memory B and plasmablasts);
   ``b_cells_per_ul`` and ``car_t_per_ul``: the same in blood, cells per microlitre, through
   the scenario's ``[scale]``; ``naive_fraction``: naive B among CD20+ B cells;
 - one column per molecular layer whose ``metric`` says so (:data:`~immunesim.model.layers.
   LAYERS`), in user units: ``antibody_<spec>``, ``autoantigen``, ``immune_complex``,
   ``cytokine`` (mean per site), then ``damage`` (mean per tissue site); ``anti_dsdna`` is
-  ``antibody_self``;
+  ``antibody_self`` and ``anti_<name>`` is ``antibody_<name>`` for each further
+  autoantibody; ``total_igg`` sums the antibody of every class;
 - ``kills``: CAR-T kills since the previous row;
 - ``disease_score``: SLEDAI-like score (see :func:`disease_score`), added after the run.
 """
@@ -39,8 +40,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from immunesim.scenario import Scenario
 
 
-#: Second names of layer columns: ``anti_dsdna`` is the autoreactive antibody.
+#: Second names of layer columns: ``anti_dsdna`` is the antibody of the class ``self``; a
+#: further autoantibody ``<name>`` is also ``anti_<name>`` (:func:`metric_aliases`).
 METRIC_ALIASES = {"antibody_self": "anti_dsdna"}
+
+
+def metric_aliases(autoantibodies: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
+    """Second names of layer columns for a scenario's further autoantibodies."""
+    return METRIC_ALIASES | {f"antibody_{a}": f"anti_{a}" for a in autoantibodies}
 
 
 def metrics_row(sim: Simulation) -> dict[str, Any]:
@@ -70,6 +77,7 @@ def metrics_row(sim: Simulation) -> dict[str, Any]:
     totals = sim.layer_totals()
     layers = p.layers
     tissue_layers: list[str] = []
+    aliases = metric_aliases(layers.autoantibodies)
     for layer in LAYERS:
         members = layers.members(layer)
         if layer.metric == "tissue":
@@ -80,8 +88,8 @@ def metrics_row(sim: Simulation) -> dict[str, Any]:
             if layer.name == "antibody":  # every specificity: the IgG a clinic measures
                 row["total_igg"] = sum(row[name] for name in members)
             for name in members:
-                if name in METRIC_ALIASES:
-                    row[METRIC_ALIASES[name]] = row[name]
+                if name in aliases:
+                    row[aliases[name]] = row[name]
     n_tissue = max(1, sim.geometry.count("tissue"))
     for name in tissue_layers:
         total = sim.layer_total(layers.index(name), "tissue")
@@ -194,6 +202,21 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
         after["day"], after["anti_dsdna"] < e.seronegative_fraction * ads0
     )
 
+    # every autoantibody at months 3 and 12: relative to baseline and seronegative or not
+    negative = []
+    for name in ("dsdna", *s.specificities.autoantibodies):
+        col, a0 = f"anti_{name}", base.get(f"anti_{name}")
+        for label, day in (("month3", 90.0), ("month12", 365.0)):
+            r = _ratio(_value_at(df, col, day), a0)
+            out[f"anti_{name}_{label}_relative"] = r
+            flag = None if r is None else bool(r < e.seronegative_fraction)
+            out[f"anti_{name}_seronegative_{label}"] = flag
+        negative.append(flag)
+    known_neg = [f for f in negative if f is not None]
+    out["autoantibodies_seronegative_month12_fraction"] = (
+        float(np.mean(known_neg)) if known_neg else None
+    )
+
     vaccines = s.specificities.vaccines
     for label, day in (("month3", 90.0), ("month12", 365.0)):
         rels = [
@@ -219,6 +242,16 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
             None if rem is None else (relapse if relapse is not None else out["last_day"]) - rem
         )
         out["final_disease_score"] = float(score.iloc[-1]) if len(score) else None
+        # clinical response (SRI-4 style) and its loss: a flare back to within the response
+        # margin of the baseline score
+        responding = score <= out["baseline_disease_score"] - e.response_points
+        resp = _first_day(after["day"], responding)
+        out["response_day"] = resp
+        lost = None
+        if resp is not None:
+            later = after["day"] > resp
+            lost = _first_day(after["day"][later], ~responding[later])
+        out["response_lost_day"] = lost
 
     cyto0 = base["cytokine"]
     window = after[after["day"] <= 28.0]

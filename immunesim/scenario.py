@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     Field,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -57,6 +58,7 @@ MAX_AMOUNT = 1.0e6
 Amount = Annotated[float, Field(ge=0.0, le=MAX_AMOUNT)]
 #: Most vaccine antigens (specificity classes are stored as int8, with self and other).
 MAX_VACCINES = 32
+MAX_AUTOANTIBODIES = 8
 #: Most entries of a list of days.
 MAX_DAYS = 1000
 #: Default budget of a run, in site-steps (lattice sites x steps): about an hour on a GPU and
@@ -185,7 +187,8 @@ class Time(_Section):
 
 
 class Specificities(_Section):
-    """Specificity classes of B cells and antibodies: self, vaccines, other."""
+    """Specificity classes of B cells and antibodies: self (anti-dsDNA), further
+    autoantibodies, vaccines, other."""
 
     vaccines: list[str] = Field(
         default_factory=lambda: ["tetanus", "measles"],
@@ -199,16 +202,38 @@ class Specificities(_Section):
     vaccine_fraction: Fraction = Field(
         0.02, description="Fraction of new naive B cells specific for each vaccine antigen."
     )
+    autoantibodies: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_AUTOANTIBODIES,
+        description="Autoantibodies besides anti-dsDNA (the class `self`), for example "
+        '["sm"]. Their B cells are activated by the tissue\'s autoantigen as anti-dsDNA B '
+        "cells are, but their antibodies form no tissue-damaging complexes: serological "
+        "markers such as anti-Sm or anti-Ro60, whose source may be mostly long-lived plasma "
+        "cells (`initial.llpc_autoantibody_fraction`). Each has an antibody layer "
+        "`antibody_<name>`, reported as `anti_<name>`.",
+    )
+    autoantibody_fraction: Fraction = Field(
+        0.05,
+        description="Fraction of new naive B cells specific for each further autoantibody.",
+    )
 
-    @field_validator("vaccines")
+    @field_validator("vaccines", "autoantibodies")
     @classmethod
-    def _names(cls, v: list[str]) -> list[str]:
+    def _names(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        what = "vaccine" if info.field_name == "vaccines" else "autoantibody"
         for name in v:
             if not name.isidentifier() or name in ("self", "other"):
-                raise ValueError(f"vaccine name {name!r} must be an identifier, not self/other")
+                raise ValueError(f"{what} name {name!r} must be an identifier, not self/other")
         if len(set(v)) != len(v):
-            raise ValueError("vaccine names must be distinct")
+            raise ValueError(f"{what} names must be distinct")
         return v
+
+    @model_validator(mode="after")
+    def _apart(self) -> Specificities:
+        both = sorted(set(self.vaccines) & set(self.autoantibodies))
+        if both:
+            raise ValueError(f"{both} named both as a vaccine and as an autoantibody")
+        return self
 
 
 class CellKindParams(_Section):
@@ -505,6 +530,20 @@ class Vaccination(_Therapy):
     )
 
 
+class Trigger(_Therapy):
+    """A flare trigger (an infection, sun exposure): autoantigen released in the target
+    tissue on each of its days. Not a therapy, but an event of the patient's course."""
+
+    type: Literal["trigger"] = Field(description="Kind of therapy entry.")
+    days: list[float] = Field(min_length=1, max_length=MAX_DAYS, description="Days of the events.")
+    autoantigen_per_site: Amount = Field(
+        50.0,
+        gt=0.0,
+        description="Autoantigen units added per tissue site on each day (the untreated "
+        "disease holds about 50).",
+    )
+
+
 class StandardOfCare(_Therapy):
     """Standard-of-care immunosuppression: lowers B-cell activation while it is given."""
 
@@ -523,13 +562,14 @@ THERAPY_SCHEMAS: tuple[type[TherapyEntry], ...] = (
     CarT,
     AntiCD20,
     Vaccination,
+    Trigger,
     StandardOfCare,
     *(effect.schema for effect in extensions.declared("THERAPIES")),
 )
 
 if TYPE_CHECKING:
     # the built-in entries, as the type checker sees them (extensions add more at run time)
-    Therapy = Lymphodepletion | CarT | AntiCD20 | Vaccination | StandardOfCare
+    Therapy = Lymphodepletion | CarT | AntiCD20 | Vaccination | Trigger | StandardOfCare
 else:
     Therapy = Annotated[Union[THERAPY_SCHEMAS], Field(discriminator="type")]  # noqa: UP007
 
@@ -552,6 +592,17 @@ class Initial(_Section):
     )
     llpc_vaccine_fraction: Fraction = Field(
         0.5, description="Fraction of initial LLPCs specific for the vaccines (split evenly)."
+    )
+    memory_autoantibody_fraction: Fraction = Field(
+        0.05,
+        description="Fraction of initial memory B cells specific for each further "
+        "autoantibody (`specificities.autoantibodies`).",
+    )
+    llpc_autoantibody_fraction: Fraction = Field(
+        0.015,
+        description="Fraction of initial LLPCs specific for each further autoantibody: "
+        "the long-lived-plasma-cell share of that autoantibody, which CD19-directed "
+        "therapy leaves and BCMA-directed therapy removes.",
     )
     autoantigen: Amount = Field(50.0, description="Autoantigen units per tissue site.")
     damage: Amount = Field(
@@ -631,12 +682,19 @@ class Endpoints(_Section):
         0.05, description="B cells back above this fraction of baseline count as returned."
     )
     seronegative_fraction: Fraction = Field(
-        0.2, description="Anti-dsDNA below this fraction of baseline is seronegative."
+        0.2,
+        description="An autoantibody (anti-dsDNA or a further one) below this fraction of "
+        "its baseline is seronegative.",
     )
     score_damage_half: Pos = Field(
         100.0,
         description="Tissue damage (mean per tissue site) at which organ involvement "
         "reaches half of its 12 points in the disease score.",
+    )
+    response_points: Pos = Field(
+        4.0,
+        description="Fall of the disease score below its baseline that counts as a clinical "
+        "response (SRI-4 style: at least 4 points).",
     )
     remission_score: NonNeg = Field(
         4.0,
@@ -957,10 +1015,10 @@ class _KeyedError(ValueError):
 # --------------------------------------------------------------------------- loading
 
 
-def bytes_per_site(n_vaccines: int) -> int:
+def bytes_per_site(n_vaccines: int, n_autoantibodies: int = 0) -> int:
     """Bytes per lattice site the engine allocates (a cell slot, the site arrays and the
     double-buffered molecular layers); used to refuse lattices that cannot fit in memory."""
-    return fields.bytes_per_site(layers.n_layers(n_vaccines))
+    return fields.bytes_per_site(layers.n_layers(n_vaccines, n_autoantibodies))
 
 
 def _read_int(path: str) -> int | None:
@@ -1064,7 +1122,8 @@ def _validate(data: dict[str, Any], file: str) -> Scenario:
         raise ScenarioError(file, _loc_to_key(err["loc"]), _describe(err)) from None
     except _KeyedError as exc:  # pragma: no cover - pydantic wraps these
         raise ScenarioError(file, exc.key, exc.expected) from None
-    need = scenario.lattice.size**2 * bytes_per_site(len(scenario.specificities.vaccines))
+    sp = scenario.specificities
+    need = scenario.lattice.size**2 * bytes_per_site(len(sp.vaccines), len(sp.autoantibodies))
     have = _available_memory()
     if need > 0.8 * have:
         raise ScenarioError(

@@ -51,17 +51,27 @@ def initial_state(s: Scenario, p: Params, g: Geometry, seed: int) -> State:
     naive_spec = np.searchsorted(cum, rs, side="right").clip(0, n_spec - 1)
     spec = np.where(kind == Kind.NAIVE_B, naive_spec, spec)
 
-    def _mixed(self_frac: float, vacc_frac: float) -> np.ndarray:
-        edges = np.cumsum([self_frac] + [vacc_frac / n_vacc] * n_vacc)
+    n_auto = p.layers.n_self - 1
+
+    def _mixed(self_frac: float, auto_frac: float, vacc_frac: float) -> np.ndarray:
+        """Classes in the proportions ``self``, each further autoantibody, the vaccines
+        (split evenly), ``other`` (the rest)."""
+        edges = np.cumsum([self_frac] + [auto_frac] * n_auto + [vacc_frac / n_vacc] * n_vacc)
         return np.searchsorted(edges, rs, side="right").clip(0, n_spec - 1)
 
     spec = np.where(
         kind == Kind.MEMORY_B,
-        _mixed(ini.memory_self_fraction, 2 * s.specificities.vaccine_fraction * n_vacc),
+        _mixed(
+            ini.memory_self_fraction,
+            ini.memory_autoantibody_fraction,
+            2 * s.specificities.vaccine_fraction * n_vacc,
+        ),
         spec,
     )
     spec = np.where(
-        kind == Kind.LLPC, _mixed(ini.llpc_self_fraction, ini.llpc_vaccine_fraction), spec
+        kind == Kind.LLPC,
+        _mixed(ini.llpc_self_fraction, ini.llpc_autoantibody_fraction, ini.llpc_vaccine_fraction),
+        spec,
     )
 
     sites = np.flatnonzero(kind >= 0)

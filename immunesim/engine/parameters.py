@@ -26,6 +26,7 @@ from immunesim.model.params import (
     IP_LAYER_DAMAGE,
     IP_LAYER_IC,
     IP_LAYER_VACC0,
+    IP_N_SELF,
     IP_N_SPEC,
     IP_OTHER_AG,
     IP_THR_CAR_DIVIDE,
@@ -103,7 +104,8 @@ def build_params(s: Scenario) -> Params:
     dt = s.time.dt_hours
     per_day_steps = 24.0 / dt
     vacc = s.specificities.vaccines
-    layers = Layers(specificity_names(vacc))
+    autoab = s.specificities.autoantibodies
+    layers = Layers(specificity_names(vacc, autoab), 1 + len(autoab))
 
     kinds = [getattr(s.cells, name) for name in KIND_NAMES]
     n_move = substeps([k.move_rate_per_day for k in kinds], dt)
@@ -118,7 +120,11 @@ def build_params(s: Scenario) -> Params:
     home = np.array([ZONE_CODE.get(k.home, -1) for k in kinds], np.int8)
 
     sp = s.specificities
-    probs = [sp.autoreactive_fraction] + [sp.vaccine_fraction] * len(vacc)
+    probs = (
+        [sp.autoreactive_fraction]
+        + [sp.autoantibody_fraction] * len(autoab)
+        + [sp.vaccine_fraction] * len(vacc)
+    )
     if sum(probs) > 1.0:
         probs = [p / sum(probs) for p in probs]
     cum = np.cumsum(probs)
@@ -152,6 +158,7 @@ def build_params(s: Scenario) -> Params:
 
     ip = np.zeros(N_IP, np.int64)
     ip[IP_N_SPEC] = layers.n_spec
+    ip[IP_N_SELF] = layers.n_self
     ip[IP_GC_DIVISIONS] = a.divisions
     stim_days = car.stimulation_days if car is not None else 1.0
     ip[IP_CAR_STIM_STEPS] = max(1, int(round(stim_days * per_day_steps)))

@@ -130,6 +130,23 @@ class Vaccination(TherapyEffect):
 
 
 @effect
+class Trigger(TherapyEffect):
+    """A flare trigger: an autoantigen pulse over the target tissue."""
+
+    schema = entries.Trigger
+
+    def event_days(self, t):
+        return list(t.days)
+
+    def on_event(self, t, s, patient, step):
+        patient.add_antigen("autoantigen", "tissue", int(round(t.autoantigen_per_site * MOL_SCALE)))
+        return {}
+
+    def label(self, t):
+        return t.label or "flare trigger (autoantigen release)"
+
+
+@effect
 class StandardOfCare(TherapyEffect):
     """Standard-of-care immunosuppression: B-cell activation scaled while it is given."""
 

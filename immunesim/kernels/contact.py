@@ -30,6 +30,7 @@ from immunesim.model.params import (
     IP_LAYER_AUTOAG,
     IP_LAYER_CYTO,
     IP_LAYER_VACC0,
+    IP_N_SELF,
     IP_N_SPEC,
     IP_OTHER_AG,
     IP_THR_CAR_DIVIDE,
@@ -195,14 +196,17 @@ def has_t_help(xi, yi, L, occ, kind, alive):
 
 @nb.njit(cache=True)
 def antigen_at(spec, site, mol, ip):
-    """Antigen seen by a B cell of ``spec``, as a look-up-table index (1/8 user units)."""
+    """Antigen seen by a B cell of ``spec``, as a look-up-table index (1/8 user units): the
+    autoantigen for the autoreactive classes, the vaccine's antigen for a vaccine class, a
+    constant for ``other``."""
     n_spec = ip[IP_N_SPEC]
-    if spec == 0:
+    n_self = ip[IP_N_SELF]
+    if spec < n_self:
         a = mol[ip[IP_LAYER_AUTOAG], site] >> _LUT_SHIFT
     elif spec == n_spec - 1:
         a = ip[IP_OTHER_AG]
     else:
-        a = mol[ip[IP_LAYER_VACC0] + spec - 1, site] >> _LUT_SHIFT
+        a = mol[ip[IP_LAYER_VACC0] + spec - n_self, site] >> _LUT_SHIFT
     if a > _LUT_MAX:
         a = _LUT_MAX
     return a

@@ -158,13 +158,17 @@ CATEGORIES, PALETTE, KIND_CATEGORY, AUTOREACTIVE_CATEGORY = _categories()
 AUTOREACTIVE_SHOWN: tuple[int, ...] = tuple(i for i, k in enumerate(KINDS) if k.autoreactive_shown)
 
 
-def specificity_names(vaccines: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Names of the specificity classes: ``self``, one per vaccine antigen, ``other``.
+def specificity_names(
+    vaccines: list[str] | tuple[str, ...], autoantibodies: list[str] | tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """Names of the specificity classes: ``self`` (anti-dsDNA), one per further
+    autoantibody, one per vaccine antigen, ``other``.
 
-    The class index is stored as ``int8`` in ``cells.spec``; 0 is always ``self`` and the
-    last is always ``other``.
+    The class index is stored as ``int8`` in ``cells.spec``; 0 is always ``self``, the
+    autoreactive classes come first (``1 + len(autoantibodies)`` of them) and the last is
+    always ``other``.
     """
-    return ("self", *vaccines, "other")
+    return ("self", *autoantibodies, *vaccines, "other")
 
 
 __all__ = [

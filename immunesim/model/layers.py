@@ -119,10 +119,14 @@ class Layers:
     """Row indices of the molecular layers for a scenario's specificity classes.
 
     Args:
-        spec_names: the specificity classes (``self``, the vaccine antigens, ``other``).
+        spec_names: the specificity classes (``self``, the further autoantibodies, the
+            vaccine antigens, ``other``: :func:`~immunesim.model.cells.specificity_names`).
+        n_self: how many of them, from the first, are autoreactive (``self`` and the further
+            autoantibodies).
     """
 
     spec_names: tuple[str, ...]
+    n_self: int = 1
 
     @property
     def n_spec(self) -> int:
@@ -130,14 +134,23 @@ class Layers:
 
     @property
     def n_vaccines(self) -> int:
-        return len(self.spec_names) - 2
+        return len(self.spec_names) - self.n_self - 1
+
+    @property
+    def autoantibodies(self) -> tuple[str, ...]:
+        """The further autoantibody classes (after ``self``)."""
+        return self.spec_names[1 : self.n_self]
+
+    @property
+    def vaccines(self) -> tuple[str, ...]:
+        return self.spec_names[self.n_self : -1]
 
     def members(self, layer: Layer) -> tuple[str, ...]:
         """Names of the rows a layer declaration stands for."""
         if layer.per == "specificity":
             return tuple(f"{layer.name}_{s}" for s in self.spec_names)
         if layer.per == "vaccine":
-            return tuple(f"{layer.name}_{v}" for v in self.spec_names[1:-1])
+            return tuple(f"{layer.name}_{v}" for v in self.vaccines)
         return (layer.name,)
 
     def rows(self) -> list[tuple[Layer, str]]:
@@ -178,9 +191,12 @@ class Layers:
         return self.index("cytokine")
 
 
-def n_layers(n_vaccines: int) -> int:
-    """Number of layer rows for ``n_vaccines`` vaccine antigens."""
-    return Layers(("self", *(f"v{i}" for i in range(n_vaccines)), "other")).n_layers
+def n_layers(n_vaccines: int, n_autoantibodies: int = 0) -> int:
+    """Number of layer rows for ``n_vaccines`` vaccine antigens and ``n_autoantibodies``
+    autoantibodies besides anti-dsDNA."""
+    auto = tuple(f"a{i}" for i in range(n_autoantibodies))
+    vacc = tuple(f"v{i}" for i in range(n_vaccines))
+    return Layers(("self", *auto, *vacc, "other"), 1 + n_autoantibodies).n_layers
 
 
 __all__ = ["CORE_LAYERS", "LAYERS", "Layer", "Layers", "n_layers"]

@@ -48,7 +48,8 @@ class ImmuneCell(CellAgent):
 
     Attributes:
         kind: its :class:`~immunesim.model.cells.Kind` as an ``int``.
-        spec: specificity class (0 self, 1..V vaccines, V+1 other).
+        spec: specificity class (0 self, then the further autoantibodies, the vaccines,
+            and last other).
         state: state bits (CAR-T cells: memory flag and generation).
         counter: divisions left (activated B) or stimulated steps left (CAR-T).
         age: steps since birth.

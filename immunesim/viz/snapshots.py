@@ -28,11 +28,12 @@ CATEGORIES = cells_model.CATEGORIES
 
 
 def cell_map(
-    kind: np.ndarray, spec: np.ndarray, x: np.ndarray, y: np.ndarray, L: int
+    kind: np.ndarray, spec: np.ndarray, x: np.ndarray, y: np.ndarray, L: int, n_self: int = 1
 ) -> np.ndarray:
-    """Category map uint8[L, L] of live cells given their arrays (length n)."""
+    """Category map uint8[L, L] of live cells given their arrays (length n); the first
+    ``n_self`` specificity classes are autoreactive."""
     codes = cells_model.KIND_CATEGORY[kind]
-    autoreactive = (spec == 0) & np.isin(kind, cells_model.AUTOREACTIVE_SHOWN)
+    autoreactive = (spec < n_self) & np.isin(kind, cells_model.AUTOREACTIVE_SHOWN)
     codes = np.where(autoreactive, np.uint8(cells_model.AUTOREACTIVE_CATEGORY), codes)
     out = np.zeros((L, L), np.uint8)
     out[y, x] = codes
@@ -44,7 +45,14 @@ def lattice_picture(sim) -> tuple[np.ndarray, np.ndarray]:
     (:func:`cell_map`) and tissue damage float64[L, L] in user units."""
     st, host = sim.state, sim.backend.to_host
     n, L = st.n, st.L
-    cells = cell_map(host(st.kind[:n]), host(st.spec[:n]), host(st.x[:n]), host(st.y[:n]), L)
+    cells = cell_map(
+        host(st.kind[:n]),
+        host(st.spec[:n]),
+        host(st.x[:n]),
+        host(st.y[:n]),
+        L,
+        sim.params.layers.n_self,
+    )
     return cells, host(st.mol[sim.params.layers.damage]).reshape(L, L) / MOL_SCALE
 
 

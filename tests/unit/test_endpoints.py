@@ -62,3 +62,31 @@ def test_crs_grades_must_ascend():
     with pytest.raises(ScenarioError) as info:
         load_scenario({"endpoints": {"crs_grade_cytokine": [1.0, 0.5, 3.0]}})
     assert info.value.key == "endpoints.crs_grade_cytokine"
+
+
+def test_every_autoantibody_is_judged_against_its_own_baseline():
+    """anti-dsDNA falls to 5% and anti-Sm to 40% of baseline: one of the two seronegative."""
+    s = load_scenario({"specificities": {"autoantibodies": ["sm"]}})
+    ds = np.where(DAYS < 0, 10.0, 0.5)
+    sm = np.where(DAYS < 0, 30.0, np.where(DAYS < 200, 12.0, 3.0))
+    e = endpoints(_series(DAYS, anti_dsdna=ds, anti_sm=sm), s)
+    assert e["anti_dsdna_month12_relative"] == pytest.approx(0.05)
+    assert e["anti_sm_month3_relative"] == pytest.approx(0.4)
+    assert e["anti_sm_seronegative_month3"] is False
+    assert e["anti_sm_month12_relative"] == pytest.approx(0.1)
+    assert e["anti_sm_seronegative_month12"] is True
+    assert e["autoantibodies_seronegative_month12_fraction"] == 1.0
+    e = endpoints(_series(DAYS, anti_dsdna=ds, anti_sm=np.where(DAYS < 0, 30.0, 12.0)), s)
+    assert e["autoantibodies_seronegative_month12_fraction"] == 0.5
+
+
+def test_a_response_is_a_fall_of_response_points_and_is_lost_in_a_flare():
+    """Score 13 at baseline, 8 from day 30 (a response of 5 points, not a remission), back
+    to 11 from day 200 (within 4 points of baseline: the response is lost)."""
+    s = load_scenario({})
+    score = np.where(DAYS < 30, 13.0, np.where(DAYS < 200, 8.0, 11.0))
+    e = endpoints(_series(DAYS, disease_score=score), s)
+    assert e["response_day"] == 30.0 and e["response_lost_day"] == 200.0
+    assert e["remission_day"] is None
+    e = endpoints(_series(DAYS, disease_score=np.where(DAYS < 30, 13.0, 9.5)), s)
+    assert e["response_day"] is None and e["response_lost_day"] is None

@@ -6,7 +6,7 @@ import numpy as np
 
 from immunesim.engine.therapies import EFFECTS
 from immunesim.model import cells, fields, layers
-from immunesim.model.cells import KINDS, Kind, Marker
+from immunesim.model.cells import KINDS, Kind, Marker, specificity_names
 from immunesim.scenario import THERAPY_TYPES, Scenario, bytes_per_site
 from immunesim.state import allocate
 
@@ -75,3 +75,44 @@ def test_layer_rows_follow_the_declaration():
     ]
     assert rows.vaccine_antigen(1) == rows.index("antigen_measles")
     assert rows.n_layers == layers.n_layers(2) == 10
+
+
+def test_further_autoantibodies_get_antibody_rows_but_no_antigen_rows():
+    rows = layers.Layers(specificity_names(["tetanus"], ["sm", "ro60"]), 3)
+    assert rows.spec_names == ("self", "sm", "ro60", "tetanus", "other")
+    assert rows.autoantibodies == ("sm", "ro60") and rows.vaccines == ("tetanus",)
+    names = rows.names()
+    assert names[:5] == [f"antibody_{s}" for s in rows.spec_names]
+    assert "antigen_tetanus" in names and not any(n.startswith("antigen_s") for n in names)
+    assert rows.vaccine_antigen(0) == rows.index("antigen_tetanus")
+    assert rows.n_layers == layers.n_layers(1, 2) == layers.n_layers(1) + 2
+
+
+def test_further_autoantibody_classes_see_the_autoantigen_and_hold_their_llpc_share():
+    """B cells of every autoreactive class read the autoantigen layer (vaccine classes their
+    antigen); the initial LLPCs of a further autoantibody are its share of them (binomial:
+    within 4 standard deviations)."""
+    from immunesim.engine import Simulation
+    from immunesim.kernels.contact import antigen_at
+    from immunesim.model.params import MOL_SCALE
+
+    share = 0.3
+    s = Scenario.model_validate(
+        {
+            "lattice": {"size": 100},
+            "specificities": {"autoantibodies": ["sm"], "vaccines": ["tetanus"]},
+            "initial": {"llpc_autoantibody_fraction": share},
+        }
+    )
+    sim = Simulation(s, seed=3)
+    p = sim.params
+    assert p.spec_names == ("self", "sm", "tetanus", "other")
+    counts = sim.count_cells()[Kind.LLPC].sum(axis=1)  # per class
+    n = counts.sum()
+    assert abs(counts[1] - share * n) < 4 * np.sqrt(n * share * (1 - share))
+    mol = np.zeros((p.layers.n_layers, 4), np.int64)
+    mol[p.layers.autoantigen, 2] = 10 * MOL_SCALE
+    mol[p.layers.vaccine_antigen(0), 2] = 3 * MOL_SCALE
+    ip = p.k.ip
+    assert antigen_at(0, 2, mol, ip) == antigen_at(1, 2, mol, ip) == 80  # 1/8 units
+    assert antigen_at(2, 2, mol, ip) == 24
