@@ -213,8 +213,15 @@ class Specificities(_Section):
         "`antibody_<name>`, reported as `anti_<name>`.",
     )
     autoantibody_fraction: Fraction = Field(
-        0.05,
+        0.1,
         description="Fraction of new naive B cells specific for each further autoantibody.",
+    )
+    autoantigen_share: Fraction = Field(
+        0.3,
+        description="Share of the tissue's autoantigen that the B cells of a further "
+        "autoantibody recognise (its antigen, such as Sm, is a part of the nuclear material "
+        "that damaged tissue releases). Below 1 their response does not sustain itself "
+        "against anti-dsDNA's for the same T help, which would leave its size to chance.",
     )
 
     @field_validator("vaccines", "autoantibodies")
@@ -887,7 +894,7 @@ class Scenario(_Section):
         )
         for i, t in enumerate(self.therapy):
             days: list[tuple[str, float]] = []
-            if isinstance(t, (Lymphodepletion, AntiCD20)):
+            if isinstance(t, (Lymphodepletion, AntiCD20, Trigger)):
                 days = [(f"days.{j}", d) for j, d in enumerate(t.days)]
             elif isinstance(t, (CarT, Vaccination)):
                 days = [("day", t.day)]
@@ -908,14 +915,22 @@ class Scenario(_Section):
                         f"a dose that fits on the lattice: {t.dose_per_kg:g}/kg gives "
                         f"{agents:.3g} CAR-T agents for {sites} sites",
                     )
+                if t.dose_per_kg <= 0:
+                    raise _KeyedError(f"therapy.{i}.dose_per_kg", "a dose above 0 cells/kg")
                 if agents < MIN_CAR_T_AGENTS - 0.5:  # the infusion rounds to whole agents
                     need = math.sqrt(
                         (MIN_CAR_T_AGENTS - 0.5)
                         * self.scale.body_cells
-                        / max(t.dose_per_kg * self.scale.weight_kg, 1e-300)
+                        / (t.dose_per_kg * self.scale.weight_kg)
                     )
                     z = self.lattice.zones
                     unit = z.unit_sites if z.layout == "bands" else 1
+                    if not math.isfinite(need):  # a vanishing dose
+                        raise _KeyedError(
+                            f"therapy.{i}.dose_per_kg",
+                            f"a dose that puts at least {MIN_CAR_T_AGENTS} CAR-T agent on "
+                            f"the lattice (got {t.dose_per_kg:g}/kg)",
+                        )
                     need = math.ceil(need / unit) * unit  # whole anatomical units
                     raise _KeyedError(
                         f"therapy.{i}.dose_per_kg",

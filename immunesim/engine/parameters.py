@@ -17,6 +17,7 @@ from immunesim.model.params import (
     FX_DAMAGE_PER_IC,
     FX_DIFFUSION,
     IP_AG_SOURCE,
+    IP_AUTOAB_SHARE,
     IP_CAR_MAX_GENERATIONS,
     IP_CAR_STIM_STEPS,
     IP_CYTO_PER_KILL,
@@ -159,6 +160,7 @@ def build_params(s: Scenario) -> Params:
     ip = np.zeros(N_IP, np.int64)
     ip[IP_N_SPEC] = layers.n_spec
     ip[IP_N_SELF] = layers.n_self
+    ip[IP_AUTOAB_SHARE] = fixed(sp.autoantigen_share)
     ip[IP_GC_DIVISIONS] = a.divisions
     stim_days = car.stimulation_days if car is not None else 1.0
     ip[IP_CAR_STIM_STEPS] = max(1, int(round(stim_days * per_day_steps)))

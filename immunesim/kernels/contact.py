@@ -23,6 +23,8 @@ from immunesim.kernels.common import (
 from immunesim.kernels.move import record_proposal, won
 from immunesim.model.cells import N_KINDS, STATE_CAR_T_MEMORY
 from immunesim.model.params import (
+    FRAC_BITS,
+    IP_AUTOAB_SHARE,
     IP_CAR_MAX_GENERATIONS,
     IP_CAR_STIM_STEPS,
     IP_CYTO_PER_KILL,
@@ -59,6 +61,7 @@ from immunesim.rng import (
 )
 
 _LUT_SHIFT = np.int64(MOL_SHIFT - LUT_BITS)
+_FRAC_BITS = np.int64(FRAC_BITS)
 _LUT_MAX = LUT_SIZE - 1
 
 
@@ -197,12 +200,14 @@ def has_t_help(xi, yi, L, occ, kind, alive):
 @nb.njit(cache=True)
 def antigen_at(spec, site, mol, ip):
     """Antigen seen by a B cell of ``spec``, as a look-up-table index (1/8 user units): the
-    autoantigen for the autoreactive classes, the vaccine's antigen for a vaccine class, a
-    constant for ``other``."""
+    autoantigen for ``self``, its share of it (``IP_AUTOAB_SHARE``) for a further
+    autoantibody, the vaccine's antigen for a vaccine class, a constant for ``other``."""
     n_spec = ip[IP_N_SPEC]
     n_self = ip[IP_N_SELF]
-    if spec < n_self:
+    if spec == 0:
         a = mol[ip[IP_LAYER_AUTOAG], site] >> _LUT_SHIFT
+    elif spec < n_self:
+        a = ((mol[ip[IP_LAYER_AUTOAG], site] * ip[IP_AUTOAB_SHARE]) >> _FRAC_BITS) >> _LUT_SHIFT
     elif spec == n_spec - 1:
         a = ip[IP_OTHER_AG]
     else:

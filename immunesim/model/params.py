@@ -56,7 +56,8 @@ IP_THR_CAR_KILL_MEMORY = 18  #: kill threshold of a memory CAR-T cell
 IP_CAR_MAX_GENERATIONS = 19  #: divisions after which a CAR-T cell stops dividing
 IP_THR_PRODUCE = 20  #: naive-B production threshold of a free marrow site
 IP_N_SELF = 21  #: number of autoreactive classes (``self`` and the further autoantibodies)
-N_IP = 22
+IP_AUTOAB_SHARE = 22  #: autoantigen share the further autoantibodies' B cells see (fixed point)
+N_IP = 23
 
 # Slots of ``KernelParams.fp`` (float factors used only in products truncated at once).
 FP_BINDING = 0  #: immune-complex formation per internal unit of antibody and antigen

@@ -89,9 +89,9 @@ def test_further_autoantibodies_get_antibody_rows_but_no_antigen_rows():
 
 
 def test_further_autoantibody_classes_see_the_autoantigen_and_hold_their_llpc_share():
-    """B cells of every autoreactive class read the autoantigen layer (vaccine classes their
-    antigen); the initial LLPCs of a further autoantibody are its share of them (binomial:
-    within 4 standard deviations)."""
+    """B cells of anti-dsDNA read the autoantigen layer, those of a further autoantibody their
+    share of it (vaccine classes their antigen); the initial LLPCs of a further autoantibody
+    are its share of them (binomial: within 4 standard deviations)."""
     from immunesim.engine import Simulation
     from immunesim.kernels.contact import antigen_at
     from immunesim.model.params import MOL_SCALE
@@ -100,7 +100,11 @@ def test_further_autoantibody_classes_see_the_autoantigen_and_hold_their_llpc_sh
     s = Scenario.model_validate(
         {
             "lattice": {"size": 100},
-            "specificities": {"autoantibodies": ["sm"], "vaccines": ["tetanus"]},
+            "specificities": {
+                "autoantibodies": ["sm"],
+                "vaccines": ["tetanus"],
+                "autoantigen_share": 0.25,
+            },
             "initial": {"llpc_autoantibody_fraction": share},
         }
     )
@@ -114,5 +118,6 @@ def test_further_autoantibody_classes_see_the_autoantigen_and_hold_their_llpc_sh
     mol[p.layers.autoantigen, 2] = 10 * MOL_SCALE
     mol[p.layers.vaccine_antigen(0), 2] = 3 * MOL_SCALE
     ip = p.k.ip
-    assert antigen_at(0, 2, mol, ip) == antigen_at(1, 2, mol, ip) == 80  # 1/8 units
+    assert antigen_at(0, 2, mol, ip) == 80  # in 1/8 units
+    assert antigen_at(1, 2, mol, ip) == 20  # a quarter of it
     assert antigen_at(2, 2, mol, ip) == 24
