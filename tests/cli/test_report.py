@@ -42,6 +42,9 @@ def two_runs(tmp_path_factory):
         "lattice.zones.unit_um=400",
         "time.run_in_days=40",
         "time.follow_up_days=120",
+        # 14 CAR-T agents on this small lattice rather than 3, which can die out before
+        # they find a target (seed 1 did: its BCMA+CD19 run kept every plasma cell)
+        "therapy.2.dose_per_kg=5e6",
     ]
     for name in ("sle_cd19_cart", "sle_bcma_cd19_cart"):
         immunesim.run(SCENARIOS / f"{name}.toml", seed=1, overrides=small, out=base / name)
