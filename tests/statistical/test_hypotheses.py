@@ -75,12 +75,13 @@ def test_failed_reset_relapses_after_b_cells_return(seed):
     assert e["final_disease_score"] > e["baseline_disease_score"] * 0.7
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", SEEDS[:1])
 def test_cd19_car_t_leaves_the_plasma_cell_made_autoantibody_and_bcma_removes_it(seed):
     """Patients with many anti-Sm long-lived plasma cells (``llpc_autoantibody_fraction``
     0.1): on day 180 (some 8.6 IgG half-lives on), CD19 CAR-T has cleared anti-dsDNA (made by
     plasmablasts) but left the plasma-cell part of anti-Sm; BCMA+CD19 has cleared both.
-    Both therapies start from the same cached run-in."""
+    Both therapies start from the same cached run-in. The bands hold seeds 1-3 with a
+    margin of two or more; one seed runs here (a minute of the suite's time)."""
     extra = ["initial.llpc_autoantibody_fraction=0.1"]
     day180 = {}
     for name in ("sle_cd19_cart", "sle_bcma_cd19_cart"):
