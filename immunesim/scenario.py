@@ -206,10 +206,11 @@ class Specificities(_Section):
         default_factory=list,
         max_length=MAX_AUTOANTIBODIES,
         description="Autoantibodies besides anti-dsDNA (the class `self`), for example "
-        '["sm"]. Their B cells are activated by the tissue\'s autoantigen as anti-dsDNA B '
-        "cells are, but their antibodies form no tissue-damaging complexes: serological "
-        "markers such as anti-Sm or anti-Ro60, whose source may be mostly long-lived plasma "
-        "cells (`initial.llpc_autoantibody_fraction`). Each has an antibody layer "
+        '["sm"]. Their B cells are activated by a share of the tissue\'s autoantigen '
+        "(`autoantigen_share`), but their antibodies form no tissue-damaging complexes: "
+        "serological markers such as anti-Sm or anti-Ro60, whose source may be mostly "
+        "long-lived plasma cells (`initial.llpc_autoantibody_fraction`). Each has an antibody "
+        "layer "
         "`antibody_<name>`, reported as `anti_<name>`.",
     )
     autoantibody_fraction: Fraction = Field(
