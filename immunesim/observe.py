@@ -227,9 +227,10 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
         known = [r for r in rels if r is not None]
         out[f"protective_titre_{label}_relative"] = float(np.mean(known)) if known else None
         # total IgG (every class): hypogammaglobulinaemia after depletion
-        out[f"total_igg_{label}_relative"] = _ratio(
-            _value_at(df, "total_igg", day), base.get("total_igg")
-        )
+        if "total_igg" in df:
+            out[f"total_igg_{label}_relative"] = _ratio(
+                _value_at(df, "total_igg", day), base.get("total_igg")
+            )
 
     if "disease_score" in df:
         score = after["disease_score"]

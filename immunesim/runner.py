@@ -158,6 +158,9 @@ def _stop_on_signals() -> Iterator[list[int]]:
 
     def handler(signum: int, frame: Any) -> None:
         if caught:
+            if _HOLDING[0]:
+                _HELD.append(signum)
+                return
             raise KeyboardInterrupt
         caught.append(signum)
 
@@ -167,6 +170,26 @@ def _stop_on_signals() -> Iterator[list[int]]:
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+
+
+#: While above zero, a second stop signal waits (:func:`_signals_held`); those that waited.
+_HOLDING = [0]
+_HELD: list[int] = []
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """A second stop signal arriving inside the block (Ctrl-C twice, or a cohort's pool
+    ending its other workers once one has stopped) waits until the block's end, so that it
+    cannot cut the writing of a run's last outputs short; it then stops at once."""
+    _HOLDING[0] += 1
+    try:
+        yield
+    finally:
+        _HOLDING[0] -= 1
+    if _HOLDING[0] == 0 and _HELD:
+        _HELD.clear()
+        raise KeyboardInterrupt
 
 
 def _is_run_dir(d: Path) -> bool:
@@ -455,7 +478,8 @@ def _execute(
         if caught:
             status = "interrupted"
             if out is not None:
-                sim.save(ck_path)  # type: ignore[arg-type]
+                with _signals_held():
+                    sim.save(ck_path)  # type: ignore[arg-type]
             raise RunInterrupted(caught[0], out, out is not None)
         status = "complete"
         if ck_path is not None:
@@ -469,7 +493,8 @@ def _execute(
         result = results(status)
         if out is not None:
             try:
-                write_run(result, out, s.output.parquet)
+                with _signals_held():
+                    write_run(result, out, s.output.parquet)
             except OSError as exc:
                 io_error = io_error or exc
     if io_error is not None:

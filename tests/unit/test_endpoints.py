@@ -90,3 +90,12 @@ def test_a_response_is_a_fall_of_response_points_and_is_lost_in_a_flare():
     assert e["remission_day"] is None
     e = endpoints(_series(DAYS, disease_score=np.where(DAYS < 30, 13.0, 9.5)), s)
     assert e["response_day"] is None and e["response_lost_day"] is None
+
+
+def test_total_igg_is_judged_against_its_baseline_when_it_is_recorded():
+    s = load_scenario({})
+    igg = np.where(DAYS < 0, 200.0, np.where(DAYS < 200, 150.0, 180.0))
+    e = endpoints(_series(DAYS, total_igg=igg), s)
+    assert e["total_igg_month3_relative"] == pytest.approx(0.75)
+    assert e["total_igg_month12_relative"] == pytest.approx(0.9)
+    assert "total_igg_month3_relative" not in endpoints(_series(DAYS), s)  # older outputs
