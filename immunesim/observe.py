@@ -138,6 +138,11 @@ def _first_day(days: pd.Series, cond: pd.Series) -> float | None:
     return float(hit.iloc[0]) if len(hit) else None
 
 
+#: Days after a vaccination over which its fold rise is measured (the peak of a primary
+#: or booster IgG response falls within 2-6 weeks).
+VACCINE_RESPONSE_DAYS = 56.0
+
+
 def _value_at(df: pd.DataFrame, col: str, day: float) -> float | None:
     rows = df[df["day"] >= day - 1e-9]
     if rows.empty:
@@ -226,6 +231,17 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
             out[f"vaccine_{v}_{label}_relative"] = r
         known = [r for r in rels if r is not None]
         out[f"protective_titre_{label}_relative"] = float(np.mean(known)) if known else None
+    # each vaccination: the fold rise of its antigen's titre over the following 8 weeks
+    for t in s.therapy:
+        if t.type == "vaccination" and f"antibody_{t.antigen}" in df:
+            col, day = f"antibody_{t.antigen}", float(t.day)
+            end = day + VACCINE_RESPONSE_DAYS
+            window = df.loc[(df["day"] > day) & (df["day"] <= end + 1e-9), col]
+            seen = out["last_day"] >= end - 1e-9  # None where the run ended too soon to tell
+            rise = _ratio(float(window.max()), _value_at(df, col, day)) if seen else None
+            out[f"vaccine_{t.antigen}_day{t.day:g}_fold_rise"] = rise
+
+    for label, day in (("month3", 90.0), ("month12", 365.0)):
         # total IgG (every class): hypogammaglobulinaemia after depletion
         if "total_igg" in df:
             out[f"total_igg_{label}_relative"] = _ratio(

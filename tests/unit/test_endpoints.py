@@ -99,3 +99,18 @@ def test_total_igg_is_judged_against_its_baseline_when_it_is_recorded():
     assert e["total_igg_month3_relative"] == pytest.approx(0.75)
     assert e["total_igg_month12_relative"] == pytest.approx(0.9)
     assert "total_igg_month3_relative" not in endpoints(_series(DAYS), s)  # older outputs
+
+
+def test_a_vaccination_is_judged_by_the_fold_rise_of_its_titre_over_eight_weeks():
+    s = load_scenario(
+        {
+            "time": {"follow_up_days": 400},
+            "therapy": [{"type": "vaccination", "day": 270, "antigen": "tetanus"}],
+        }
+    )
+    titre = np.where(DAYS <= 270, 4.0, 4.0 + 8.0 * np.exp(-(((DAYS - 290) / 10) ** 2)))
+    titre = np.where(DAYS > 330, 40.0, titre)  # after the 8 weeks: not counted
+    e = endpoints(_series(DAYS, antibody_tetanus=titre), s)
+    assert e["vaccine_tetanus_day270_fold_rise"] == pytest.approx(3.0)
+    short = _series(DAYS[DAYS < 300], antibody_tetanus=titre[DAYS < 300])
+    assert endpoints(short, s)["vaccine_tetanus_day270_fold_rise"] is None  # ended too soon
