@@ -113,18 +113,18 @@ def repo() -> Path:
 #: The longest test files (measured with --durations), first: pytest-xdist hands out whole
 #: files (--dist loadfile) in collection order, so the last files to finish are short ones.
 LONGEST_FIRST = (
-    "tests/statistical/test_hypotheses.py",
-    "tests/statistical/test_clinical_course.py",
     "tests/reference/test_equivalence.py",
-    "tests/statistical/test_resolution.py",
-    "tests/cli/test_run_outputs.py",
-    "tests/backends/test_cuda_parity.py",
-    "tests/regression/test_reproducible.py",
-    "tests/extension/test_toy_extension.py",
     "tests/cli/test_sweep.py",
+    "tests/backends/test_cuda_parity.py",
+    "tests/statistical/test_hypotheses.py",
+    "tests/cli/test_run_outputs.py",
+    "tests/statistical/test_clinical_course.py",
+    "tests/extension/test_toy_extension.py",
+    "tests/regression/test_reproducible.py",
+    "tests/integration/test_runin_cache.py",
+    "tests/statistical/test_resolution.py",
     "tests/regression/test_examples.py",
     "tests/statistical/test_anti_car.py",
-    "tests/integration/test_runin_cache.py",
 )
 
 
