@@ -4,10 +4,12 @@ self-contained HTML.
 A frame has two panels: the lattice (one pixel block per site, coloured by cell category
 from a colour-blind-safe palette, over a dark backdrop that shows the zones, optionally
 with tissue damage as a red overlay) and the time series (CAR-T, B cells, anti-dsDNA,
-protective titre) with a cursor at the frame's day. A caption names the phase of the
-course and a counter gives the day. The figure is drawn once; each frame only replaces
-the lattice image's data and moves the cursor, so rendering cost does not grow with the
-number of cells, and frames go to the writer one by one (MP4 and HTML in bounded memory).
+protective titre) drawn up to a cursor at the frame's day (the future is not shown; a
+count of zero is a gap on the log axis). A caption names the phase of the course and a
+counter gives the day. The figure is drawn once; each frame only replaces the lattice
+image's data, cuts the curves at its day and moves the cursor, so rendering cost does not
+grow with the number of cells, and frames go to the writer one by one (MP4 and HTML in
+bounded memory).
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from immunesim.io import atomic_write
+
+if TYPE_CHECKING:
+    import pandas as pd
 from immunesim.model import cells as cells_model
 from immunesim.model.params import ZONE_NAMES
 from immunesim.plot import read_run
@@ -100,6 +106,11 @@ def caption_at(
     return text
 
 
+def _positive(counts: pd.Series) -> pd.Series:
+    """Counts for a log axis: zeros become NaN, which matplotlib leaves out."""
+    return counts.where(counts > 0)
+
+
 class FrameRenderer:
     """Draws frames of a run at a fixed pixel size."""
 
@@ -169,8 +180,9 @@ class FrameRenderer:
             handlelength=1.0,
         )
         ax1 = fig.add_subplot(gs[0, 1])
-        ax1.plot(df["day"], df["car_t"].clip(lower=0.5), color="#E69F00", lw=1.5, label="CAR-T")
-        ax1.plot(df["day"], df["b_cells"].clip(lower=0.5), color="#0072B2", lw=1.5, label="B cells")
+        # a count of zero has no place on a log axis: left out (a gap), not drawn at 0.5
+        ax1.plot(df["day"], _positive(df["car_t"]), color="#E69F00", lw=1.5, label="CAR-T")
+        ax1.plot(df["day"], _positive(df["b_cells"]), color="#0072B2", lw=1.5, label="B cells")
         ax1.set_yscale("log")
         ax1.set_ylabel("cells", fontsize=8)
         ax1.legend(fontsize=7, loc="upper right")
@@ -194,6 +206,9 @@ class FrameRenderer:
             ax.tick_params(labelsize=7)
         self.cursors = [ax.axvline(0, color="#333333", lw=1) for ax in (ax1, ax2)]
         self.ax_ts = (ax1, ax2)
+        # the curves are drawn up to the frame's day (the axes were fitted to the whole run)
+        self.curves = [(line, line.get_xdata(), line.get_ydata()) for line in ax1.lines + ax2.lines]
+        self.curves = [c for c in self.curves if c[0] not in self.cursors]
         self.title = fig.text(
             0.02, 0.95, manifest["scenario_name"], fontsize=11, weight="bold", va="center"
         )
@@ -203,7 +218,13 @@ class FrameRenderer:
         self.caption = fig.text(0.02, 0.90, "", fontsize=10, va="center")
         self.fig = fig
         # Blitting: the static parts are drawn once; a frame redraws only these artists.
-        self._dynamic = [self.image, *self.cursors, self.day_text, self.caption]
+        self._dynamic = [
+            self.image,
+            *(line for line, _, _ in self.curves),
+            *self.cursors,
+            self.day_text,
+            self.caption,
+        ]
         for artist in self._dynamic:
             artist.set_animated(True)
         self._background = None
@@ -224,6 +245,9 @@ class FrameRenderer:
         self.image.set_data(rgb)
         for c in self.cursors:
             c.set_xdata([day, day])
+        for line, x, y in self.curves:
+            upto = np.asarray(x) <= day + 1e-9
+            line.set_data(np.asarray(x)[upto], np.asarray(y)[upto])
         self.day_text.set_text(f"day {day:6.0f}")
         self.caption.set_text(
             caption_at(

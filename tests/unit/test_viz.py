@@ -146,3 +146,20 @@ def test_animate_cli_errors(snap_run, tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2 and ".mp4, .gif or .html" in proc.stderr
+
+
+def test_curves_are_drawn_up_to_the_frame_day_and_zeros_are_left_off_the_log_axis(snap_run):
+    r = FrameRenderer(snap_run, width=640)
+    L = r.zones.shape[0]
+    blank = np.zeros((L, L), np.uint8), np.zeros((L, L), np.float32)
+    r.render(2.0, *blank)
+    for line, x, _ in r.curves:
+        shown = np.asarray(line.get_xdata())
+        assert shown.max() <= 2.0 + 1e-9 and shown.max() >= 1.0  # up to the cursor, no further
+        assert np.asarray(x).max() > 2.0  # while the run goes on
+    r.render(12.0, *blank)
+    assert max(np.asarray(line.get_xdata()).max() for line, _, _ in r.curves) == 12.0
+    car_t = r.ax_ts[0].lines[0]  # CAR-T: none before the infusion
+    before = np.asarray(car_t.get_xdata()) < 0
+    assert before.any() and np.isnan(np.asarray(car_t.get_ydata())[before]).all()
+    r.close()
