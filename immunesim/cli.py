@@ -864,7 +864,9 @@ def animate(
     width: Annotated[int, typer.Option(help="Frame width in pixels (16:9).", min=320)] = 960,
     days: Annotated[str | None, typer.Option(help="Day range FIRST:LAST, e.g. -30:365.")] = None,
     every: Annotated[int, typer.Option(help="Use every N-th snapshot.", min=1)] = 1,
-    overlay: Annotated[str | None, typer.Option(help="Molecular overlay: damage.")] = None,
+    overlay: Annotated[
+        str, typer.Option(help="Molecular overlay: damage (tissue damage in red) or none.")
+    ] = "damage",
     run_dir: Annotated[
         Path | None,
         typer.Option(help="Where to run a scenario given as SOURCE (default: next to --out)."),
@@ -884,8 +886,8 @@ def animate(
             last = float(b) if b.strip() else None
         except ValueError:
             _fail(f"--days: FIRST:LAST in days, e.g. -30:365 (got {days!r})")
-    if overlay not in (None, "damage"):
-        _fail(f"--overlay: 'damage' (got {overlay!r})")
+    if overlay not in ("damage", "none"):
+        _fail(f"--overlay: 'damage' or 'none' (got {overlay!r})")
     if out_file.suffix.lower() not in (".mp4", ".gif", ".html"):
         _fail(f"--out {out_file}: a file name ending in .mp4, .gif or .html")
     if source.is_file():
@@ -917,7 +919,7 @@ def animate(
             first_day=first,
             last_day=last,
             every=every,
-            overlay=overlay,
+            overlay=None if overlay == "none" else overlay,
         )
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))

@@ -2,8 +2,8 @@
 self-contained HTML.
 
 A frame has two panels: the lattice (one pixel block per site, coloured by cell category
-from a colour-blind-safe palette, over a dark backdrop that shows the zones, optionally
-with tissue damage as a red overlay) and the time series (CAR-T, B cells, anti-dsDNA,
+from a colour-blind-safe palette, over a dark backdrop that shows the zones, with tissue
+damage as a red overlay unless turned off) and the time series (CAR-T, B cells, anti-dsDNA,
 protective titre) drawn up to a cursor at the frame's day (the future is not shown; a
 count of zero is a gap on the log axis). A caption names the phase of the course and a
 counter gives the day. The figure is drawn once; each frame only replaces the lattice
@@ -41,6 +41,10 @@ PALETTE = cells_model.PALETTE
 ZONE_COLOURS = np.array([(58, 48, 38), (34, 44, 58), (60, 34, 38)], dtype=np.uint8)
 
 
+#: Colour of fully damaged empty tissue (the overlay blends toward it with the damage).
+DAMAGE_COLOUR = np.array([200, 30, 30], dtype=np.uint8)
+
+
 def cells_to_rgb(
     cells: np.ndarray,
     zones: np.ndarray,
@@ -58,7 +62,7 @@ def cells_to_rgb(
     rgb = ZONE_COLOURS[zones].copy()
     if damage is not None:
         w = np.clip(damage / damage_scale, 0.0, 1.0)[..., None]
-        rgb = (rgb * (1 - w) + np.array([200, 30, 30]) * w).astype(np.uint8)
+        rgb = (rgb * (1 - w) + DAMAGE_COLOUR * w).astype(np.uint8)
     occupied = cells > 0
     rgb[occupied] = PALETTE[cells[occupied]]
     return rgb
@@ -119,7 +123,7 @@ class FrameRenderer:
         run_dir: str | Path,
         width: int = 960,
         height: int | None = None,
-        overlay: str | None = None,
+        overlay: str | None = "damage",
         dpi: int = 100,
     ):
         import matplotlib
@@ -170,6 +174,8 @@ class FrameRenderer:
         handles += [
             Patch(color=ZONE_COLOURS[z] / 255, label=f"{ZONE_NAMES[z]} zone") for z in range(3)
         ]
+        if overlay == "damage":
+            handles.append(Patch(color="#" + bytes(DAMAGE_COLOUR).hex(), label="damaged tissue"))
         self.ax_lat.legend(
             handles=handles,
             loc="upper center",
@@ -310,7 +316,7 @@ def animate(
     first_day: float | None = None,
     last_day: float | None = None,
     every: int = 1,
-    overlay: str | None = None,
+    overlay: str | None = "damage",
 ) -> dict:
     """Write an animation of a run's snapshots; the format follows ``out``'s suffix
     (.mp4, .gif, .html). Returns ``{"frames": n, "size": (w, h), "path": out}``."""

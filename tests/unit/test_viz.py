@@ -163,3 +163,23 @@ def test_curves_are_drawn_up_to_the_frame_day_and_zeros_are_left_off_the_log_axi
     before = np.asarray(car_t.get_xdata()) < 0
     assert before.any() and np.isnan(np.asarray(car_t.get_ydata())[before]).all()
     r.close()
+
+
+def test_damaged_tissue_shows_by_default_with_its_legend_entry(snap_run):
+    from immunesim.viz.animate import DAMAGE_COLOUR
+
+    L = 16
+    cells = np.zeros((L, L), np.uint8)
+    for overlay, entry in (("damage", True), (None, False)):
+        r = FrameRenderer(snap_run, width=640, **({} if overlay else {"overlay": None}))
+        labels = [t.get_text() for t in r.ax_lat.get_legend().get_texts()]
+        assert ("damaged tissue" in labels) is entry
+        tissue = np.argwhere(r.zones == 2)[0]
+        damage = np.zeros((L, L), np.float32)
+        damage[tuple(tissue)] = 1e6  # fully damaged
+        frame = r.render(0.0, cells, damage)
+        px, py = r.ax_lat.transData.transform((tissue[1], tissue[0]))
+        pixel = frame[int(round(frame.shape[0] - py)), int(round(px))]
+        want = DAMAGE_COLOUR if entry else ZONE_COLOURS[2]
+        assert tuple(pixel) == tuple(want), (overlay, pixel)
+        r.close()
