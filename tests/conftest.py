@@ -10,7 +10,7 @@ import os
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 # Under pytest-xdist with several workers, each worker runs its kernels on one numba thread
-# (the fixture below) and the programs the tests start let idle OpenMP threads sleep rather
+# (pytest_runtest_setup below) and the programs the tests start let idle OpenMP threads sleep rather
 # than spin: numba's OpenMP threads spin while they wait, and two processes of two spinning
 # threads each on the 2-core machine ran a simulation 3.7 times slower than one thread each
 # (38 s against 10 s for the same run, two at a time).

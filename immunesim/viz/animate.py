@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from immunesim.io import atomic_write
-
-if TYPE_CHECKING:
-    import pandas as pd
 from immunesim.model import cells as cells_model
 from immunesim.model.params import ZONE_NAMES
 from immunesim.plot import read_run
 from immunesim.viz.snapshots import CATEGORIES, iter_frames, list_frames, read_zones
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: RGB of each cell category (the kinds' colour-blind-safe palette); index 0 (empty) is
 #: replaced by the zone backdrop.
