@@ -56,6 +56,7 @@ S_INIT = 19
 S_INIT_SPEC = 20
 S_NICHE = 21
 S_HOMEO_DIVIDE = 22
+S_FLARE = 23
 
 
 @nb.njit(inline="always", cache=True)

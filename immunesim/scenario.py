@@ -552,6 +552,34 @@ class Trigger(_Therapy):
     )
 
 
+class FlareTriggers(_Therapy):
+    """Flare triggers met at random (infections, sun exposure): each patient meets them on
+    days drawn from its seed, at a constant rate (a Poisson process) from ``start_day`` to
+    ``stop_day``. A trigger lasts ``duration_days``, on each of which autoantigen is released
+    in the target tissue as a ``trigger`` entry releases it. Runs with the same seed meet
+    them on the same days, so two therapies given to one patient meet the same triggers."""
+
+    type: Literal["flare_triggers"] = Field(description="Kind of therapy entry.")
+    rate_per_year: float = Field(
+        1.0, ge=0.0, le=52.0, description="Mean number of triggers per year (0: none)."
+    )
+    start_day: float = Field(
+        0.0, description="First day on which a trigger may begin (day 0 = infusion)."
+    )
+    stop_day: float = Field(
+        1.0e9, description="Day after which no trigger begins (the end of the run at most)."
+    )
+    duration_days: int = Field(
+        3, ge=1, le=60, description="Days of autoantigen release of each trigger."
+    )
+    autoantigen_per_site: Amount = Field(
+        50.0,
+        gt=0.0,
+        description="Autoantigen units added per tissue site on each day of a trigger (the "
+        "untreated disease holds about 50-70).",
+    )
+
+
 class StandardOfCare(_Therapy):
     """Standard-of-care immunosuppression: lowers B-cell activation while it is given."""
 
@@ -571,13 +599,16 @@ THERAPY_SCHEMAS: tuple[type[TherapyEntry], ...] = (
     AntiCD20,
     Vaccination,
     Trigger,
+    FlareTriggers,
     StandardOfCare,
     *(effect.schema for effect in extensions.declared("THERAPIES")),
 )
 
 if TYPE_CHECKING:
     # the built-in entries, as the type checker sees them (extensions add more at run time)
-    Therapy = Lymphodepletion | CarT | AntiCD20 | Vaccination | Trigger | StandardOfCare
+    Therapy = (
+        Lymphodepletion | CarT | AntiCD20 | Vaccination | Trigger | FlareTriggers | StandardOfCare
+    )
 else:
     Therapy = Annotated[Union[THERAPY_SCHEMAS], Field(discriminator="type")]  # noqa: UP007
 
@@ -899,10 +930,12 @@ class Scenario(_Section):
                 days = [(f"days.{j}", d) for j, d in enumerate(t.days)]
             elif isinstance(t, (CarT, Vaccination)):
                 days = [("day", t.day)]
+            elif isinstance(t, FlareTriggers):
+                days = [("start_day", t.start_day)]
             for key, d in days:
                 if not 0 <= self.step_of_day(d) <= self.total_steps:
                     raise _KeyedError(f"therapy.{i}.{key}", f"{window} (got {d:g})")
-            if isinstance(t, StandardOfCare) and t.start_day >= t.stop_day:
+            if isinstance(t, (StandardOfCare, FlareTriggers)) and t.start_day >= t.stop_day:
                 raise _KeyedError(
                     f"therapy.{i}.stop_day",
                     f"a day after start_day {t.start_day:g} (got {t.stop_day:g})",

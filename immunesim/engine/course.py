@@ -46,6 +46,7 @@ class Course:
 
     Args:
         scenario: the validated scenario.
+        seed: the run's seed (for the events each patient meets at random).
         on_immunosuppression: called with the factor on B-cell activation whenever it
             changes (and once at the first step).
 
@@ -54,14 +55,17 @@ class Course:
         factor: the factor on B-cell activation in force (``None`` before the first step).
     """
 
-    def __init__(self, scenario: Scenario, on_immunosuppression: Callable[[float], None]):
+    def __init__(
+        self, scenario: Scenario, seed: int, on_immunosuppression: Callable[[float], None]
+    ):
         self.scenario = scenario
         self.events: list[Event] = []
         self.factor: float | None = None
         self._on_factor = on_immunosuppression
         self._schedule: dict[int, list] = {}
         for t in scenario.therapy:
-            for d in EFFECTS[t.type].event_days(t):
+            effect = EFFECTS[t.type]
+            for d in [*effect.event_days(t), *effect.drawn_event_days(t, scenario, seed)]:
                 # the first step at or after the day; the start of the run-in (step 0, the
                 # initial state) has no step of its own, so its events happen in step 1
                 step = max(1, scenario.step_of_day(d))

@@ -85,7 +85,7 @@ class Simulation(Clocked):
         else:
             host_state = _restored_state(self.geometry, host_params, *_restore)
         self.state, self.params = self.backend.prepare(host_state, host_params)
-        self.course = Course(scenario, self._immunosuppress)
+        self.course = Course(scenario, self.seed, self._immunosuppress)
         self.step_index = 0
         self.rows: list[dict] = []
         self.kills_since_sample = 0

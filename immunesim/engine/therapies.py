@@ -9,6 +9,8 @@ A new kind of therapy is those two: here, or in an extension
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from immunesim import scenario as entries
@@ -16,7 +18,7 @@ from immunesim.model import extensions
 from immunesim.model.description import marker_mask
 from immunesim.model.params import MOL_SCALE
 from immunesim.model.therapy import Event, Patient, TherapyEffect
-from immunesim.rng import rate_threshold, threshold
+from immunesim.rng import ONE53, S_FLARE, hash64_py, rate_threshold, threshold
 
 #: The effect of each therapy type.
 EFFECTS: dict[str, TherapyEffect] = {}
@@ -144,6 +146,49 @@ class Trigger(TherapyEffect):
 
     def label(self, t):
         return t.label or "flare trigger (autoantigen release)"
+
+
+def flare_starts(t: entries.FlareTriggers, seed: int, last_day: float) -> list[float]:
+    """First days of the flare triggers a patient meets: a Poisson process at
+    ``t.rate_per_year`` from ``t.start_day`` until ``t.stop_day`` or ``last_day``, its
+    exponential gaps drawn from ``hash64_py(seed, 0, k, S_FLARE)`` for the k-th gap."""
+    rate = t.rate_per_year / 365.25
+    stop = min(t.stop_day, last_day)
+    starts: list[float] = []
+    day = t.start_day
+    while rate > 0:
+        u = (hash64_py(seed, 0, len(starts), S_FLARE) >> 11) / ONE53  # uniform in [0, 1)
+        day += -math.log1p(-u) / rate
+        if day >= stop:
+            break
+        starts.append(day)
+    return starts
+
+
+@effect
+class FlareTriggers(TherapyEffect):
+    """Flare triggers at random: on each day of each trigger a patient meets
+    (:func:`flare_starts`), an autoantigen pulse over the target tissue."""
+
+    schema = entries.FlareTriggers
+
+    def drawn_event_days(self, t, s, seed):
+        last = s.time.follow_up_days
+        return [
+            d + i
+            for d in flare_starts(t, seed, last)
+            for i in range(t.duration_days)
+            if d + i <= last
+        ]
+
+    def on_event(self, t, s, patient, step):
+        return EFFECTS["trigger"].on_event(t, s, patient, step)
+
+    def acts_from_day(self, t):
+        return t.start_day  # whatever the seed draws, nothing happens before it
+
+    def label(self, t):
+        return t.label or "flare trigger at random (autoantigen release)"
 
 
 @effect

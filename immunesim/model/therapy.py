@@ -70,6 +70,12 @@ class TherapyEffect:
         """Days of the entry's one-off events."""
         return []
 
+    def drawn_event_days(self, t: Any, s: Any, seed: int) -> list[float]:
+        """Days of the entry's one-off events that each patient meets at random: drawn from
+        the run's ``seed`` (with :func:`~immunesim.rng.hash64_py`, so the same on every
+        backend and on resuming), in addition to :meth:`event_days`."""
+        return []
+
     def on_event(self, t: Any, s: Any, patient: Patient, step: int) -> dict:
         """The event of one of its days; returns the detail to log with it."""
         return {}

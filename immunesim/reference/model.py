@@ -135,7 +135,7 @@ class ReferenceModel(Clocked, mesa.Model):
         self.infused_car_t = start.infused_car_t
         self._sample_every = max(1, int(round(s.time.sample_every_hours / s.time.dt_hours)))
         self.activation_tables = self.params.activation_luts(1.0)
-        self.course = Course(s, self._immunosuppress)
+        self.course = Course(s, seed, self._immunosuppress)
         self.wall_seconds = 0.0
         self._record()
         self.running = not self.finished

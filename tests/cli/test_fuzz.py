@@ -56,4 +56,4 @@ def test_any_override_is_refused_clearly_or_gives_a_runnable_scenario(tmp_path_f
     # accepted: within the budget, and the run's parameters and schedule can be made
     assert s.work() <= WORK_BUDGET
     build_params(s)
-    Course(s, lambda factor: None)
+    Course(s, 0, lambda factor: None)

@@ -120,6 +120,9 @@ def test_fork_step_is_the_last_step_before_any_therapy_acts():
     # a rituximab course acts from its first infusion on
     cd20 = {"type": "anti_cd20", "days": [-2, 5]}
     assert runin.fork_step(_scenario([cd20])) == run_in - 2 * 12 - 1
+    # flare triggers met at random act from their start day, whatever the seed draws
+    flares = {"type": "flare_triggers", "rate_per_year": 50, "start_day": -3}
+    assert runin.fork_step(_scenario([flares])) == run_in - 3 * 12 - 1
     # lattice snapshots are taken as the run passes: the fork comes before the first
     s = load_scenario(_scenario([ld]), ["output.snapshot_every_hours=24"])
     s = load_scenario(s, ["output.snapshot_from_day=-7"])

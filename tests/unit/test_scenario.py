@@ -562,7 +562,7 @@ def test_a_therapy_at_the_start_of_the_run_in_happens_in_the_first_step():
     data["time"]["run_in_days"] = 0.0
     data["therapy"] = [{"type": "car_t", "day": 0, "dose_per_kg": 1.0e6}]
     s = load_scenario(data)
-    course = Course(s, lambda f: None)
+    course = Course(s, 0, lambda f: None)
     assert list(course._schedule) == [1]  # not step 0, which no step ever runs
 
 
