@@ -444,8 +444,10 @@ class CarT(_Therapy):
     """Infusion of CAR-T cells that kill cells bearing any of the target markers.
 
     A scenario may infuse several times (re-treatment) and several products (other targets,
-    doses and days); the kinetics keys (kill, division, stimulation, memory, exhaustion) are
-    those of the first CAR-T entry and must be the same in every other one."""
+    doses and days); the kinetics keys (kill, division, stimulation, memory, exhaustion,
+    immunity against the CAR) are those of the first CAR-T entry and must be the same in
+    every other one. An override of one of them (``--set``, a sweep, a patient's drawn
+    value) sets it in every CAR-T entry."""
 
     type: Literal["car_t"] = Field(description="Kind of therapy entry.")
     day: float = Field(0.0, description="Infusion day.")
@@ -477,8 +479,9 @@ class CarT(_Therapy):
     )
     anti_car_onset_days: NonNeg = Field(
         60.0,
-        description="Days after the first CAR-T infusion at which host immunity against the "
-        "CAR (T cells and antibodies against its foreign parts) begins to clear CAR-T cells.",
+        description="Days after the first infusion of a CAR against a marker at which host "
+        "immunity against that CAR's binder (T cells and antibodies against its foreign "
+        "parts) begins to clear the CAR-T cells that carry it.",
     )
     anti_car_rise_days: Pos = Field(
         30.0,
@@ -488,7 +491,17 @@ class CarT(_Therapy):
     anti_car_kill_rate_per_day: NonNeg = Field(
         0.1,
         description="Full clearance rate of CAR-T cells by host immunity against the CAR "
-        "(per day; 0: none). It lasts: CAR-T cells infused again later are cleared at it.",
+        "(per day; 0: none). It lasts: CAR-T cells against the same marker infused again "
+        "later are cleared at it; a CAR against other markers only (BCMA after CD19) meets "
+        "none until its own onset.",
+    )
+    anti_car_recall_factor: float = Field(
+        10.0,
+        ge=1.0,
+        le=1000.0,
+        description="Factor on that clearance rate once a CAR-T product carrying a binder "
+        "the immunity already recognises is infused again: the recall response of its memory "
+        "T cells and B cells (1: no recall).",
     )
     max_generations: int = Field(
         18,
@@ -1281,6 +1294,24 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
 
 
+def _share_car_kinetics(data: dict[str, Any], overrides: list[str]) -> None:
+    """An override of a kinetics key of a CAR-T entry (``--set``, a sweep's value or a
+    patient's drawn value) sets it in every CAR-T entry: the infusions share their kinetics
+    (:data:`CAR_T_KINETICS`), so the override means the one population's value."""
+    therapy = data.get("therapy")
+    if not isinstance(therapy, list):
+        return
+    cars = [t for t in therapy if isinstance(t, dict) and t.get("type") == "car_t"]
+    for text in overrides:
+        parts = text.partition("=")[0].strip().split(".")
+        if len(parts) != 3 or parts[0] != "therapy" or not parts[1].isdigit():
+            continue
+        i, key = int(parts[1]), parts[2]
+        if key in CAR_T_KINETICS and i < len(therapy) and any(therapy[i] is t for t in cars):
+            for t in cars:
+                t[key] = therapy[i][key]
+
+
 def load_scenario(
     source: str | os.PathLike[str] | dict[str, Any] | Scenario,
     overrides: list[str] | None = None,
@@ -1305,6 +1336,7 @@ def load_scenario(
         data, file = read_toml(source), str(source)
     if overrides:
         data = apply_overrides(data, overrides, file)
+        _share_car_kinetics(data, overrides)
     scenario = _validate(data, file)
     if scenario.lattice.zones.layout == "file" and not isinstance(source, (dict, Scenario)):
         zfile = Path(scenario.lattice.zones.file or "")

@@ -37,12 +37,22 @@ class Phases:
 
     # ------------------------------------------------------------------ therapy
     def deplete(
-        self, st: State, p: Params, seed: int, step: int, target_mask: int, thr_zone: np.ndarray
+        self,
+        st: State,
+        p: Params,
+        seed: int,
+        step: int,
+        target_mask: int,
+        thr_zone: np.ndarray,
+        car_mask: int = 0,
     ):
         """Therapy depletion: every live cell bearing a marker of ``target_mask`` dies with
-        its zone's threshold (``thr_zone``: uint64[3]). Returns the number killed (a device
-        scalar on a GPU)."""
-        t = Depletion(seed, step, st.L, int(target_mask), self.b.asarray(thr_zone))
+        its zone's threshold (``thr_zone``: uint64[3]); with ``car_mask`` non-zero, only the
+        CAR-T cells whose receptor recognises one of its markers. Returns the number killed
+        (a device scalar on a GPU)."""
+        t = Depletion(
+            seed, step, st.L, int(target_mask), self.b.asarray(thr_zone), np.uint8(car_mask)
+        )
         return self.b.for_cells(lifecycle.deplete, st.n, t, st.cells, st.sites, p.k)[0]
 
     def infuse(self, st: State, p: Params, sites: np.ndarray, target_mask: int) -> None:

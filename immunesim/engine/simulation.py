@@ -143,8 +143,10 @@ class Simulation(Clocked):
         self.infused_car_t = int(meta["infused_car_t"])
 
     # ------------------------------------------------------------------ the patient
-    def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray) -> int:
-        return self.phases.deplete(self.state, self.params, self.seed, step, target_mask, thr_zone)
+    def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray, car_mask: int = 0) -> int:
+        return self.phases.deplete(
+            self.state, self.params, self.seed, step, target_mask, thr_zone, car_mask
+        )
 
     def infuse(self, step: int, count: int, target_mask: int) -> int:
         """CAR-T cells at the free sites with the lowest infusion keys, in site order."""

@@ -47,6 +47,17 @@ class Lymphodepletion(TherapyEffect):
         return {"killed": int(patient.deplete(step, marker_mask(t.targets), thr))}
 
 
+def car_binders(cars: list) -> dict[str, tuple[float, float]]:
+    """Each target marker of a scenario's CAR-T entries (one binder each): the day of the
+    first infusion that carries it and of the second (``inf`` if none), in the order of the
+    infusions."""
+    days: dict[str, list[float]] = {}
+    for e in sorted(cars, key=lambda e: e.day):
+        for marker in e.targets:
+            days.setdefault(marker, []).append(e.day)
+    return {m: (d[0], d[1] if len(d) > 1 else math.inf) for m, d in days.items()}
+
+
 @effect
 class CarT(TherapyEffect):
     """CAR-T infusion: the dose per kg becomes agents on this lattice through the patient's
@@ -62,18 +73,27 @@ class CarT(TherapyEffect):
         return {"cells": patient.infuse(step, count, marker_mask(t.targets))}
 
     def each_step(self, t, s, patient, step, day):
-        """Host immunity against the CAR (once per scenario, from its first CAR-T entry):
-        from ``anti_car_onset_days`` after the first infusion, every cell bearing the CAR
-        dies at ``anti_car_kill_rate_per_day * (1 - exp(-(days since onset) / rise))``."""
-        first = next(e for e in s.therapy if e.type == "car_t")
-        if t is not first or t.anti_car_kill_rate_per_day <= 0:
+        """Host immunity against the CAR (once per scenario, from its first CAR-T entry,
+        whose keys every entry shares). It is raised against each binder, the part of a CAR
+        that recognises one target marker: from ``anti_car_onset_days`` after the first
+        infusion of a product that carries a binder, every CAR-T cell that carries it dies at
+        ``anti_car_kill_rate_per_day * (1 - exp(-(days since onset) / rise))``. Once a
+        product carrying the binder is infused again, the immunity's memory recalls it at
+        ``anti_car_recall_factor`` times that rate; a product against other markers only
+        (BCMA after CD19) meets none until its own onset. A cell with two recognised binders
+        dies at the higher of their rates (the draws are shared)."""
+        cars = [e for e in s.therapy if e.type == "car_t"]
+        if t is not cars[0] or t.anti_car_kill_rate_per_day <= 0:
             return
-        since = day - min(e.day for e in s.therapy if e.type == "car_t") - t.anti_car_onset_days
-        if since <= 0:
-            return
-        rate = t.anti_car_kill_rate_per_day * -np.expm1(-since / t.anti_car_rise_days)
-        thr = np.full(3, rate_threshold(rate, s.time.dt_hours), np.uint64)
-        patient.deplete(step, marker_mask(["CAR"]), thr)
+        for marker, (first_day, again) in car_binders(cars).items():
+            since = day - first_day - t.anti_car_onset_days
+            if since <= 0:
+                continue
+            rate = t.anti_car_kill_rate_per_day * -np.expm1(-since / t.anti_car_rise_days)
+            if day >= again:
+                rate *= t.anti_car_recall_factor
+            thr = np.full(3, rate_threshold(rate, s.time.dt_hours), np.uint64)
+            patient.deplete(step, marker_mask(["CAR"]), thr, car_mask=marker_mask([marker]))
 
     def acts_from_day(self, t):
         return t.day  # host immunity starts after the first infusion

@@ -17,8 +17,9 @@ PRODUCE_NAIVE_B = 1
 PRODUCE_T_HELPER = 2
 
 #: A therapy's depletion: cells bearing any marker of ``mask`` die with their zone's
-#: threshold ``thr_zone`` (uint64[3]: marrow, lymphoid, tissue).
-Depletion = namedtuple("Depletion", "seed step L mask thr_zone")
+#: threshold ``thr_zone`` (uint64[3]: marrow, lymphoid, tissue); with ``car`` non-zero, only
+#: the CAR-T cells whose receptor recognises one of the markers of ``car``.
+Depletion = namedtuple("Depletion", "seed step L mask thr_zone car")
 
 #: New cells in slots ``n, n+1, ...`` with uids ``next_uid, ...``; ``thr_t_helper`` is the
 #: T-helper production threshold of a free lymphoid site this step.
@@ -52,9 +53,14 @@ def dies(i, seed, step, uid, kind, state, alive, thr_death):
 
 
 @nb.njit(cache=True)
-def depleted(i, seed, step, uid, kind, zone_of_cell, alive, markers, target_mask, thr_zone):
-    """Whether a therapy that hits ``target_mask`` kills cell ``i`` (depth per zone)."""
+def depleted(
+    i, seed, step, uid, kind, zone_of_cell, alive, markers, target_mask, thr_zone, car_mask, car
+):
+    """Whether a therapy that hits ``target_mask`` kills cell ``i`` (depth per zone); with
+    ``car`` non-zero, only a cell whose CAR (``car_mask``) recognises a marker of ``car``."""
     if alive[i] == 0 or not bears(markers, kind[i], target_mask):
+        return False
+    if car != 0 and (car_mask[i] & car) == 0:
         return False
     return rand53(seed, step, uid[i], S_DEPLETE) < thr_zone[zone_of_cell]
 
@@ -121,7 +127,21 @@ def deplete(i, t, c, s, p):
     """A therapy kills cell ``i`` if it bears a target marker, with its zone's probability
     (``t``: :data:`Depletion`). Tallies one death."""
     z = s.zone[c.y[i] * t.L + c.x[i]]
-    if depleted(i, t.seed, t.step, c.uid, c.kind, z, c.alive, p.markers, t.mask, t.thr_zone):
+    hit = depleted(
+        i,
+        t.seed,
+        t.step,
+        c.uid,
+        c.kind,
+        z,
+        c.alive,
+        p.markers,
+        t.mask,
+        t.thr_zone,
+        c.car_mask,
+        t.car,
+    )
+    if hit:
         c.alive[i] = 0
         return 0, 1
     return 0, 0

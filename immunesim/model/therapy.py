@@ -36,9 +36,10 @@ class Event:
 class Patient(Protocol):
     """What a therapy can do to a simulated patient."""
 
-    def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray) -> int:
+    def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray, car_mask: int = 0) -> int:
         """Kill cells bearing a marker of ``target_mask`` with each zone's threshold
-        (uint64[3]: marrow, lymphoid, tissue); returns how many died."""
+        (uint64[3]: marrow, lymphoid, tissue); with ``car_mask`` non-zero, only the CAR-T
+        cells whose receptor recognises one of its markers. Returns how many died."""
         ...
 
     def infuse(self, step: int, count: int, target_mask: int) -> int:

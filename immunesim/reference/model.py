@@ -236,11 +236,17 @@ class ReferenceModel(Clocked, mesa.Model):
             rules.react_site(site, mol, zone, ip, fx, fp)
 
     # ------------------------------------------------------------------ the patient
-    def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray) -> int:
-        """Kill each cell bearing ``target_mask`` with its zone's threshold; the number
+    def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray, car_mask: int = 0) -> int:
+        """Kill each cell bearing ``target_mask`` (with ``car_mask``, each CAR-T cell whose
+        receptor recognises one of its markers) with its zone's threshold; the number
         killed."""
         markers = self.params.k.markers
-        hit = self.agents.select(lambda a: rules.bears(markers, a.kind, target_mask))
+        hit = self.agents.select(
+            lambda a: (
+                rules.bears(markers, a.kind, target_mask)
+                and (not car_mask or getattr(a, "car_mask", 0) & car_mask)
+            )
+        )
         killed = 0
         for agent in hit:
             if self.random.getrandbits(53) < thr_zone[agent.cell.zone]:

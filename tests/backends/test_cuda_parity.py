@@ -92,6 +92,18 @@ PHASES = {
     "divide": lambda b, st, p, sim, step: b.divide(st, p, sim.seed, step),
     "molecules": lambda b, st, p, sim, step: b.molecules(st, p),
     "deplete": lambda b, st, p, sim, step: _deplete(b, st, p, sim, step),
+    # host immunity against the CAR's CD19 binder: the CAR-T cells whose CAR carries it
+    "deplete_car": lambda b, st, p, sim, step: int(
+        b.deplete(
+            st,
+            p,
+            sim.seed,
+            step,
+            marker_mask(("CAR",)),
+            np.array([2**52] * 3, np.uint64),
+            car_mask=marker_mask(("CD19",)),
+        )
+    ),
     # compaction has work only where cells died: a depletion first
     "death": lambda b, st, p, sim, step: (
         _deplete(b, st, p, sim, step),

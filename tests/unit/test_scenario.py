@@ -664,3 +664,16 @@ def test_every_bad_input_error_is_a_value_error():
     from immunesim.checkpoint import CheckpointError
 
     assert issubclass(ScenarioError, ValueError) and issubclass(CheckpointError, ScenarioError)
+
+
+def test_an_override_of_car_t_kinetics_sets_every_infusion():
+    """The infusions share their kinetics: a value set for one (a patient's drawn value, a
+    sweep) is the population's, while a file that gives two values is refused."""
+    data = base()
+    data["time"]["follow_up_days"] = 40.0
+    data["therapy"].append({"type": "car_t", "day": 30, "targets": ["BCMA"]})
+    s = load_scenario(data, ["therapy.1.division_rate_per_day=1.9"])
+    assert [t.division_rate_per_day for t in s.therapy if t.type == "car_t"] == [1.9, 1.9]
+    data["therapy"][3]["division_rate_per_day"] = 1.2
+    err = reject(data)
+    assert err.key == "therapy.3.division_rate_per_day" and "share their kinetics" in err.expected
