@@ -156,6 +156,25 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return float(a / b)
 
 
+#: Days after a later CAR-T infusion over which its expansion is measured (a first
+#: infusion peaks in its second week).
+CAR_T_EXPANSION_DAYS = 28.0
+
+
+def _later_expansion(df: pd.DataFrame, s: Scenario, t: Any) -> float | None:
+    """Peak CAR-T count within :data:`CAR_T_EXPANSION_DAYS` after a later infusion over the
+    count just after it (the cells present the day before plus the infused agents); ``None``
+    where the run ends too soon to tell."""
+    day = float(t.day)
+    end = day + CAR_T_EXPANSION_DAYS
+    before = df.loc[df["day"] < day - 1e-9, "car_t"]
+    if not len(before) or float(df["day"].iloc[-1]) < end - 1e-9:
+        return None
+    start = float(before.iloc[-1]) + round(s.car_t_agents(t))
+    window = df.loc[(df["day"] >= day - 1e-9) & (df["day"] <= end + 1e-9), "car_t"]
+    return _ratio(float(window.max()), start)
+
+
 def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str, Any]:
     """Clinical endpoints of a run (DESIGN section 6) from its scored time series.
 
@@ -196,6 +215,9 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
         lod = e.car_t_detection_per_ul
         out["car_t_detected_at_end"] = bool(after["car_t_per_ul"].iloc[-1] >= lod)
         out["car_t_persisting_at_end"] = bool(after["car_t"].iloc[-1] > 0)
+    # each later infusion (re-treatment, another product): whether its cells expanded
+    for t in [t for t in s.therapy if t.type == "car_t"][1:]:
+        out[f"car_t_day{t.day:g}_fold_expansion"] = _later_expansion(df, s, t)
 
     ads0 = base["anti_dsdna"]
     out["anti_dsdna_day90_relative"] = _ratio(_value_at(df, "anti_dsdna", 90.0), ads0)

@@ -114,3 +114,33 @@ def test_a_vaccination_is_judged_by_the_fold_rise_of_its_titre_over_eight_weeks(
     assert e["vaccine_tetanus_day270_fold_rise"] == pytest.approx(3.0)
     short = _series(DAYS[DAYS < 300], antibody_tetanus=titre[DAYS < 300])
     assert endpoints(short, s)["vaccine_tetanus_day270_fold_rise"] is None  # ended too soon
+
+
+def test_a_later_car_t_infusion_is_judged_by_the_expansion_of_its_cells():
+    """Two products after the first: 10 cells left on day 299, a re-infusion on day 300 of
+    ``n`` agents that peaks at 5 (n + 10) within four weeks, and another on day 340 whose cells
+    only dwindle (fold expansion 1: the count just after the infusion)."""
+    s = load_scenario(
+        {
+            "time": {"follow_up_days": 400},
+            "therapy": [
+                {"type": "car_t", "day": 0},
+                {"type": "car_t", "day": 300},
+                {"type": "car_t", "day": 340, "targets": ["BCMA"]},
+            ],
+        }
+    )
+    n = round(s.car_t_agents(s.therapy[1]))
+    car = np.where(DAYS < 300, 10.0, 0.0)
+    car = np.where(
+        (DAYS >= 300) & (DAYS < 340), 5.0 * (n + 10) * np.exp(-(((DAYS - 312) / 4) ** 2)), car
+    )
+    car = np.where(DAYS >= 340, (n + 5.0) * np.exp(-(DAYS - 340) / 5.0), car)
+    car[DAYS == 299] = 10.0
+    car[DAYS == 339] = 5.0
+    e = endpoints(_series(DAYS, car_t=car), s, infused_car_t=50)
+    assert e["car_t_day300_fold_expansion"] == pytest.approx(5.0)
+    assert e["car_t_day340_fold_expansion"] == pytest.approx(1.0)
+    assert "car_t_day0_fold_expansion" not in e  # the first infusion: car_t_fold_expansion
+    short = _series(DAYS[DAYS < 360], car_t=car[DAYS < 360])
+    assert endpoints(short, s, infused_car_t=50)["car_t_day340_fold_expansion"] is None
