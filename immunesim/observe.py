@@ -216,8 +216,8 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
         out["car_t_detected_at_end"] = bool(after["car_t_per_ul"].iloc[-1] >= lod)
         out["car_t_persisting_at_end"] = bool(after["car_t"].iloc[-1] > 0)
     # each later infusion (re-treatment, another product): whether its cells expanded
-    for t in [t for t in s.therapy if t.type == "car_t"][1:]:
-        out[f"car_t_day{t.day:g}_fold_expansion"] = _later_expansion(df, s, t)
+    for later in [t for t in s.therapy if t.type == "car_t"][1:]:
+        out[f"car_t_day{later.day:g}_fold_expansion"] = _later_expansion(df, s, later)
 
     ads0 = base["anti_dsdna"]
     out["anti_dsdna_day90_relative"] = _ratio(_value_at(df, "anti_dsdna", 90.0), ads0)
