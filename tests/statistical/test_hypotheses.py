@@ -66,14 +66,39 @@ def test_bcma_cd19_car_t_loses_vaccine_titres_but_still_resets(seed):
     assert e["remission_day"] is not None and e["relapse_day"] is None
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_failed_reset_relapses_after_b_cells_return(seed):
-    res = _run("sle_failed_reset", seed, 540)
-    e = res.endpoints
-    assert e["remission_day"] is not None  # the reset first works ...
-    assert e["relapse_day"] is not None  # ... then fails
-    assert e["relapse_day"] > e["b_cell_reconstitution_day"]  # seeds 1-3: 56-294 days later
-    assert e["final_disease_score"] > e["baseline_disease_score"] * 0.7
+def _two_hits(seed: int, half_life: float):
+    """The failed-reset patient (``sle_failed_reset.toml``, no patient variability) with its
+    random triggers replaced by one on days 200-202, after its B cells have returned."""
+    raw = tomllib.loads((SCENARIOS / "sle_failed_reset.toml").read_text())
+    raw.pop("variability")
+    raw["therapy"] = [t for t in raw["therapy"] if t["type"] != "flare_triggers"]
+    raw["therapy"].append({"type": "trigger", "days": [200, 201, 202], "autoantigen_per_site": 100})
+    overrides = [
+        "lattice.size=100",
+        "time.dt_hours=2",
+        "time.follow_up_days=400",
+        f"molecules.autoantigen_half_life_days={half_life}",
+    ]
+    return immunesim.run(raw, seed=seed, overrides=overrides).endpoints
+
+
+@pytest.mark.parametrize("seed", SEEDS[:1])
+def test_a_trigger_after_the_reset_relapses_only_a_patient_with_slow_autoantigen_clearance(seed):
+    """Two hits (the failed-reset scenario): with autoantigen cleared at half the usual rate
+    (half-life 3.5 days) the reset holds until a strong trigger after the B cells' return
+    (100 units per tissue site on days 200-202), which restarts the disease; with the usual
+    clearance (2 days) the same trigger wakes an autoreactive response that dies out.
+    Seeds 1-3: relapse on days 253, 257 and 248 at 3.5 days; none at 2 days, whose highest
+    score after the trigger is 2.43-2.56 (a relapse: above 4) and last 0.01. One seed runs
+    here. (The scenario's own triggers are half as strong: one of them restarts the disease
+    in some slow clearers only, docs/validation/failed_reset_sle.md.)"""
+    slow, usual = _two_hits(seed, 3.5), _two_hits(seed, 2.0)
+    for e in (slow, usual):
+        assert e["remission_day"] is not None  # the reset first works in both
+        assert e["b_cell_reconstitution_day"] < 200  # the trigger meets returned B cells
+    assert slow["relapse_day"] is not None and slow["relapse_day"] > 200
+    assert slow["final_disease_score"] > 0.7 * slow["baseline_disease_score"]
+    assert usual["relapse_day"] is None
 
 
 @pytest.mark.parametrize("seed", SEEDS[:1])
