@@ -205,18 +205,22 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
         out["returning_b_naive_fraction"] = None
         out["returning_b_phenotype"] = None
 
-    if infused_car_t > 0 and len(after):
-        peak_idx = after["car_t"].idxmax()
+    cars = sorted((t for t in s.therapy if t.type == "car_t"), key=lambda t: t.day)
+    # the first infusion's expansion: before any later infusion
+    first = after[after["day"] < cars[1].day - 1e-9] if len(cars) > 1 else after
+    if infused_car_t > 0 and len(first):
+        peak_idx = first["car_t"].idxmax()
         out["car_t_infused_agents"] = int(infused_car_t)
-        out["car_t_peak_day"] = float(after.loc[peak_idx, "day"])
-        out["car_t_fold_expansion"] = float(after.loc[peak_idx, "car_t"] / infused_car_t)
+        out["car_t_peak_day"] = float(first.loc[peak_idx, "day"])
+        first_agents = round(s.car_t_agents(cars[0])) if len(cars) > 1 else infused_car_t
+        out["car_t_fold_expansion"] = float(first.loc[peak_idx, "car_t"] / first_agents)
         seen = after[after["car_t_per_ul"] >= e.car_t_detection_per_ul]  # blood, detection limit
         out["car_t_last_detected_day"] = float(seen["day"].iloc[-1]) if len(seen) else None
         lod = e.car_t_detection_per_ul
         out["car_t_detected_at_end"] = bool(after["car_t_per_ul"].iloc[-1] >= lod)
         out["car_t_persisting_at_end"] = bool(after["car_t"].iloc[-1] > 0)
     # each later infusion (re-treatment, another product): whether its cells expanded
-    for later in [t for t in s.therapy if t.type == "car_t"][1:]:
+    for later in cars[1:]:
         out[f"car_t_day{later.day:g}_fold_expansion"] = _later_expansion(df, s, later)
 
     ads0 = base["anti_dsdna"]

@@ -142,5 +142,7 @@ def test_a_later_car_t_infusion_is_judged_by_the_expansion_of_its_cells():
     assert e["car_t_day300_fold_expansion"] == pytest.approx(5.0)
     assert e["car_t_day340_fold_expansion"] == pytest.approx(1.0)
     assert "car_t_day0_fold_expansion" not in e  # the first infusion: car_t_fold_expansion
+    # ... whose peak is its own, before the re-infusion (here 10 cells throughout)
+    assert e["car_t_peak_day"] < 300 and e["car_t_fold_expansion"] == pytest.approx(10 / n)
     short = _series(DAYS[DAYS < 360], car_t=car[DAYS < 360])
     assert endpoints(short, s, infused_car_t=50)["car_t_day340_fold_expansion"] is None
