@@ -42,7 +42,9 @@ def _same(a, b) -> None:
 )
 def test_every_shipped_scenario_forks_with_the_bits_of_a_run_from_scratch(name, tmp_path):
     cache = RunInCache(tmp_path)
-    extra = ["time.follow_up_days=275"] if name == "sle_revaccination" else []  # its day 270
+    # long enough for their last therapy (the booster on day 270; BCMA CAR-T on day 330)
+    last = {"sle_revaccination": 275, "myositis_reinfusion": 335}.get(name)
+    extra = [f"time.follow_up_days={last}"] if last else []
     # the first run computes the whole run (from step 0: the run from scratch) and saves its
     # run-in at the fork as it passes; the second starts there
     first = _run(name, cache, extra=extra)

@@ -46,11 +46,12 @@ def test_scenario_runs_at_reduced_size(path):
     counts = df[["naive_b", "t_helper", "llpc"]]
     assert (counts.iloc[0] > 0).all(), "the initial state holds B cells, T helpers and LLPCs"
     assert not df.isna().all().any()
-    # every therapy scheduled inside the shortened run happened
+    # every therapy scheduled inside the shortened run happened (flare triggers met at
+    # random may fall outside it)
     planned = {
         t.type
         for t in s.therapy
-        if t.type != "standard_of_care"
+        if t.type not in ("standard_of_care", "flare_triggers")
         and min(getattr(t, "days", None) or [getattr(t, "day", 0.0)]) <= 12
     }
     happened = {e["kind"] for e in res.events}
