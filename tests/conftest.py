@@ -116,6 +116,7 @@ LONGEST_FIRST = (
     "tests/reference/test_equivalence.py",
     "tests/cli/test_sweep.py",
     "tests/backends/test_cuda_parity.py",
+    "tests/statistical/test_anti_car.py",
     "tests/statistical/test_hypotheses.py",
     "tests/cli/test_run_outputs.py",
     "tests/statistical/test_clinical_course.py",
@@ -124,7 +125,6 @@ LONGEST_FIRST = (
     "tests/integration/test_runin_cache.py",
     "tests/statistical/test_resolution.py",
     "tests/regression/test_examples.py",
-    "tests/statistical/test_anti_car.py",
 )
 
 
