@@ -76,7 +76,7 @@ def _two_hits(seed: int, half_life: float):
     overrides = [
         "lattice.size=100",
         "time.dt_hours=2",
-        "time.follow_up_days=400",
+        "time.follow_up_days=330",
         f"molecules.autoantigen_half_life_days={half_life}",
     ]
     return immunesim.run(raw, seed=seed, overrides=overrides).endpoints
@@ -88,10 +88,11 @@ def test_a_trigger_after_the_reset_relapses_only_a_patient_with_slow_autoantigen
     (half-life 3.5 days) the reset holds until a strong trigger after the B cells' return
     (100 units per tissue site on days 200-202), which restarts the disease; with the usual
     clearance (2 days) the same trigger wakes an autoreactive response that dies out.
-    Seeds 1-3: relapse on days 253, 257 and 248 at 3.5 days; none at 2 days, whose highest
-    score after the trigger is 2.43-2.56 (a relapse: above 4) and last 0.01. One seed runs
-    here. (The scenario's own triggers are half as strong: one of them restarts the disease
-    in some slow clearers only, docs/validation/failed_reset_sle.md.)"""
+    Seeds 1-3: relapse on days 253, 257 and 248 at 3.5 days (score 12.1 and 12.2 on day
+    330, seeds 1 and 2); none at 2 days, whose highest score after the trigger is 2.43-2.56
+    (a relapse: above 4), 0.07 and 0.04 on day 330. One seed runs here. (The scenario's
+    own triggers are half as strong: one of them restarts the disease in some slow
+    clearers only, docs/validation/failed_reset_sle.md.)"""
     slow, usual = _two_hits(seed, 3.5), _two_hits(seed, 2.0)
     for e in (slow, usual):
         assert e["remission_day"] is not None  # the reset first works in both
@@ -124,11 +125,12 @@ def test_cd19_car_t_leaves_the_plasma_cell_made_autoantibody_and_bcma_removes_it
     assert cd19_sm > 0.15 and both_sm < 0.05
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", SEEDS[:1])
 def test_a_flare_trigger_after_the_reset_wakes_the_autoreactive_response(seed):
     """An autoantigen release (an infection) on day 200, after B cells have returned as
     naive cells: new autoreactive memory and anti-dsDNA appear within weeks (seeds 1 and 2:
-    memory 0 -> 298 and 202 cells, anti-dsDNA 2.3 -> 92 and 1.2 -> 84 units)."""
+    memory 0 -> 298 and 202 cells, anti-dsDNA 2.3 -> 92 and 1.2 -> 84 units). One seed runs
+    here."""
     raw = tomllib.loads((SCENARIOS / "sle_cd19_cart.toml").read_text())
     raw["therapy"].append({"type": "trigger", "days": [200], "autoantigen_per_site": 300})
     overrides = ["lattice.size=100", "time.dt_hours=2", "time.follow_up_days=240"]
