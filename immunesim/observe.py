@@ -6,8 +6,12 @@ Time-series columns (counts are agents on the lattice unless the name says other
 - one column per cell kind (``naive_b`` ... ``car_t``), ``car_t_memory``;
 - ``<kind>_self``: anti-dsDNA (class ``self``) cells of the B lineage;
 - ``b_cells``: CD19+ B-lineage cells (naive, activated, memory B and plasmablasts);
-  ``b_cells_per_ul`` and ``car_t_per_ul``: the same in blood, cells per microlitre, through
-  the scenario's ``[scale]``; ``naive_fraction``: naive B among CD20+ B cells;
+  ``lymph_node_b_cells``: those in the lymphoid zone;
+- blood, cells per microlitre (:mod:`immunesim.model.blood`: the cells crossing it, in
+  quasi-steady state with the lattice, through the scenario's ``[scale]``):
+  ``b_cells_per_ul`` (CD19+), ``naive_b_per_ul``, ``plasmablasts_per_ul``, ``cd4_per_ul``
+  (T helpers) and ``car_t_per_ul``;
+- ``naive_fraction``: naive B among CD20+ B cells;
 - one column per molecular layer whose ``metric`` says so (:data:`~immunesim.model.layers.
   LAYERS`), in user units: ``antibody_<spec>``, ``autoantigen``, ``immune_complex``,
   ``cytokine`` (mean per site), then ``damage`` (mean per tissue site); ``anti_dsdna`` is
@@ -25,9 +29,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from immunesim.model import blood
 from immunesim.model.cells import (
     CAR_T_MEMORY_CLASS,
     KIND_NAMES,
+    N_KINDS,
     Kind,
     kinds_bearing,
     kinds_of_lineage,
@@ -67,10 +73,17 @@ def metrics_row(sim: Simulation) -> dict[str, Any]:
     b = int(sum(by_class[k] for k in cd19))
     row["b_cells"] = b
     row["lymph_node_b_cells"] = int(sum(counts[k, :, ZONE_CODE["lymphoid"]].sum() for k in cd19))
+    by_kind_zone = counts[:N_KINDS].sum(axis=1).astype(np.float64)
+    by_kind_zone[Kind.CAR_T] += counts[CAR_T_MEMORY_CLASS].sum(axis=0)
+    car_ul = blood.car_t_per_ul(s, row["car_t"])
+    kappa = blood.kill_rates(s, sim.day, car_ul)
+    in_blood = blood.blood_cells(by_kind_zone, s, kappa) * blood.per_ul(s)
+    row["b_cells_per_ul"] = float(sum(in_blood[k] for k in cd19))
+    row["naive_b_per_ul"] = float(in_blood[Kind.NAIVE_B])
+    row["plasmablasts_per_ul"] = float(in_blood[Kind.PLASMABLAST])
+    row["cd4_per_ul"] = float(sum(in_blood[k] for k in kinds_bearing("CD4")))
+    row["car_t_per_ul"] = float(in_blood[Kind.CAR_T])
     L = s.lattice.size
-    per_ul = s.scale.body_cells / (L * L) * s.scale.blood_fraction / s.scale.blood_volume_ul
-    row["b_cells_per_ul"] = b * per_ul
-    row["car_t_per_ul"] = row["car_t"] * per_ul
     cd20 = sum(by_class[k] for k in kinds_bearing("CD20"))
     row["naive_fraction"] = float(by_class[Kind.NAIVE_B] / cd20) if cd20 else math.nan
     n_sites = L * L
@@ -188,15 +201,25 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
     if not base:
         out["note"] = "the run ended before the baseline day"
         return out
-    b0 = base["b_cells"]
-    out["baseline_b_cells_per_ul"] = base["b_cells_per_ul"]
-    dep = _first_day(after["day"], after["b_cells"] < e.depletion_fraction * b0)
+    # B-cell depletion and return as a clinic sees them: CD19+ cells in blood
+    b0 = base["b_cells_per_ul"]
+    out["baseline_b_cells_per_ul"] = b0
+    blood_b = after["b_cells_per_ul"]
+    dep = _first_day(after["day"], blood_b < e.depletion_fraction * b0)
     out["b_cell_depletion_day"] = dep
     recon = None
     if dep is not None:
         later = after[after["day"] > dep]
-        recon = _first_day(later["day"], later["b_cells"] >= e.reconstitution_fraction * b0)
+        recon = _first_day(later["day"], later["b_cells_per_ul"] >= e.reconstitution_fraction * b0)
     out["b_cell_reconstitution_day"] = recon
+    # the lowest B-cell counts in blood and in the lymph nodes (a biopsy), relative to baseline
+    out["blood_b_cells_lowest_relative"] = _ratio(float(blood_b.min()), b0) if len(after) else None
+    ln = after["lymph_node_b_cells"] if "lymph_node_b_cells" in after else None
+    out["lymph_node_b_cells_lowest_relative"] = (
+        _ratio(float(ln.min()), base.get("lymph_node_b_cells"))
+        if ln is not None and len(ln)
+        else None
+    )
     if recon is not None:
         nf = _value_at(df, "naive_fraction", recon)
         out["returning_b_naive_fraction"] = nf

@@ -166,7 +166,7 @@ def plot_course(run_dir: str | Path, out: str | Path, first_day: float | None = 
 #: log scale, floor drawn for zero on a log axis.
 PANELS = (
     ("car_t_per_ul", "CAR-T per µL blood", True, 1e-3),
-    ("b_cells_relative", "B cells / baseline", True, 1e-4),
+    ("b_cells_relative", "B cells in blood / baseline", True, 1e-4),
     ("anti_dsdna_relative", "anti-dsDNA / baseline", True, 1e-3),
     ("protective_relative", "protective titre / baseline", False, None),
     ("disease_score", "disease score", False, None),
@@ -176,8 +176,8 @@ GROUP_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9
 
 
 def relative_course(ts: pd.DataFrame, scenario: dict) -> pd.DataFrame:
-    """Per run and day: CAR-T per µL, and B cells, anti-dsDNA and the protective (mean
-    vaccine) titre relative to the run's own baseline, and the disease score."""
+    """Per run and day: CAR-T per µL, and B cells in blood, anti-dsDNA and the protective
+    (mean vaccine) titre relative to the run's own baseline, and the disease score."""
     baseline_day = scenario["endpoints"]["baseline_day"]
     vaccines = scenario["specificities"]["vaccines"]
     parts = []
@@ -186,7 +186,8 @@ def relative_course(ts: pd.DataFrame, scenario: dict) -> pd.DataFrame:
         base = before.iloc[-1] if len(before) else df.iloc[0]
         out = df[["run", "group", "day"]].copy()
         out["car_t_per_ul"] = df["car_t_per_ul"]
-        out["b_cells_relative"] = df["b_cells"] / base["b_cells"]
+        b = "b_cells_per_ul" if "b_cells_per_ul" in df else "b_cells"  # blood, as endpoints
+        out["b_cells_relative"] = df[b] / base[b]
         out["anti_dsdna_relative"] = df["anti_dsdna"] / base["anti_dsdna"]
         titres = [df[f"antibody_{v}"] / base[f"antibody_{v}"] for v in vaccines]
         out["protective_relative"] = sum(titres) / len(titres) if titres else float("nan")

@@ -264,6 +264,16 @@ class CellKindParams(_Section):
     division_rate_per_day: NonNeg = Field(
         0.0, description="Homeostatic division rate (per day) into a free neighbour site."
     )
+    blood_egress_per_day: NonNeg = Field(
+        0.0,
+        description="Rate at which a cell in its home zone enters the blood (per day; "
+        "recirculation). See [blood].",
+    )
+    blood_egress_away_per_day: NonNeg = Field(
+        0.0,
+        description="Rate at which a cell outside its home zone, or of a kind with no home, "
+        "enters the blood (per day; new cells leaving the marrow, cells on their way home).",
+    )
 
 
 def _kind(**kw: Any) -> Any:
@@ -495,6 +505,12 @@ class CarT(_Therapy):
         "later are cleared at it; a CAR against other markers only (BCMA after CD19) meets "
         "none until its own onset.",
     )
+    blood_kill_per_car_t_per_ul: NonNeg = Field(
+        10.0,
+        description="Kill rate of target-bearing cells in blood per day for each CAR-T cell "
+        "per microlitre of blood: cells that cross the blood die there with probability "
+        "rate*transit/(1+rate*transit) (see [blood]).",
+    )
     anti_car_recall_factor: float = Field(
         10.0,
         ge=1.0,
@@ -537,7 +553,13 @@ class AntiCD20(_Therapy):
     lymphoid_efficacy: Fraction = Field(
         0.25, description="Relative depth in lymphoid tissue (incomplete)."
     )
-    tissue_efficacy: Fraction = Field(1.0, description="Relative depth in tissue/blood.")
+    tissue_efficacy: Fraction = Field(1.0, description="Relative depth in tissue.")
+    blood_kill_rate_per_day: NonNeg = Field(
+        1000.0,
+        description="Kill rate of CD20+ cells in blood per day at 1000 mg of circulating "
+        "drug (opsonised cells cleared by the liver's macrophages; cells that cross the "
+        "blood die there with probability rate*transit/(1+rate*transit)).",
+    )
 
 
 class Vaccination(_Therapy):
@@ -715,10 +737,29 @@ class Scale(_Section):
     body_cells: Pos = Field(
         4.0e10, description="Body lymphocytes the whole lattice stands for (cells)."
     )
-    blood_fraction: Fraction = Field(
-        0.02, description="Fraction of the body's lymphocytes that are in blood."
-    )
     blood_volume_ul: Pos = Field(5.0e6, description="Blood volume (microlitres).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_blood_fraction(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "blood_fraction" in data:
+            raise ValueError(
+                "blood_fraction is no longer a key: the cells in blood follow from each "
+                "kind's blood_egress_per_day and blood_egress_away_per_day ([cells.<kind>]) "
+                "and from [blood] transit_hours"
+            )
+        return data
+
+
+class Blood(_Section):
+    """Blood: cells cross it between zones, in quasi-steady state with the lattice (each
+    passage is much shorter than a step; see ``immunesim.model.blood``). Sets the blood
+    counts (``b_cells_per_ul``, ``cd4_per_ul``, ``car_t_per_ul``) and the kill in transit of
+    a therapy that acts in blood (anti-CD20's ``blood_kill_rate_per_day``)."""
+
+    transit_hours: Pos = Field(
+        0.5, description="Mean time a cell spends in blood on one passage (hours)."
+    )
 
 
 class Endpoints(_Section):
@@ -858,6 +899,7 @@ class Scenario(_Section):
     therapy: list[Therapy] = Field(default_factory=list, description="Therapy schedule.")
     initial: InitialTable = Field(default_factory=InitialTable)
     scale: Scale = Field(default_factory=Scale)
+    blood: Blood = Field(default_factory=Blood)
     endpoints: Endpoints = Field(default_factory=Endpoints)
     output: Output = Field(default_factory=Output)
     run: RunSettings = Field(default_factory=RunSettings)

@@ -47,11 +47,17 @@ class Phases:
         car_mask: int = 0,
     ):
         """Therapy depletion: every live cell bearing a marker of ``target_mask`` dies with
-        its zone's threshold (``thr_zone``: uint64[3]); with ``car_mask`` non-zero, only the
-        CAR-T cells whose receptor recognises one of its markers. Returns the number killed
-        (a device scalar on a GPU)."""
+        its kind's threshold in its zone (``thr_zone``: uint64[3] per zone, or
+        uint64[kinds, 3]: :func:`~immunesim.kernels.lifecycle.kind_zone_thresholds`); with
+        ``car_mask`` non-zero, only the CAR-T cells whose receptor recognises one of its
+        markers. Returns the number killed (a device scalar on a GPU)."""
         t = Depletion(
-            seed, step, st.L, int(target_mask), self.b.asarray(thr_zone), np.uint8(car_mask)
+            seed,
+            step,
+            st.L,
+            int(target_mask),
+            self.b.asarray(lifecycle.kind_zone_thresholds(thr_zone)),
+            np.uint8(car_mask),
         )
         return self.b.for_cells(lifecycle.deplete, st.n, t, st.cells, st.sites, p.k)[0]
 

@@ -35,7 +35,7 @@ from immunesim.model.therapy import Event
 from immunesim.observe import metrics_row
 from immunesim.rng import S_INFUSE, site_keys
 from immunesim.scenario import Scenario
-from immunesim.state import BORN, DIED, State, allocate
+from immunesim.state import BORN, CONV_IN, CONV_OUT, DIED, State, allocate
 
 PHASES = ("events", "production", "movement", "contact", "molecules", "death", "observe")
 
@@ -147,6 +147,11 @@ class Simulation(Clocked):
         return self.phases.deplete(
             self.state, self.params, self.seed, step, target_mask, thr_zone, car_mask
         )
+
+    def count_kind(self, kind: int) -> int:
+        """Cells of a kind alive at the start of this step (from the ledger)."""
+        row = self.state.ledger[kind]
+        return int(row[BORN] - row[DIED] + row[CONV_IN] - row[CONV_OUT])
 
     def infuse(self, step: int, count: int, target_mask: int) -> int:
         """CAR-T cells at the free sites with the lowest infusion keys, in site order."""

@@ -15,6 +15,8 @@ import numpy as np
 
 from immunesim import scenario as entries
 from immunesim.model import extensions
+from immunesim.model.blood import car_t_per_ul, transit_kill_rates
+from immunesim.model.cells import MARKERS, Kind
 from immunesim.model.description import marker_mask
 from immunesim.model.params import MOL_SCALE
 from immunesim.model.therapy import Event, Patient, TherapyEffect
@@ -30,6 +32,18 @@ def effect(cls: type[TherapyEffect]) -> type[TherapyEffect]:
         raise ValueError(f"therapy type {cls.type!r} is registered twice")
     EFFECTS[cls.type] = cls()
     return cls
+
+
+def kill_with_transit(s, patient, step, mask, kappa, zone_rates=(0.0, 0.0, 0.0)):
+    """Kill the cells bearing a marker of ``mask``: at ``zone_rates`` (per day, one per
+    zone), plus those that cross the blood while it kills them there at ``kappa`` per day
+    (:func:`immunesim.model.blood.transit_kill_rates`), as one threshold per kind and zone."""
+    targeted = (MARKERS & mask) != 0
+    rates = transit_kill_rates(s, np.where(targeted, kappa, 0.0)) + np.asarray(zone_rates)
+    if not rates[targeted].any():
+        return
+    thr = np.array([[rate_threshold(r, s.time.dt_hours) for r in row] for row in rates], np.uint64)
+    patient.deplete(step, mask, thr)
 
 
 @effect
@@ -83,7 +97,14 @@ class CarT(TherapyEffect):
         (BCMA after CD19) meets none until its own onset. A cell with two recognised binders
         dies at the higher of their rates (the draws are shared)."""
         cars = [e for e in s.therapy if e.type == "car_t"]
-        if t is not cars[0] or t.anti_car_kill_rate_per_day <= 0:
+        if t is not cars[0]:
+            return
+        # CAR-T in blood kill the target-bearing cells crossing it (before the host's
+        # immunity acts this step: the count is that at the start of the step)
+        mask, kappa = self.blood_kill(t, s, day, car_t_per_ul(s, patient.count_kind(Kind.CAR_T)))
+        if kappa > 0:
+            kill_with_transit(s, patient, step, mask, kappa)
+        if t.anti_car_kill_rate_per_day <= 0:
             return
         for marker, (first_day, again) in car_binders(cars).items():
             since = day - first_day - t.anti_car_onset_days
@@ -94,6 +115,18 @@ class CarT(TherapyEffect):
                 rate *= t.anti_car_recall_factor
             thr = np.full(3, rate_threshold(rate, s.time.dt_hours), np.uint64)
             patient.deplete(step, marker_mask(["CAR"]), thr, car_mask=marker_mask([marker]))
+
+    def blood_kill(self, t, s, day, car_t_per_ul):
+        """The CAR-T cells in blood kill the cells bearing a target of any product infused
+        by ``day`` (once per scenario, from its first CAR-T entry: the products are one
+        population in the counts)."""
+        cars = [e for e in s.therapy if e.type == "car_t"]
+        if t is not cars[0]:
+            return 0, 0.0
+        given = [m for e in cars if e.day <= day for m in e.targets]
+        if not given:
+            return 0, 0.0
+        return marker_mask(given), t.blood_kill_per_car_t_per_ul * car_t_per_ul
 
     def acts_from_day(self, t):
         return t.day  # host immunity starts after the first infusion
@@ -106,24 +139,36 @@ class CarT(TherapyEffect):
 class AntiCD20(TherapyEffect):
     """Anti-CD20 antibody: each infusion is logged; on every step the drug level (first-order
     elimination of the infusions so far, in grams) kills CD20+ cells at a rate scaled by
-    each zone's efficacy."""
+    each zone's efficacy, and, much faster, those that cross the blood."""
 
     schema = entries.AntiCD20
 
     def event_days(self, t):
         return list(t.days)
 
-    def each_step(self, t, s, patient, step, day):
-        level = sum(
+    @staticmethod
+    def level(t, day):
+        """Circulating drug on ``day``, in grams (first-order elimination of the infusions
+        so far)."""
+        return sum(
             t.dose_mg / 1000.0 * 0.5 ** ((day - d) / t.half_life_days) for d in t.days if d <= day
         )
+
+    def blood_kill(self, t, s, day, car_t_per_ul):
+        return marker_mask(t.targets), t.blood_kill_rate_per_day * self.level(t, day)
+
+    def each_step(self, t, s, patient, step, day):
+        """The kill in each zone, plus the kill in transit of the cells that cross the
+        blood."""
+        level = self.level(t, day)
         if level > 1e-3:
-            eff = (t.marrow_efficacy, t.lymphoid_efficacy, t.tissue_efficacy)
-            thr = np.array(
-                [rate_threshold(t.kill_rate_per_day * level * e, s.time.dt_hours) for e in eff],
-                np.uint64,
+            mask, kappa = self.blood_kill(t, s, day, 0.0)
+            zones = (
+                t.kill_rate_per_day
+                * level
+                * np.array([t.marrow_efficacy, t.lymphoid_efficacy, t.tissue_efficacy])
             )
-            patient.deplete(step, marker_mask(t.targets), thr)
+            kill_with_transit(s, patient, step, mask, kappa, zones)
 
     def acts_from_day(self, t):
         return min(t.days)  # no drug before the first infusion

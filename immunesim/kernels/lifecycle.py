@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numba as nb
+import numpy as np
 
 from immunesim.kernels.common import CAR_T, bears
-from immunesim.model.cells import CAR_T_MEMORY_CLASS, STATE_CAR_T_MEMORY
+from immunesim.model.cells import CAR_T_MEMORY_CLASS, N_KINDS, STATE_CAR_T_MEMORY
 from immunesim.model.params import IP_N_SPEC, IP_THR_PRODUCE
 from immunesim.rng import S_DEATH, S_DEPLETE, S_PRODUCE, S_PRODUCE_SPEC, S_T_HELPER, rand53
 
@@ -16,10 +17,19 @@ PRODUCE_NONE = 0
 PRODUCE_NAIVE_B = 1
 PRODUCE_T_HELPER = 2
 
-#: A therapy's depletion: cells bearing any marker of ``mask`` die with their zone's
-#: threshold ``thr_zone`` (uint64[3]: marrow, lymphoid, tissue); with ``car`` non-zero, only
-#: the CAR-T cells whose receptor recognises one of the markers of ``car``.
+#: A therapy's depletion: cells bearing any marker of ``mask`` die with their kind's threshold
+#: in their zone, ``thr_zone[kind, zone]`` (uint64[kinds, 3]; zones marrow, lymphoid, tissue);
+#: with ``car`` non-zero, only the CAR-T cells whose receptor recognises one of the markers of
+#: ``car``.
 Depletion = namedtuple("Depletion", "seed step L mask thr_zone car")
+
+
+def kind_zone_thresholds(thr: np.ndarray) -> np.ndarray:
+    """A depletion's thresholds as uint64[kinds, 3]: one per zone (uint64[3]) is the same for
+    every kind."""
+    thr = np.asarray(thr, np.uint64)
+    return np.ascontiguousarray(np.broadcast_to(thr, (N_KINDS, 3)))
+
 
 #: New cells in slots ``n, n+1, ...`` with uids ``next_uid, ...``; ``thr_t_helper`` is the
 #: T-helper production threshold of a free lymphoid site this step.
@@ -56,13 +66,13 @@ def dies(i, seed, step, uid, kind, state, alive, thr_death):
 def depleted(
     i, seed, step, uid, kind, zone_of_cell, alive, markers, target_mask, thr_zone, car_mask, car
 ):
-    """Whether a therapy that hits ``target_mask`` kills cell ``i`` (depth per zone); with
+    """Whether a therapy that hits ``target_mask`` kills cell ``i`` (depth per kind and zone); with
     ``car`` non-zero, only a cell whose CAR (``car_mask``) recognises a marker of ``car``."""
     if alive[i] == 0 or not bears(markers, kind[i], target_mask):
         return False
     if car != 0 and (car_mask[i] & car) == 0:
         return False
-    return rand53(seed, step, uid[i], S_DEPLETE) < thr_zone[zone_of_cell]
+    return rand53(seed, step, uid[i], S_DEPLETE) < thr_zone[kind[i], zone_of_cell]
 
 
 @nb.njit(inline="always", cache=True)

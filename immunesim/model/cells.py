@@ -22,10 +22,12 @@ from immunesim.model import extensions
 from immunesim.model.description import MARKER_NAMES, CellKind, Marker, marker_mask
 
 
-def _params(lifespan, move, home, homing=0.5, stay=0.9, division=0.0):
+def _params(lifespan, move, home, homing=0.5, stay=0.9, division=0.0, blood=(0.0, 0.0)):
     """Default ``[cells.<kind>]`` values: lifespan (days), move rate (mean moves of one site
     per day; the values are those the schema-1 calibration realised at a 1-hour step), home zone,
-    homing and stay probabilities, homeostatic division rate (per day)."""
+    homing and stay probabilities, homeostatic division rate (per day), and the rates (per
+    day) at which a cell enters the blood in its home zone and outside it
+    (:mod:`immunesim.model.blood`)."""
     return {
         "lifespan_days": lifespan,
         "move_rate_per_day": move,
@@ -33,32 +35,40 @@ def _params(lifespan, move, home, homing=0.5, stay=0.9, division=0.0):
         "homing": homing,
         "stay": stay,
         "division_rate_per_day": division,
+        "blood_egress_per_day": blood[0],
+        "blood_egress_away_per_day": blood[1],
     }
 
 
-#: The built-in cell kinds of DESIGN section 2, in code order (the code is the index).
+#: The built-in cell kinds of DESIGN section 2, in code order (the code is the index). Blood
+#: (home, away): B cells in lymph-node follicles rarely leave them (0.02/d) and new B cells
+#: cross the blood from the marrow (2/d); germinal-centre B cells and long-lived plasma cells
+#: stay; plasmablasts mostly walk to the marrow (0.1/d through blood); T helpers recirculate
+#: (2/d, a 12-hour stay in a lymph node); CAR-T cells, with no home, 1/d.
 CORE_KINDS: tuple[CellKind, ...] = (
     # sky blue
     CellKind("naive_b", "naive B", ("CD19", "CD20"), "B", (86, 180, 233),
-             _params(40.0, 15.2, "lymphoid", division=0.0046), autoreactive_shown=True),
+             _params(40.0, 15.2, "lymphoid", division=0.0046, blood=(0.02, 2.0)),
+             autoreactive_shown=True),
     # blue
     CellKind("activated_b", "activated B", ("CD19", "CD20"), "B", (0, 114, 178),
              _params(10.0, 5.3, "lymphoid"), autoreactive_shown=True),
     # purple
     CellKind("memory_b", "memory B", ("CD19", "CD20"), "B", (204, 121, 167),
-             _params(35.0, 9.4, "lymphoid", division=0.0266), autoreactive_shown=True),
+             _params(35.0, 9.4, "lymphoid", division=0.0266, blood=(0.02, 2.0)),
+             autoreactive_shown=True),
     # white: antibody factories stand out on the dark zones
     CellKind("plasmablast", "plasmablast", ("CD19", "BCMA"), "B", (245, 245, 245),
-             _params(4.0, 15.2, "marrow", homing=0.9, stay=0.95)),
+             _params(4.0, 15.2, "marrow", homing=0.9, stay=0.95, blood=(0.0, 0.1))),
     # bluish green
     CellKind("llpc", "long-lived plasma cell", ("BCMA",), "B", (0, 158, 115),
              _params(7300.0, 0.0, "marrow", homing=0.0, stay=1.0)),
     # grey
     CellKind("t_helper", "T helper", ("CD3", "CD4"), "T", (170, 170, 170),
-             _params(120.0, 15.2, "lymphoid")),
+             _params(120.0, 15.2, "lymphoid", blood=(2.0, 2.0))),
     # yellow
     CellKind("car_t", "CAR-T", ("CD3", "CAR"), "T", (240, 228, 66),
-             _params(6.2, 15.2, "none", homing=0.0, stay=0.0)),
+             _params(6.2, 15.2, "none", homing=0.0, stay=0.0, blood=(1.0, 1.0))),
 )  # fmt: skip
 
 

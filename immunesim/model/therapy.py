@@ -38,8 +38,13 @@ class Patient(Protocol):
 
     def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray, car_mask: int = 0) -> int:
         """Kill cells bearing a marker of ``target_mask`` with each zone's threshold
-        (uint64[3]: marrow, lymphoid, tissue); with ``car_mask`` non-zero, only the CAR-T
-        cells whose receptor recognises one of its markers. Returns how many died."""
+        (uint64[3]: marrow, lymphoid, tissue; or uint64[kinds, 3], a threshold per kind and
+        zone); with ``car_mask`` non-zero, only the CAR-T cells whose receptor recognises one
+        of its markers. Returns how many died."""
+        ...
+
+    def count_kind(self, kind: int) -> int:
+        """Cells of a kind alive at the start of this step."""
         ...
 
     def infuse(self, step: int, count: int, target_mask: int) -> int:
@@ -87,6 +92,13 @@ class TherapyEffect:
     def activation_factor(self, t: Any, day: float) -> float:
         """Factor on B-cell activation on ``day`` (1: none)."""
         return 1.0
+
+    def blood_kill(self, t: Any, s: Any, day: float, car_t_per_ul: float) -> tuple[int, float]:
+        """``(target marker mask, rate per day)``: how fast it kills the cells bearing one of
+        the markers while they cross the blood on ``day``, when the blood holds
+        ``car_t_per_ul`` CAR-T cells per microlitre (:mod:`immunesim.model.blood`);
+        ``(0, 0.0)`` for none."""
+        return 0, 0.0
 
     def acts_from_day(self, t: Any) -> float:
         """The first day on which the entry may act on the patient other than through

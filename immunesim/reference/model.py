@@ -30,7 +30,7 @@ from immunesim.engine.course import Clocked, Course
 from immunesim.engine.geometry import Geometry
 from immunesim.engine.parameters import build_params, t_helper_threshold
 from immunesim.engine.simulation import Simulation
-from immunesim.kernels.lifecycle import PRODUCE_NAIVE_B
+from immunesim.kernels.lifecycle import PRODUCE_NAIVE_B, kind_zone_thresholds
 from immunesim.model.cells import N_CLASSES, Kind
 from immunesim.model.params import IP_THR_PRODUCE, ZONE_CODE, Params
 from immunesim.observe import endpoints, metrics_row, with_score
@@ -238,7 +238,7 @@ class ReferenceModel(Clocked, mesa.Model):
     # ------------------------------------------------------------------ the patient
     def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray, car_mask: int = 0) -> int:
         """Kill each cell bearing ``target_mask`` (with ``car_mask``, each CAR-T cell whose
-        receptor recognises one of its markers) with its zone's threshold; the number
+        receptor recognises one of its markers) with its kind's threshold in its zone; the number
         killed."""
         markers = self.params.k.markers
         hit = self.agents.select(
@@ -248,11 +248,16 @@ class ReferenceModel(Clocked, mesa.Model):
             )
         )
         killed = 0
+        thr = kind_zone_thresholds(thr_zone)
         for agent in hit:
-            if self.random.getrandbits(53) < thr_zone[agent.cell.zone]:
+            if self.random.getrandbits(53) < thr[agent.kind, agent.cell.zone]:
                 agent.remove()
                 killed += 1
         return killed
+
+    def count_kind(self, kind: int) -> int:
+        """Cells of a kind alive now."""
+        return sum(1 for a in self.agents if a.kind == kind)
 
     def infuse(self, step: int, count: int, target_mask: int) -> int:
         """CAR-T cells at random free sites."""

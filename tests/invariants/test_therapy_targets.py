@@ -107,3 +107,48 @@ def test_cd19_bcma_car_t_kills_both_lineages():
     victims = set(_car_t_victims(["CD19", "BCMA"]).tolist())
     assert Kind.LLPC in victims and Kind.NAIVE_B in victims
     assert Kind.T_HELPER not in victims
+
+
+def test_anti_cd20_kills_in_transit_the_cells_that_cross_the_blood(diseased):
+    """With no kill in any zone, anti-CD20 still kills the CD20+ cells that cross the blood:
+    a naive B cell outside its home zone (it left the marrow: 2 passages a day) far more
+    often than one resident in a lymph-node follicle (0.02 a day), and never a CD20-negative
+    plasmablast. One day's step at 1 g of drug: a cell dies with probability
+    ``1 - exp(-egress * p)``, ``p = k*tau / (1 + k*tau)`` with ``k*tau = 1000 / 48``."""
+    from immunesim.engine.therapies import EFFECTS
+    from immunesim.model.params import ZONE_CODE
+
+    s = diseased.scenario.model_copy(deep=True)
+    s.time.dt_hours = 24.0
+    entry = load_scenario(
+        {
+            "therapy": [
+                {
+                    "type": "anti_cd20",
+                    "days": [0],
+                    "marrow_efficacy": 0.0,
+                    "lymphoid_efficacy": 0.0,
+                    "tissue_efficacy": 0.0,
+                }
+            ]
+        }
+    ).therapy[0]
+    st = diseased.state
+    n = st.n
+    kinds = st.kind[:n].copy()
+    zones = diseased.geometry.zone.reshape(-1)[st.y[:n] * st.L + st.x[:n]]
+    alive = st.alive.copy()
+    EFFECTS["anti_cd20"].each_step(entry, s, diseased, 10**6 + 1, 0.0)
+    killed = (st.alive[:n] == 0) & (alive[:n] == 1)
+    st.alive[:] = alive  # undo, so the fixture can be reused
+    p = (1000 / 48) / (1 + 1000 / 48)
+    naive, live = kinds == Kind.NAIVE_B, alive[:n] == 1
+    away = naive & live & (zones == ZONE_CODE["marrow"])
+    home = naive & live & (zones == ZONE_CODE["lymphoid"])
+    q_away = 1 - np.exp(-2.0 * p)
+    sd = np.sqrt(q_away * (1 - q_away) / away.sum())
+    assert away.sum() >= 30 and home.sum() >= 30
+    # binomial: within 4 standard deviations of the expected share
+    assert abs(killed[away].mean() - q_away) < 4 * sd
+    assert killed[home].mean() < 0.1  # expected 1 - exp(-0.02 p) = 0.019
+    assert not killed[kinds == Kind.PLASMABLAST].any()

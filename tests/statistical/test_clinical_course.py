@@ -55,15 +55,17 @@ def test_b_cells_come_back_to_half_their_number_by_month_12(cart):
 
 def test_b_cell_aplasia_then_naive_return(cart):
     e = cart.endpoints
-    # B cells below 1% of baseline within days. The target's tolerance is three weeks; on
-    # one unit the infusion is 18 agents and the day varies widely between seeds (seeds 1-3:
-    # days 8, 19 and 29; ten cohort patients: 9-14; the 20-patient cohort had 2 of 20 past
-    # three weeks), so five weeks for any one seed here.
-    assert e["b_cell_depletion_day"] is not None and e["b_cell_depletion_day"] <= 35
+    # B cells in blood below 1% of baseline within the target's three weeks (seeds 1-3: days
+    # 5, 6 and 8; before blood was a compartment, the whole lattice's B cells took 8-29 days,
+    # the CAR-T cells in blood now kill the new B cells crossing it)
+    assert e["b_cell_depletion_day"] is not None and e["b_cell_depletion_day"] <= 21
+    # the lymph nodes are emptied too (Tur et al. 2024: 5 of 5 biopsies; seeds 1-3: lowest
+    # 0.000-0.001 of baseline)
+    assert e["lymph_node_b_cells_lowest_relative"] < 0.01
     # Published: 110 +/- 32 days (mean +/- SD of 5 patients). One simulated patient is held
     # to the published mean +/- 2 SD, the band that holds about 95% of such patients; the
     # cohort at full size (docs/validation) meets mean +/- 1 SD with its median (seeds 1-3
-    # here: days 70-100).
+    # here, read in blood: days 107, 108 and 78).
     assert e["b_cell_reconstitution_day"] is not None
     assert 46 <= e["b_cell_reconstitution_day"] <= 174
     assert e["returning_b_naive_fraction"] >= 0.5  # returning cells are mostly naive
