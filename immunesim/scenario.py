@@ -755,7 +755,8 @@ class Blood(_Section):
     """Blood: cells cross it between zones, in quasi-steady state with the lattice (each
     passage is much shorter than a step; see ``immunesim.model.blood``). Sets the blood
     counts (``b_cells_per_ul``, ``cd4_per_ul``, ``car_t_per_ul``) and the kill in transit of
-    a therapy that acts in blood (anti-CD20's ``blood_kill_rate_per_day``)."""
+    a therapy that acts in blood (anti-CD20's ``blood_kill_rate_per_day``, CAR-T's
+    ``blood_kill_per_car_t_per_ul``)."""
 
     transit_hours: Pos = Field(
         0.5, description="Mean time a cell spends in blood on one passage (hours)."
