@@ -257,7 +257,7 @@ class ReferenceModel(Clocked, mesa.Model):
 
     def count_kind(self, kind: int) -> int:
         """Cells of a kind alive now."""
-        return sum(1 for a in self.agents if a.kind == kind)
+        return sum(1 for a in self._agents_of(AGENT_CLASS[kind]) if a.kind == kind)
 
     def infuse(self, step: int, count: int, target_mask: int) -> int:
         """CAR-T cells at random free sites."""
