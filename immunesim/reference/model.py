@@ -231,9 +231,7 @@ class ReferenceModel(Clocked, mesa.Model):
                 extra = (np.arange(n_sites) < rest).astype(np.int64).reshape(L, L)
                 q = rules.circulate_site(q, c, share, extra)
             mol[layer] = q.reshape(-1)
-        zone, ip, fx, fp = self.state.zone, k.ip, k.fx, k.fp
-        for site in range(n_sites):
-            rules.react_site(site, mol, zone, ip, fx, fp)
+        rules.react_sites(mol, self.state.zone, k.ip, k.fx, k.fp)
 
     # ------------------------------------------------------------------ the patient
     def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray, car_mask: int = 0) -> int:

@@ -11,8 +11,8 @@ which is exact for the values the rules cast (thresholds in ``[0, 2**53]``, smal
 The rules a rule calls (``car_t_generation``, ``portion``, ...) run as Python too.
 
 The elementwise molecular rules (:func:`diffuse_decay`, :func:`circulate_site`,
-:func:`portion`) take whole layers as numpy arrays. :func:`react_site` stays compiled: it is
-called once per site, and its branches do not vectorise.
+:func:`portion`) take whole layers as numpy arrays. :func:`react_site` stays compiled (its
+branches do not vectorise), and :func:`react_sites` calls it at every site in one compiled loop.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import types
 from typing import Any
 
+import numba as nb
 from numba.core.dispatcher import Dispatcher
 from numba.core.registry import CPUDispatcher
 
@@ -81,6 +82,14 @@ diffuse_decay = python_rule(molecules.diffuse_decay)
 circulate_site = python_rule(molecules.circulate_site)
 react_site = molecules.react_site
 
+
+@nb.njit(cache=True)
+def react_sites(mol, zone, ip, fx, fp):  # pragma: no cover - compiled
+    """:func:`react_site` at every site in turn (one compiled call a step, not one a site)."""
+    for site in range(mol.shape[1]):
+        react_site(site, mol, zone, ip, fx, fp)
+
+
 __all__ = [
     "activated",
     "activation_threshold",
@@ -100,6 +109,7 @@ __all__ = [
     "production",
     "python_rule",
     "react_site",
+    "react_sites",
     "secretion",
     "specificity",
     "stimulated",
