@@ -855,15 +855,37 @@ def sensitivity(
 
 @app.command()
 def animate(
-    source: Annotated[
-        Path,
-        typer.Argument(help="A run directory with snapshots, or a scenario file to run first."),
+    sources: Annotated[
+        list[Path],
+        typer.Argument(
+            help="A run directory with snapshots, or a scenario file to run first; two or "
+            "more are shown side by side, on the days they all recorded."
+        ),
     ],
     out_file: Annotated[Path, typer.Option("--out", "-o", help="reset.mp4, .gif or .html")],
     fps: Annotated[float, typer.Option(help="Frames per second.", min=0.1)] = 12.0,
-    width: Annotated[int, typer.Option(help="Frame width in pixels (16:9).", min=320)] = 960,
+    width: Annotated[
+        int | None,
+        typer.Option(
+            help="Width of one film in pixels, 16:9 (default 1280; 960 side by side).", min=320
+        ),
+    ] = None,
     days: Annotated[str | None, typer.Option(help="Day range FIRST:LAST, e.g. -30:365.")] = None,
-    every: Annotated[int, typer.Option(help="Use every N-th snapshot.", min=1)] = 1,
+    every: Annotated[int, typer.Option(help="Use every N-th frame the pace picks.", min=1)] = 1,
+    pace: Annotated[
+        str,
+        typer.Option(
+            help="auto: slow where the state changes (the infusion, the depletion, the return), "
+            "fast through plateaus; even: every snapshot."
+        ),
+    ] = "auto",
+    title: Annotated[
+        str | None, typer.Option(help="A title card first, and the headline of every frame.")
+    ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(help="Explainer cards first: B cells, T cells, CAR-T, autoantibodies."),
+    ] = False,
     overlay: Annotated[
         str, typer.Option(help="Molecular overlay: damage (tissue damage in red) or none.")
     ] = "damage",
@@ -875,8 +897,10 @@ def animate(
         list[str] | None, typer.Option("--set", help="Overrides when SOURCE is a scenario.")
     ] = None,
 ) -> None:
-    """Animate the immune reset: lattice, time series with a cursor, phase captions."""
+    """Animate the immune reset: lattice, time series with a cursor, captions that follow
+    the state; several runs side by side."""
     from immunesim.viz.animate import animate as make
+    from immunesim.viz.animate import animate_side_by_side
 
     first = last = None
     if days:
@@ -888,39 +912,62 @@ def animate(
             _fail(f"--days: FIRST:LAST in days, e.g. -30:365 (got {days!r})")
     if overlay not in ("damage", "none"):
         _fail(f"--overlay: 'damage' or 'none' (got {overlay!r})")
+    if pace not in ("auto", "even"):
+        _fail(f"--pace: 'auto' or 'even' (got {pace!r})")
     if out_file.suffix.lower() not in (".mp4", ".gif", ".html"):
         _fail(f"--out {out_file}: a file name ending in .mp4, .gif or .html")
-    if source.is_file():
-        from immunesim.runner import run as run_scenario
-        from immunesim.scenario import ScenarioError, load_scenario
+    if len(sources) > 1 and (run_dir or set_):
+        _fail("--run-dir and --set apply to one scenario file, not to several sources")
+    if len(sources) > 1 and explain:
+        _fail("--explain opens a single film, not a side-by-side one")
+    runs = []
+    for source in sources:
+        if source.is_file():
+            from immunesim.runner import run as run_scenario
+            from immunesim.scenario import ScenarioError, load_scenario
 
-        overrides = list(set_ or [])
-        try:
-            s = load_scenario(source, overrides)
-        except ScenarioError as exc:
-            _fail(str(exc))
-        if s.output.snapshot_every_hours <= 0:
-            overrides.append("output.snapshot_every_hours=24")
-        run_dir = run_dir or out_file.with_name(out_file.stem + "_run")
-        err.print(f"running {source} into {run_dir} ...")
-        run_scenario(source, overrides=overrides, out=run_dir, argv=sys.argv)
-        source = run_dir
-    elif not (source / "snapshots").is_dir():
-        _fail(
-            f"{source}: a run directory with snapshots/ (run with --set "
-            "output.snapshot_every_hours=24) or a scenario file"
-        )
+            overrides = list(set_ or [])
+            try:
+                s = load_scenario(source, overrides)
+            except ScenarioError as exc:
+                _fail(str(exc))
+            if s.output.snapshot_every_hours <= 0:
+                overrides.append("output.snapshot_every_hours=24")
+            target = run_dir or out_file.with_name(out_file.stem + "_run")
+            err.print(f"running {source} into {target} ...")
+            run_scenario(source, overrides=overrides, out=target, argv=sys.argv)
+            source = target
+        elif not (source / "snapshots").is_dir():
+            _fail(
+                f"{source}: a run directory with snapshots/ (run with --set "
+                "output.snapshot_every_hours=24) or a scenario file"
+            )
+        runs.append(source)
+    bar = Progress(
+        TextColumn("[bold]rendering"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} frames"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+    def progress(total: int):
+        task = bar.add_task("frames", total=total)
+        return lambda: bar.advance(task)
+
+    common: dict[str, Any] = dict(fps=fps, first_day=first, last_day=last, every=every, pace=pace,
+                  overlay=None if overlay == "none" else overlay, progress=progress)  # fmt: skip
     try:
-        info = make(
-            source,
-            out_file,
-            fps=fps,
-            width=width,
-            first_day=first,
-            last_day=last,
-            every=every,
-            overlay=None if overlay == "none" else overlay,
-        )
+        with bar:
+            if len(runs) == 1:
+                info = make(runs[0], out_file, width=width or 1280, title=title,
+                            explain=explain, **common)  # fmt: skip
+            else:
+                titles = [title] * len(runs) if title else None
+                info = animate_side_by_side(runs, out_file, width=width or 960, titles=titles,
+                                            **common)  # fmt: skip
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     size = out_file.stat().st_size / 2**20

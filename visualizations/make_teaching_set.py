@@ -101,13 +101,21 @@ def main(argv: list[str] | None = None) -> None:
         runs[key] = run_dir
 
     print("rendering ...", flush=True)
-    animate(runs["reset"], args.out / "reset.mp4", fps=15)
-    animate(runs["reset"], args.out / "reset.gif", fps=10, width=640, every=3)
+    reset = "The immune reset: anti-CD19 CAR-T in lupus"
+    animate(runs["reset"], args.out / "reset.mp4", fps=12, pace="auto", title=reset, explain=True)
+    animate(runs["reset"], args.out / "reset.html", fps=12, pace="auto", title=reset)
+    animate(runs["reset"], args.out / "reset.gif", fps=8, width=640, pace="auto")
     animate_side_by_side(
-        [runs["reset"], runs["rituximab"]], args.out / "reset_vs_rituximab.mp4", fps=15, width=640
+        [runs["reset"], runs["rituximab"]],
+        args.out / "reset_vs_rituximab.mp4",
+        fps=12,
+        pace="auto",
+        titles=["anti-CD19 CAR-T", "rituximab"],
     )
-    animate(runs["bcma_cd19"], args.out / "bcma_cd19_titres.mp4", fps=15)
-    animate(runs["failed_reset"], args.out / "failed_reset.mp4", fps=15)
+    animate(runs["bcma_cd19"], args.out / "bcma_cd19_titres.mp4", fps=12, pace="auto",
+            title="CD19 + BCMA CAR-T: the plasma cells go too")  # fmt: skip
+    animate(runs["failed_reset"], args.out / "failed_reset.mp4", fps=12, pace="auto",
+            title="A reset that fails: slow clearance and a flare trigger")  # fmt: skip
     for key, days in STILLS.items():
         for day in days:
             still(runs[key], day, args.out / f"still_{key}_day{day:+04d}.png")

@@ -11,9 +11,8 @@ reads the cell arrays while a step is changing them.
 
 The pictures reuse the animation's pieces: :func:`~immunesim.viz.snapshots.lattice_picture`
 for the cell categories and damage, :func:`~immunesim.viz.animate.cells_to_rgb` for the
-colours, and
-:func:`~immunesim.viz.animate.phases` with :func:`~immunesim.viz.animate.caption_at` for the
-caption, fed with the endpoints of the course so far.
+colours, and :func:`~immunesim.viz.animate.caption_for` for the caption, read from the
+state of the course so far.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from immunesim.mesa_model import ImmuneModel
 from immunesim.observe import baseline, endpoints
 from immunesim.plot import COLOURS
 from immunesim.scenario import CarT, Scenario, ScenarioError, load_scenario
-from immunesim.viz.animate import caption_at, cells_to_rgb, phases
+from immunesim.viz.animate import caption_for, cells_to_rgb
 from immunesim.viz.snapshots import lattice_picture
 
 #: The scenario the app opens when none is given: the default scenario
@@ -214,8 +213,15 @@ class LiveRun:
         df = self.model.timeseries()
         ends = endpoints(df, self.scenario, sim.infused_car_t)
         events = tuple(sim.events)
-        course = phases(ends, [dataclasses.asdict(e) for e in events])
-        caption = caption_at(sim.day, course, ends.get("remission_day"), ends.get("relapse_day"))
+        e = self.scenario.endpoints
+        caption = caption_for(
+            df,
+            sim.day,
+            [dataclasses.asdict(ev) for ev in events],
+            ends,
+            e.baseline_day,
+            e.depletion_fraction,
+        )
         return Frame(
             day=sim.day,
             cells=cells,

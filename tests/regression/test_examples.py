@@ -16,6 +16,7 @@ def test_teaching_set_script_makes_every_file(tmp_path):
     )
     for name in (
         "reset.mp4",
+        "reset.html",
         "reset.gif",
         "reset_vs_rituximab.mp4",
         "bcma_cd19_titres.mp4",
@@ -25,9 +26,9 @@ def test_teaching_set_script_makes_every_file(tmp_path):
     stills = sorted(tmp_path.glob("still_*.png"))
     assert len(stills) == 7
     with Image.open(stills[0]) as im:
-        assert im.size == (960, 540)
+        assert im.size == (1280, 720)
     # side by side: two frames wide
     import imageio_ffmpeg
 
     meta = next(imageio_ffmpeg.read_frames(str(tmp_path / "reset_vs_rituximab.mp4")))
-    assert tuple(meta["size"]) == (1280, 360)
+    assert tuple(meta["size"]) == (1920, 540)
