@@ -1,19 +1,21 @@
 """Make the teaching set of immune-reset animations and the stills of the gallery.
 
-    python visualizations/make_teaching_set.py [--size 200] [--out visualizations/output]
+    python visualizations/make_teaching_set.py [--size 100] [--out visualizations/output]
 
 Runs four scenarios with daily lattice snapshots from day -30 and writes:
 
-- reset.mp4 / reset.gif: the CD19 CAR-T immune reset;
+- reset.mp4 / reset.html / reset.gif: the CD19 CAR-T immune reset (the MP4 with a title
+  and explainer cards);
 - reset_vs_rituximab.mp4: the reset and anti-CD20 (rituximab) side by side;
 - bcma_cd19_titres.mp4: BCMA+CD19 CAR-T and the loss of the vaccine titres;
 - failed_reset.mp4: a reset that fails (slow autoantigen clearance and a flare trigger on
   day 200) and relapses;
 - stills (PNG) at the key moments, used by visualizations/README.md.
 
-The shipped scenarios are one anatomical unit (100 x 100 sites); the default --size 200
-shows four units, finer pictures for a projector, with the same course
-(docs/validation/convergence.md); a smaller --size runs faster. Every run directory is
+The shipped scenarios are one anatomical unit (100 x 100 sites), the default --size: each
+site is 4-5 pixels on a 1280 x 720 frame, cells a class can see. --size 200 shows four
+units with the same course (docs/validation/convergence.md) in finer pictures; a smaller
+--size runs faster. Every run directory is
 kept under --out/runs, so frames can be re-rendered with
 `immunesim animate RUNDIR --out FILE` without running again.
 """
@@ -62,9 +64,10 @@ def _until(therapy: list[dict], last_day: float) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=200, help="lattice size (sites per side)")
+    ap.add_argument("--size", type=int, default=100, help="lattice size (sites per side)")
     ap.add_argument("--out", type=Path, default=REPO / "visualizations" / "output")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--fps", type=float, default=12.0, help="frames per second of the films")
     ap.add_argument("--last-day", type=float, default=540.0)
     ap.add_argument(
         "--run-in-days",
@@ -102,19 +105,21 @@ def main(argv: list[str] | None = None) -> None:
 
     print("rendering ...", flush=True)
     reset = "The immune reset: anti-CD19 CAR-T in lupus"
-    animate(runs["reset"], args.out / "reset.mp4", fps=12, pace="auto", title=reset, explain=True)
-    animate(runs["reset"], args.out / "reset.html", fps=12, pace="auto", title=reset)
+    animate(
+        runs["reset"], args.out / "reset.mp4", fps=args.fps, pace="auto", title=reset, explain=True
+    )
+    animate(runs["reset"], args.out / "reset.html", fps=args.fps, pace="auto", title=reset)
     animate(runs["reset"], args.out / "reset.gif", fps=8, width=640, pace="auto")
     animate_side_by_side(
         [runs["reset"], runs["rituximab"]],
         args.out / "reset_vs_rituximab.mp4",
-        fps=12,
+        fps=args.fps,
         pace="auto",
         titles=["anti-CD19 CAR-T", "rituximab"],
     )
-    animate(runs["bcma_cd19"], args.out / "bcma_cd19_titres.mp4", fps=12, pace="auto",
+    animate(runs["bcma_cd19"], args.out / "bcma_cd19_titres.mp4", fps=args.fps, pace="auto",
             title="CD19 + BCMA CAR-T: the plasma cells go too")  # fmt: skip
-    animate(runs["failed_reset"], args.out / "failed_reset.mp4", fps=12, pace="auto",
+    animate(runs["failed_reset"], args.out / "failed_reset.mp4", fps=args.fps, pace="auto",
             title="A reset that fails: slow clearance and a flare trigger")  # fmt: skip
     for key, days in STILLS.items():
         for day in days:

@@ -12,7 +12,18 @@ from tests.conftest import REPO
 def test_teaching_set_script_makes_every_file(tmp_path):
     script = runpy.run_path(str(REPO / "visualizations" / "make_teaching_set.py"))
     script["main"](
-        ["--size", "24", "--last-day", "12", "--run-in-days", "30", "--out", str(tmp_path)]
+        [
+            "--size",
+            "24",
+            "--last-day",
+            "12",
+            "--run-in-days",
+            "30",
+            "--fps",
+            "2",
+            "--out",
+            str(tmp_path),
+        ]
     )
     for name in (
         "reset.mp4",
