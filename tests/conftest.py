@@ -28,6 +28,7 @@ os.environ["IMMUNESIM_CACHE_DIR"] = RUNIN_CACHE
 
 import copy  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -129,15 +130,19 @@ LONGEST_FIRST = (
 
 
 def pytest_sessionstart(session):
-    """Compile the CPU kernels once, in the controller, before pytest-xdist starts its
-    workers (its own ``pytest_sessionstart`` runs last): on a fresh checkout every process
-    that runs a simulation before the first has written numba's cache compiles them too
-    (55 s each on the 2-core machine; the workers, the reference's pool and the sweep's
-    cluster all start within seconds of each other). Afterwards each loads them in 2 s."""
-    if not hasattr(session.config, "workerinput"):
-        from immunesim.engine import warm_up
-
-        warm_up("numba")
+    """Compile the CPU kernels once, before pytest-xdist starts its workers (its own
+    ``pytest_sessionstart`` runs last): on a fresh checkout every process that runs a
+    simulation before the first has written numba's cache compiles them too (55 s each on
+    the 2-core machine; the workers, the reference's pool and the sweep's cluster all start
+    within seconds of each other). Two processes share the work, the serial launches and
+    the parallel ones (43 s); afterwards each process loads the kernels in 2 s."""
+    if hasattr(session.config, "workerinput"):
+        return
+    code = "import sys; from immunesim.engine import warm_up; warm_up('numba', (int(sys.argv[1]),))"
+    procs = [subprocess.Popen([sys.executable, "-c", code, size]) for size in ("16", "256")]
+    for proc in procs:
+        if proc.wait() != 0:
+            raise RuntimeError("compiling the kernels failed (see above)")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -36,7 +36,12 @@ SCENARIOS = {
     "bcma_cd19": "sle_bcma_cd19_cart",
     "failed_reset": "sle_failed_reset",
 }
-STILLS = {"reset": (-10, 9, 40, 150, 400), "failed_reset": (450,), "bcma_cd19": (200,)}
+STILLS = {
+    "reset": (-10, 9, 40, 150, 400),
+    "rituximab": (150,),
+    "failed_reset": (450,),
+    "bcma_cd19": (200,),
+}
 #: The failed-reset film's trigger: on fixed days after the B cells' return, so that the
 #: relapse falls inside the film whatever the seed (the scenario's patients meet theirs at
 #: random, some only near the end of the follow-up).

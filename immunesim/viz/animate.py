@@ -552,6 +552,7 @@ def _ffmpeg(
         pix_fmt_out=pix_fmt,
         quality=None,
         macro_block_size=2,
+        ffmpeg_log_level="error",  # not palettegen's notes on duplicate colours
         output_params=params,
     )
     writer.send(None)

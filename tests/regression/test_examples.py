@@ -35,7 +35,7 @@ def test_teaching_set_script_makes_every_file(tmp_path):
     ):
         assert (tmp_path / name).stat().st_size > 1000, name
     stills = sorted(tmp_path.glob("still_*.png"))
-    assert len(stills) == 7
+    assert len(stills) == 8
     with Image.open(stills[0]) as im:
         assert im.size == (1280, 720)
     # side by side: two frames wide

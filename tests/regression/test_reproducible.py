@@ -17,9 +17,9 @@ SMALL = [
     "--set",
     "lattice.zones.unit_um=400",
     "--set",
-    "time.run_in_days=20",
+    "time.run_in_days=12",
     "--set",
-    "time.follow_up_days=25",
+    "time.follow_up_days=15",
     "--set",
     "therapy.2.dose_per_kg=4e6",
 ]
