@@ -920,7 +920,7 @@ def animate(
         _fail("--run-dir and --set apply to one scenario file, not to several sources")
     if len(sources) > 1 and explain:
         _fail("--explain opens a single film, not a side-by-side one")
-    runs = []
+    runs: list[Path] = []
     for source in sources:
         if source.is_file():
             from immunesim.runner import run as run_scenario
@@ -933,7 +933,8 @@ def animate(
                 _fail(str(exc))
             if s.output.snapshot_every_hours <= 0:
                 overrides.append("output.snapshot_every_hours=24")
-            target = run_dir or out_file.with_name(out_file.stem + "_run")
+            suffix = "_run" if len(sources) == 1 else f"_run_{len(runs)}_{source.stem}"
+            target = run_dir or out_file.with_name(out_file.stem + suffix)
             err.print(f"running {source} into {target} ...")
             run_scenario(source, overrides=overrides, out=target, argv=sys.argv)
             source = target

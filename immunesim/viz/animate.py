@@ -162,8 +162,8 @@ def caption_for(
 def paced(days: list[float], df: pd.DataFrame, max_gap_days: float = 8.0) -> list[int]:
     """Indices of the snapshot ``days`` a film shows at a pace that follows the state: a
     snapshot is kept when the state has moved enough since the last one kept (the summed
-    change of log10 B cells, log10 CAR-T, anti-dsDNA and vaccine titre relative to their
-    baselines reaches 0.05), or ``max_gap_days`` after it. The days around an infusion,
+    change of log10 B cells, log10 CAR-T, and of the antibodies relative to their highest
+    level in the run, reaches 0.05), or ``max_gap_days`` after it. The days around an infusion,
     the depletion and the return are all kept; a plateau passes several times faster."""
     cols = [c for c in ("b_cells", "car_t") if c in df]
     logs = np.log10(df[cols].to_numpy(float) + 1.0) if cols else np.zeros((len(df), 0))
@@ -586,7 +586,7 @@ def _write_html(frames: Iterator[np.ndarray], path: Path, size: tuple[int, int],
 video{{max-width:100%;height:auto}}</style></head><body>
 <video width="{size[0]}" height="{size[1]}" controls autoplay loop muted playsinline
 src="data:video/mp4;base64,{data}"></video>
-<p>{n} frames at {fps:g} per second. Space bar: pause; arrow keys: step.</p>
+<p>{n} frames at {fps:g} per second.</p>
 </body></html>
 """)
     return n
