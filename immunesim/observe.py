@@ -16,7 +16,9 @@ Time-series columns (counts are agents on the lattice unless the name says other
   LAYERS`), in user units: ``antibody_<spec>``, ``autoantigen``, ``immune_complex``,
   ``cytokine`` (mean per site), then ``damage`` (mean per tissue site); ``anti_dsdna`` is
   ``antibody_self`` and ``anti_<name>`` is ``antibody_<name>`` for each further
-  autoantibody; ``total_igg`` sums the antibody of every class;
+  autoantibody; ``antibody_other`` counts each ``other`` agent's antibody
+  ``specificities.other_antibody_weight`` times (those agents sample the repertoire the
+  model does not follow); ``total_igg`` sums the antibody of every class;
 - ``kills``: CAR-T kills since the previous row;
 - ``disease_score``: SLEDAI-like score (see :func:`disease_score`), added after the run.
 """
@@ -99,6 +101,7 @@ def metrics_row(sim: Simulation) -> dict[str, Any]:
             for name in members:
                 row[name] = totals[layers.index(name)] / MOL_SCALE / n_sites
             if layer.name == "antibody":  # every specificity: the IgG a clinic measures
+                row["antibody_other"] *= s.specificities.other_antibody_weight
                 row["total_igg"] = sum(row[name] for name in members)
             for name in members:
                 if name in aliases:

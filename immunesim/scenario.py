@@ -217,6 +217,17 @@ class Specificities(_Section):
         0.1,
         description="Fraction of new naive B cells specific for each further autoantibody.",
     )
+    other_antibody_weight: float = Field(
+        10.0,
+        ge=1.0,
+        le=1000.0,
+        description="Plasma cells of the repertoire the model does not follow (the class "
+        "`other`: every antigen but the autoantigens and the named vaccines) that each "
+        "`other` plasmablast or long-lived plasma cell stands for. They make most of a "
+        "person's IgG, so their antibody counts this many times in `antibody_other` and "
+        "`total_igg`; it acts on nothing else (no `other` antibody binds a modelled "
+        "antigen), so the lattice needs only a sample of these cells.",
+    )
     autoantigen_share: Fraction = Field(
         0.3,
         description="Share of the tissue's autoantigen that the B cells of a further "

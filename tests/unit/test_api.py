@@ -49,6 +49,21 @@ def test_run_returns_timeseries_and_endpoints(tmp_path):
     assert written["b_cells"].tolist() == df["b_cells"].tolist()
 
 
+def test_the_untracked_repertoire_weighs_in_total_igg_and_acts_on_nothing_else():
+    """``specificities.other_antibody_weight`` multiplies the ``other`` class's antibody
+    (agents that sample the repertoire the model does not follow) and so total IgG; every
+    other column of the same seed is bit for bit the same."""
+    sc = small_cart(size=32, run_in=6, follow_up=8)
+    one = immunesim.run(sc | {"specificities": {"other_antibody_weight": 1.0}}, seed=3)
+    ten = immunesim.run(sc | {"specificities": {"other_antibody_weight": 10.0}}, seed=3)
+    a, b = one.timeseries, ten.timeseries
+    assert (a["antibody_other"].iloc[1:] > 0).all()  # none on the first day: none secreted yet
+    assert np.allclose(b["antibody_other"], 10 * a["antibody_other"], rtol=1e-12)
+    assert np.allclose(b["total_igg"] - a["total_igg"], 9 * a["antibody_other"], rtol=1e-9)
+    rest = [c for c in a.columns if c not in ("antibody_other", "total_igg")]
+    pd.testing.assert_frame_equal(a[rest], b[rest])
+
+
 def _small_kwargs():
     return {
         "lattice__size": 32,
