@@ -218,7 +218,7 @@ class Specificities(_Section):
         description="Fraction of new naive B cells specific for each further autoantibody.",
     )
     other_antibody_weight: float = Field(
-        10.0,
+        20.0,
         ge=1.0,
         le=1000.0,
         description="Plasma cells of the repertoire the model does not follow (the class "
