@@ -38,8 +38,8 @@ def markdown(res: dict) -> str:
         f"JIT warm-up {res['jit_warm_up_seconds']:.1f} s (excluded)",
         "",
         "| lattice | cells | backend | threads | cell-updates/s | full step / floor "
-        "| bytes per (site + cell) | slowest phase |",
-        "|---|---|---|---|---|---|---|---|",
+        "| bytes per (site + cell) | STREAM GB/s | step / roofline | slowest phase |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["results"]:
         slow = max(r["phase_fraction"], key=r["phase_fraction"].get)
@@ -47,7 +47,8 @@ def markdown(res: dict) -> str:
         lines.append(
             f"| {r['lattice']}^2 | {r['cells']:,} | {r['backend']} | {where} | "
             f"{r['cell_updates_per_second']:.3g} | {r['cost_vs_floor']:.1f} | "
-            f"{r['bytes_per_site_plus_cell']:.0f} | {slow} "
+            f"{r['bytes_per_site_plus_cell']:.0f} | "
+            f"{r['stream_bytes_per_second'] / 1e9:.1f} | {r['step_vs_roofline']:.1f} | {slow} "
             f"({100 * r['phase_fraction'][slow]:.0f}%) |"
         )
     cmp = res.get("mesa_comparison")

@@ -11,7 +11,12 @@ and reports:
   movement phase with every cell moving every step), so the full step's cost can be
   stated as a multiple of it;
 - bytes of state per lattice site plus cell (on a GPU: device memory, the spare buffers of
-  compaction included).
+  compaction included);
+- a roofline: the machine's streaming bandwidth, measured in the same run with a STREAM
+  triad on the same threads or device (:func:`stream_bandwidth`), the bytes a step would
+  move if it read and wrote every byte of the state once (twice the state's size), and the
+  ratio of the measured step time to that floor (1 would be a step bound by memory
+  bandwidth alone).
 
 It then compares the fast engine with the Mesa reference implementation
 (:mod:`immunesim.reference`, the same rules executed as Mesa agents) on one lattice of about
@@ -92,6 +97,69 @@ def floor_rate(sim: Simulation, steps: int) -> float:
     return st.n * steps / (time.perf_counter() - t0)
 
 
+#: Elements of each STREAM triad array: 3 x 128 MB of float64, far beyond any cache.
+STREAM_ELEMENTS = 1 << 24
+
+
+@numba.njit(parallel=True, cache=True)
+def _triad(a, b, c, scalar):  # pragma: no cover - compiled
+    for i in numba.prange(a.size):
+        a[i] = b[i] + scalar * c[i]
+
+
+def stream_bandwidth(backend: Any = None, n: int = STREAM_ELEMENTS, repeats: int = 5) -> float:
+    """Bytes per second that a STREAM triad (``a = b + s * c`` on float64 arrays of ``n``
+    elements) moves: on numba's current threads, or, given a GPU backend module
+    (:mod:`immunesim.backends.cuda`), on its device
+    (its array module's two elementwise passes, then 40 bytes an element). Counted as in
+    STREAM: 24 bytes an element (two reads, one write; a write-allocate read is not
+    counted). The best of ``repeats``."""
+    if backend is not None:
+        xp = backend.xp
+        a, b, c = (xp.full(n, v, dtype=xp.float64) for v in (0.0, 1.0, 2.0))
+
+        def once() -> None:
+            xp.multiply(c, 3.0, out=a)
+            xp.add(a, b, out=a)
+
+        sync = backend.synchronize
+        per_element = 40
+    else:
+        a, b, c = (np.full(n, v) for v in (0.0, 1.0, 2.0))
+
+        def once() -> None:
+            _triad(a, b, c, 3.0)
+
+        def sync() -> None:
+            pass
+
+        per_element = 24
+    once()  # compile, and touch every page
+    sync()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        once()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    if float(a[-1]) != 7.0:  # b + 3 c
+        raise RuntimeError("the STREAM triad computed a wrong value")
+    return per_element * n / best
+
+
+def roofline(state_bytes: int, step_seconds: float, bandwidth: float) -> dict[str, float]:
+    """The memory-bandwidth floor of a step that reads and writes every byte of a state of
+    ``state_bytes`` once, and the measured step's multiple of it."""
+    moved = 2 * state_bytes
+    floor = moved / bandwidth
+    return {
+        "bytes_per_step": moved,
+        "stream_bytes_per_second": bandwidth,
+        "floor_step_seconds": floor,
+        "step_vs_roofline": step_seconds / floor,
+    }
+
+
 def timed_steps(
     step: Callable[[], None], count: Callable[[], int], steps: int
 ) -> tuple[float, float]:
@@ -118,6 +186,8 @@ def bench_one(
     phases = {k: sim.phase_seconds[k] - before[k] for k in PHASES}
     full = mean_cells * steps / wall
     floor = floor_rate(sim, steps)
+    state_bytes = sim.state.nbytes()
+    bandwidth = stream_bandwidth(sim.backend if sim.backend_name == "cuda" else None)
     return {
         "backend": sim.backend_name,
         "device": sim.backend.describe(),
@@ -131,7 +201,9 @@ def bench_one(
         "floor_cell_updates_per_second": floor,
         "cost_vs_floor": floor / full,
         "phase_fraction": {k: v / wall for k, v in phases.items()},
-        "bytes_per_site_plus_cell": sim.state.nbytes() / (size * size + mean_cells),
+        "bytes_per_site_plus_cell": state_bytes / (size * size + mean_cells),
+        "state_bytes": state_bytes,
+        **roofline(state_bytes, wall / steps, bandwidth),
     }
 
 

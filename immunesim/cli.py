@@ -1090,11 +1090,22 @@ def bench(
         title=f"immunesim throughput on {res['hardware']['cpu']}",
         caption=f"JIT compilation ({res['jit_warm_up_seconds']:.1f} s) excluded; "
         "x floor: the full step's cost over a bare random walk's; bytes of "
-        "state per site plus cell",
+        "state per site plus cell; x roofline: the step's time over that of reading and "
+        "writing the whole state once at the STREAM bandwidth measured here (GB/s)",
         header_style="bold",
         box=box.SIMPLE_HEAD,
     )
-    for col in ("lattice", "cells", "backend", "updates/s", "x floor", "bytes", "slowest phase"):
+    for col in (
+        "lattice",
+        "cells",
+        "backend",
+        "updates/s",
+        "x floor",
+        "bytes",
+        "GB/s",
+        "x roofline",
+        "slowest phase",
+    ):
         table.add_column(col, justify="right")
     for r in res["results"]:
         slow = max(r["phase_fraction"], key=r["phase_fraction"].get)
@@ -1106,6 +1117,8 @@ def bench(
             f"{r['cell_updates_per_second']:.3g}",
             f"{r['cost_vs_floor']:.1f}",
             f"{r['bytes_per_site_plus_cell']:.0f}",
+            f"{r['stream_bytes_per_second'] / 1e9:.1f}",
+            f"{r['step_vs_roofline']:.1f}",
             f"{slow} {100 * r['phase_fraction'][slow]:.0f}%",
         )
     out.print(table)

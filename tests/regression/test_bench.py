@@ -5,6 +5,7 @@ from __future__ import annotations
 import runpy
 
 import numba
+import numpy as np
 import pytest
 
 from immunesim.bench import bench_one, comparison_rows, mesa_comparison
@@ -19,7 +20,33 @@ def test_bench_one_reports_every_phase_and_the_state_size():
     assert set(r["phase_fraction"]) == set(PHASES)
     assert sum(r["phase_fraction"].values()) <= 1.0 + 1e-6  # phases lie inside the step
     assert r["bytes_per_site_plus_cell"] > 100  # int64 molecular layers, double-buffered
+    # the roofline: the whole state read and written once, at the bandwidth measured here
+    assert r["bytes_per_step"] == 2 * r["state_bytes"]
+    assert r["state_bytes"] == pytest.approx(
+        r["bytes_per_site_plus_cell"] * (576 + r["cells"]),
+        rel=1e-3,  # cells: a mean, rounded
+    )
+    assert r["floor_step_seconds"] == pytest.approx(
+        r["bytes_per_step"] / r["stream_bytes_per_second"]
+    )
+    assert r["step_vs_roofline"] == pytest.approx(
+        r["wall_seconds"] / r["steps"] / r["floor_step_seconds"]
+    )
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+def test_stream_bandwidth_moves_the_bytes_it_counts(monkeypatch):
+    """The triad computes ``b + 3 c`` over every element (a wrong sum is refused), and the
+    bandwidth is the bytes it counts over the best time: timing it with a clock that
+    advances one second per reading gives exactly 24 bytes an element per second."""
+    import immunesim.bench as bench
+
+    a = np.zeros(1000)
+    bench._triad(a, np.ones(1000), np.full(1000, 2.0), 3.0)
+    assert (a == 7.0).all()
+    ticks = iter(range(1000))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(ticks)))
+    assert bench.stream_bandwidth(n=1000, repeats=3) == pytest.approx(24 * 1000)
 
 
 def test_bench_measures_the_cuda_backend_on_the_same_cells():
