@@ -44,6 +44,8 @@ from immunesim.scenario import load_scenario
 #: Lattice sizes of the quick and the full benchmark (cells are about 0.35 per site).
 QUICK_SIZES = (56, 170, 540)
 FULL_SIZES = (56, 170, 540, 1700, 5400)
+#: Sizes of ``immunesim bench --dry-run``: the full set and about 10^8 cells.
+DRY_RUN_SIZES = (*FULL_SIZES, 17000)
 #: Lattice of the comparison with the Mesa reference (about 10^4 cells after the run-in).
 MESA_SIZE = 200
 #: Timed steps of the Mesa reference: one simulated day (about 0.12 s a step at 10^4 cells).
@@ -157,6 +159,42 @@ def roofline(state_bytes: int, step_seconds: float, bandwidth: float) -> dict[st
         "stream_bytes_per_second": bandwidth,
         "floor_step_seconds": floor,
         "step_vs_roofline": step_seconds / floor,
+    }
+
+
+#: Live cells per site in the benchmark's untreated disease after its run-in (measured:
+#: 0.34-0.36 at lattice 170-5400; cells fill lymphoid sites and part of the marrow).
+CELLS_PER_SITE = 0.35
+
+
+def memory_estimate(size: int, backend: str = "numba") -> dict[str, Any]:
+    """Bytes of state the benchmark's scenario allocates on an ``size`` x ``size`` lattice,
+    computed from the field tables without allocating anything: a cell slot per site, the
+    site arrays, two copies of every molecular layer and the ledger; on the CUDA backend
+    also the spare cell arrays that compaction writes into. Equal to
+    :meth:`~immunesim.state.State.nbytes` of such a simulation (tests check it on the CPU
+    and in the CUDA simulator)."""
+    from immunesim.model.cells import N_KINDS
+    from immunesim.model.fields import CELL_FIELDS, bytes_per_site
+    from immunesim.model.layers import n_layers
+    from immunesim.scenario import Specificities
+
+    # the benchmark's classes are the defaults; no scenario is loaded, which would refuse a
+    # lattice whose state does not fit in this machine's memory
+    spec = Specificities()
+    sites = size * size
+    per_site = bytes_per_site(n_layers(len(spec.vaccines), len(spec.autoantibodies)))
+    if backend == "cuda":
+        per_site += sum(np.dtype(f.dtype).itemsize for f in CELL_FIELDS)
+    total = sites * per_site + N_KINDS * 4 * 8
+    cells = CELLS_PER_SITE * sites
+    return {
+        "backend": backend,
+        "lattice": size,
+        "sites": sites,
+        "cells": int(round(cells)),
+        "state_bytes": total,
+        "bytes_per_site_plus_cell": total / (sites + cells),
     }
 
 

@@ -1054,13 +1054,22 @@ def bench(
         str | None,
         typer.Option(help="Lattice sides, comma-separated (default: the --quick or full set)."),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Only print the memory each configuration would take (nothing is allocated; "
+            "the default sizes then reach 10^8 cells).",
+        ),
+    ] = False,
 ) -> None:
     """Throughput of the full model (cell-updates/s) per size and thread count, with the
-    per-phase breakdown, the random-walk floor and bytes per site plus cell; then the
-    speed-up over the Mesa reference implementation, measured on the same cells."""
-    from immunesim.backends import BackendError, get_backend
+    per-phase breakdown, the random-walk floor, bytes per site plus cell and the roofline;
+    then the speed-up over the Mesa reference implementation, measured on the same cells."""
+    from immunesim.backends import BACKENDS, BackendError, get_backend
     from immunesim.bench import (
         COMPARISON_COLUMNS,
+        DRY_RUN_SIZES,
         FULL_SIZES,
         QUICK_SIZES,
         comparison_rows,
@@ -1070,7 +1079,10 @@ def bench(
     backends = tuple(dict.fromkeys(backend or ["numba"]))
     try:
         for b in backends:
-            get_backend(b)
+            if not dry_run:
+                get_backend(b)
+            elif b not in BACKENDS:
+                raise BackendError(f"unknown backend {b!r}; expected one of {', '.join(BACKENDS)}")
         side = [int(v) for v in sizes.split(",")] if sizes else None
     except BackendError as exc:
         _fail(f"--backend: {exc}")
@@ -1078,6 +1090,9 @@ def bench(
         _fail(f"--sizes: expected lattice sides as comma-separated integers, got {sizes!r}")
     if side is not None and any(v < 8 for v in side):
         _fail(f"--sizes: expected lattice sides of at least 8, got {sizes!r}")
+    if dry_run:
+        _bench_dry_run(side or list(DRY_RUN_SIZES), backends, out_file)
+        return
     res = run_bench(
         side or (QUICK_SIZES if quick else FULL_SIZES),
         steps=steps,
@@ -1136,6 +1151,35 @@ def bench(
         cmp.add_row(*row)
     out.print(cmp)
     _write_bench(res, out_file)
+
+
+def _bench_dry_run(sizes: list[int], backends: tuple[str, ...], out_file: Path | None) -> None:
+    """The table of ``immunesim bench --dry-run``: state bytes per configuration."""
+    from rich import box
+
+    from immunesim.bench import memory_estimate
+
+    rows = [memory_estimate(size, b) for size in sizes for b in backends]
+    table = Table(
+        title="memory of the benchmark's state (estimated from the field tables, nothing "
+        "allocated)",
+        caption="cells: about 0.35 per site after the run-in; state: cell slots, sites, "
+        "two copies of each molecular layer (and on a GPU the spare cell arrays)",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("lattice", "cells", "backend", "state", "bytes per site + cell"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            f"{r['lattice']}^2",
+            f"{r['cells']:.2e}",
+            r["backend"],
+            f"{r['state_bytes'] / 1e9:.3g} GB",
+            f"{r['bytes_per_site_plus_cell']:.0f}",
+        )
+    out.print(table)
+    _write_bench({"dry_run": rows}, out_file)
 
 
 def _write_bench(res: dict, out_file: Path | None) -> None:

@@ -255,6 +255,7 @@ def test_cuda_without_a_gpu_is_bad_input_and_says_how_to_get_one(cli, tmp_path):
         ),
         (["--sizes", "4"], "error: --sizes: expected lattice sides of at least 8"),
         (["--backend", "opencl"], "error: --backend: unknown backend 'opencl'"),
+        (["--dry-run", "--backend", "opencl"], "error: --backend: unknown backend 'opencl'"),
     ],
 )
 def test_bench_bad_options_are_bad_input(cli, args, message):

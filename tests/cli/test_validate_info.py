@@ -1,8 +1,10 @@
 """``immunesim validate scenarios/*.toml`` accepts every shipped scenario; ``immunesim info``
-reports the numba backend and its thread count."""
+reports the numba backend and its thread count; ``immunesim bench --dry-run`` the memory of
+each configuration."""
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -36,3 +38,18 @@ def test_info_lists_numba_backend_and_threads(cli):
     # NUMBA_NUM_THREADS is honoured (the default is the number of cores).
     assert re.search(r"^\s*threads: 1 numba threads\b", proc.stdout, re.M), proc.stdout
     assert re.search(r"^\s*numba: \d+\.\d+", proc.stdout, re.M), proc.stdout
+
+
+def test_dry_run_prints_the_memory_of_sizes_this_machine_could_not_hold(cli, tmp_path):
+    """``immunesim bench --dry-run`` allocates nothing: it writes the estimate of each size
+    and backend, 10^8 cells included, even where no such state fits here (and where the
+    CUDA backend is not available)."""
+    from immunesim.bench import memory_estimate
+
+    out = tmp_path / "dry.json"
+    proc = cli("bench", "--dry-run", "--sizes", "100,17000", "--backend", "cuda", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())["dry_run"]
+    assert rows == [memory_estimate(100, "cuda"), memory_estimate(17000, "cuda")]
+    assert rows[1]["cells"] > 1e8
+    assert "17000^2" in proc.stdout

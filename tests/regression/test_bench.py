@@ -100,3 +100,19 @@ def test_mesa_comparison_times_both_engines_on_the_same_cells():
     rows = comparison_rows(r)
     assert [row[2] for row in rows] == ["Mesa reference", "immunesim (numba)"]
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+@pytest.mark.parametrize("backend", ["numba", "cuda"])
+def test_memory_estimate_is_the_bytes_a_simulation_allocates(backend):
+    """The dry-run estimate (no allocation) equals the state's own byte count, on the CPU and
+    on the CUDA backend (here in numba's simulator, whose arrays are counted the same way),
+    spare compaction buffers included; the GPU needs one cell slot per site more."""
+    from immunesim.bench import _scenario, memory_estimate
+    from immunesim.engine import Simulation
+
+    sim = Simulation(_scenario(20, 1.0), seed=1, backend=backend)
+    est = memory_estimate(20, backend)
+    assert est["state_bytes"] == sim.state.nbytes()
+    assert est["sites"] == 400
+    if backend == "cuda":
+        assert est["state_bytes"] > memory_estimate(20, "numba")["state_bytes"]
