@@ -102,9 +102,9 @@ def test_a_trigger_after_the_reset_relapses_only_a_patient_with_slow_autoantigen
     (half-life 3.5 days) the reset holds until a strong trigger after the B cells' return
     (100 units per tissue site on days 200-202), which restarts the disease; with the usual
     clearance (2 days) the same trigger wakes an autoreactive response that dies out.
-    Seeds 1-3: relapse on days 253, 257 and 248 at 3.5 days (score 12.1 and 12.2 on day
-    330, seeds 1 and 2); none at 2 days, whose highest score after the trigger is 2.43-2.56
-    (a relapse: above 4), 0.07 and 0.04 on day 330. One seed runs here. (The scenario's
+    Seeds 1-3 (measured with blood as a compartment): relapse on days 254, 259 and 254 at
+    3.5 days (score 11.9-12.3 on day 330); none at 2 days (score 0.04-0.06 on day 330; a
+    relapse is a score above 4). One seed runs here. (The scenario's
     own triggers are half as strong: one of them restarts the disease in some slow
     clearers only, docs/validation/failed_reset_sle.md.)"""
     slow, usual = _two_hits(seed, 3.5), _two_hits(seed, 2.0)
