@@ -41,11 +41,11 @@ from immunesim.engine import PHASES, Simulation, warm_up
 from immunesim.rng import ONE53
 from immunesim.scenario import load_scenario
 
-#: Lattice sizes of the quick and the full benchmark (cells are about 0.35 per site).
+#: Lattice sizes of the quick and the full benchmark (cells are about 0.26 per site).
 QUICK_SIZES = (56, 170, 540)
 FULL_SIZES = (56, 170, 540, 1700, 5400)
 #: Sizes of ``immunesim bench --dry-run``: the full set and about 10^8 cells.
-DRY_RUN_SIZES = (*FULL_SIZES, 17000)
+DRY_RUN_SIZES = (*FULL_SIZES, 19700)
 #: Lattice of the comparison with the Mesa reference (about 10^4 cells after the run-in).
 MESA_SIZE = 200
 #: Timed steps of the Mesa reference: one simulated day (about 0.12 s a step at 10^4 cells).
@@ -163,8 +163,8 @@ def roofline(state_bytes: int, step_seconds: float, bandwidth: float) -> dict[st
 
 
 #: Live cells per site in the benchmark's untreated disease after its run-in (measured:
-#: 0.34-0.36 at lattice 170-5400; cells fill lymphoid sites and part of the marrow).
-CELLS_PER_SITE = 0.35
+#: 0.256-0.260 at lattice 56-5400).
+CELLS_PER_SITE = 0.26
 
 
 def memory_estimate(size: int, backend: str = "numba") -> dict[str, Any]:

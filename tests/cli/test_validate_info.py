@@ -47,9 +47,9 @@ def test_dry_run_prints_the_memory_of_sizes_this_machine_could_not_hold(cli, tmp
     from immunesim.bench import memory_estimate
 
     out = tmp_path / "dry.json"
-    proc = cli("bench", "--dry-run", "--sizes", "100,17000", "--backend", "cuda", "--out", out)
+    proc = cli("bench", "--dry-run", "--sizes", "100,19700", "--backend", "cuda", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads(out.read_text())["dry_run"]
-    assert rows == [memory_estimate(100, "cuda"), memory_estimate(17000, "cuda")]
+    assert rows == [memory_estimate(100, "cuda"), memory_estimate(19700, "cuda")]
     assert rows[1]["cells"] > 1e8
-    assert "17000^2" in proc.stdout
+    assert "19700^2" in proc.stdout
