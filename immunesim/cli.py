@@ -647,7 +647,7 @@ def calibrate(
         title=f"{t.endpoint} against {param} (published {t.point:g})", header_style="bold"
     )
     for col in (param, "median", "5%", "95%", "reached"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
     for _, r in res.grid.iterrows():
 
         def fmt(v):
@@ -985,7 +985,7 @@ def serve_app(
     scenario: Annotated[
         Path | None,
         typer.Option(
-            help="Scenario with a car_t entry (default: the lupus CAR-T scenario, "
+            help="Scenario with a car_t or anti_cd20 entry (default: the lupus CAR-T scenario, "
             "scenarios/sle_cd19_cart.toml)."
         ),
     ] = None,
@@ -999,11 +999,12 @@ def serve_app(
     if importlib.util.find_spec("solara") is None:
         _fail("the interactive app needs Solara: pip install 'immunesim[app]'")
     from immunesim.scenario import ScenarioError
-    from immunesim.viz.live import SCENARIO_ENV, load_app_scenario
+    from immunesim.viz.live import SCENARIO_ENV, load_app_scenario, max_runs
 
     try:
-        load_app_scenario(scenario)
-    except ScenarioError as exc:
+        max_runs()  # $IMMUNESIM_APP_MAX_RUNS
+        load_app_scenario(scenario)  # and $IMMUNESIM_APP_LATTICE
+    except (ScenarioError, ValueError) as exc:
         _fail(str(exc))
     try:
         with socket.create_server((host, port)):
@@ -1014,6 +1015,7 @@ def serve_app(
     if scenario is not None:
         env[SCENARIO_ENV] = str(scenario.resolve())
     env.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "false")  # no usage reports
+    env.setdefault("SOLARA_THEME_SHOW_BANNER", "false")  # the page's corner holds a control
     out.print(f"immunesim app: open http://{host}:{port} in a browser (Ctrl-C stops it)")
     sys.stdout.flush()
     # The server replaces this process, so Ctrl-C and signals reach it directly.
@@ -1121,7 +1123,7 @@ def bench(
         "x roofline",
         "slowest phase",
     ):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
     for r in res["results"]:
         slow = max(r["phase_fraction"], key=r["phase_fraction"].get)
         where = "cuda" if r["backend"] != "numba" else f"numba x{r['threads']}"
@@ -1146,7 +1148,7 @@ def bench(
         box=box.SIMPLE_HEAD,
     )
     for col in COMPARISON_COLUMNS:
-        cmp.add_column(col, justify="right")
+        cmp.add_column(col, justify="right", overflow="fold")
     for row in comparison_rows(res["mesa_comparison"]):
         cmp.add_row(*row)
     out.print(cmp)
@@ -1163,13 +1165,13 @@ def _bench_dry_run(sizes: list[int], backends: tuple[str, ...], out_file: Path |
     table = Table(
         title="memory of the benchmark's state (estimated from the field tables, nothing "
         "allocated)",
-        caption="cells: about 0.35 per site after the run-in; state: cell slots, sites, "
+        caption="cells: about 0.26 per site after the run-in; state: cell slots, sites, "
         "two copies of each molecular layer (and on a GPU the spare cell arrays)",
         header_style="bold",
         box=box.SIMPLE_HEAD,
     )
     for col in ("lattice", "cells", "backend", "state", "bytes per site + cell"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
     for r in rows:
         table.add_row(
             f"{r['lattice']}^2",

@@ -4,18 +4,37 @@ refuses bad input before starting a server."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import socket
 import subprocess
 import sys
+import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from immunesim.scenario import ScenarioError, load_scenario
 from immunesim.viz.animate import cells_to_rgb
-from immunesim.viz.live import LATTICE_SIZE, LiveRun, Settings, lattice_png, load_app_scenario
+from immunesim.viz.live import (
+    LATTICE_SIZE,
+    History,
+    LiveRun,
+    Picture,
+    RunSlots,
+    Settings,
+    app_scenarios,
+    chart_days,
+    chart_targets,
+    course_chart,
+    lattice_png,
+    load_app_scenario,
+    max_runs,
+    same_patient,
+    short_source,
+)
 from tests.cli.conftest import run_immunesim
 from tests.conftest import SCENARIOS
 
@@ -26,6 +45,11 @@ SMALL = ["lattice.size=48", "lattice.zones.unit_um=480", "time.run_in_days=60"]
 @pytest.fixture(scope="module")
 def scenario():
     return load_scenario(load_app_scenario(), SMALL)
+
+
+@pytest.fixture(scope="module")
+def targets(scenario):
+    return chart_targets(scenario)
 
 
 def run_to(scenario, settings: Settings, day: float) -> LiveRun:
@@ -121,7 +145,7 @@ def test_settings_problems_are_named():
 
 
 def test_a_scenario_without_car_t_is_refused():
-    with pytest.raises(ScenarioError, match="therapy: a car_t entry"):
+    with pytest.raises(ScenarioError, match="therapy: a car_t or anti_cd20 entry"):
         load_app_scenario(SCENARIOS / "sle_untreated.toml")
 
 
@@ -160,3 +184,204 @@ def test_the_packaged_default_scenario_is_the_repository_one():
     from immunesim.viz.live import DEFAULT_SCENARIO
 
     assert DEFAULT_SCENARIO.read_bytes() == (SCENARIOS / "sle_cd19_cart.toml").read_bytes()
+
+
+# ------------------------------------------------------------ the chart and its published targets
+
+
+def test_chart_targets_come_from_the_published_file_with_their_source(scenario):
+    from immunesim.report import load_targets
+
+    published = {t.name: t for t in load_targets()}
+    marks = {t.name: t for t in chart_targets(scenario)}
+    back = marks["b_cell_reconstitution_day"]
+    assert (back.panel, back.x0, back.x1, back.y0) == (0, 78.0, 142.0, None)
+    assert back.label == "B cells return 110 ± 32 d" and back.cited == "Mackensen 2022"
+    assert (marks["car_t_peak_day"].x0, marks["car_t_peak_day"].x1) == (7.0, 14.0)
+    assert marks["car_t_peak_day"].cited == "Stein 2019"
+    dsdna = marks["anti_dsdna_seronegative_month3"]
+    assert (dsdna.panel, dsdna.y0, dsdna.y1) == (1, 0.0, 0.2) and dsdna.x0 < 90 < dsdna.x1
+    remission = marks["remission_by_month3"]  # below the scenario's remission score by day 90
+    assert (remission.panel, remission.x1, remission.y1) == (2, 90.0, 4.0)
+    for name, t in marks.items():
+        assert (t.source, t.published) == (published[name].source, published[name].published)
+        assert t.cited in t.text
+    # a changed published window moves the band
+    moved = [dataclasses.replace(published["b_cell_reconstitution_day"], low=60.0, high=100.0)]
+    (only,) = chart_targets(scenario, moved)
+    assert (only.x0, only.x1, only.label) == (60.0, 100.0, "B cells return 110 ± 20 d")
+
+
+def test_course_chart_draws_the_series_with_gaps_and_the_targets(scenario, targets):
+    run = run_to(scenario, Settings.from_scenario(scenario), 3)
+    first, last = chart_days(run.start_day, run.day)
+    assert (first, last) == (-37.0, 150.0)
+    option = course_chart([("CD19", run.frame, run.scenario)], first, last, targets)
+    series = {s["name"]: s for s in option["series"]}
+    df = run.frame.timeseries
+    shown = df[df["day"] >= first]
+    b = series["B cells"]["data"]
+    assert [d for d, _ in b] == shown["day"].tolist()
+    assert b[-1][1] == pytest.approx(shown["b_cells_per_ul"].iloc[-1], rel=1e-3)
+    # no CAR-T before the infusion: gaps on the log axis, not zeros
+    car_t = series["CAR-T"]["data"]
+    assert all(v is None for d, v in car_t if d < 0) and car_t[-1][1] > 0
+    assert option["yAxis"][0]["type"] == "log"
+    dsdna = [v for d, v in series["anti-dsDNA"]["data"] if d == -7.0]
+    assert dsdna == [pytest.approx(1.0)]  # relative to the baseline day
+    assert option["legend"]["data"] == [
+        "B cells", "CAR-T", "anti-dsDNA", "vaccine titre", "disease score"
+    ]  # fmt: skip
+    areas = [s for s in option["series"] if "markArea" in s]
+    assert len(areas) == len(targets)
+    labels = [s["markArea"]["label"]["formatter"] for s in areas]
+    assert "B cells return 110 ± 32 d\n(Mackensen 2022)" in labels
+    [[lo, hi]] = series["published: B cells return 110 ± 32 d (Mackensen 2022)"]["markArea"]["data"]
+    assert (lo, hi) == ({"xAxis": 78.0}, {"xAxis": 142.0})
+    assert option["xAxis"][0]["min"] == first and option["xAxis"][2]["max"] == last
+    assert chart_days(run.start_day, 200.0) == (-37.0, 250.0)  # the axis grows by 50 days
+
+
+def test_course_chart_of_two_runs_dashes_the_second(scenario):
+    run = LiveRun(scenario, Settings.from_scenario(scenario))
+    rituximab = LiveRun(
+        load_scenario(SCENARIOS / "sle_rituximab.toml", SMALL),
+        Settings.from_scenario(scenario),
+    )
+    option = course_chart(
+        [("CD19", run.frame, run.scenario), ("rituximab", rituximab.frame, rituximab.scenario)],
+        -37,
+        150,
+    )
+    names = [s["name"] for s in option["series"] if s["data"]]
+    assert names[:5] == ["B cells", "CAR-T", "anti-dsDNA", "vaccine titre", "disease score"]
+    assert "B cells (rituximab)" in names
+    styles = {s["name"]: s["lineStyle"]["type"] for s in option["series"] if s["data"]}
+    assert styles["B cells"] == "solid" and styles["B cells (rituximab)"] == "dashed"
+    assert len(option["legend"]["data"]) == 5  # the quantities, once
+
+
+def test_short_source_is_first_author_and_year():
+    assert short_source("Mackensen et al., Nat Med 2022;28:2124") == "Mackensen 2022"
+    assert short_source("Erlangen group, ACR Convergence 2023 abstract 0607") == "Erlangen 2023"
+    assert short_source("Mackensen 2022; review table 2024") == "Mackensen 2022"
+
+
+# ------------------------------------------------------------------------- the day scrubber
+
+
+def test_scrubbing_back_shows_that_day_as_it_was(scenario):
+    run = LiveRun(scenario, Settings.from_scenario(scenario))
+    seen = {run.day: run.frame}
+    for _ in range(4):
+        frame = run.step()
+        seen[frame.day] = frame
+    assert run.history.days == sorted(seen)
+    past = run.at(-5.0)
+    assert past.day == -5.0 and np.array_equal(past.cells, seen[-5.0].cells)
+    assert past.caption == seen[-5.0].caption
+    assert past.timeseries["day"].max() == -5.0
+    assert np.allclose(past.damage, np.minimum(seen[-5.0].damage, 300.0), atol=300 / 255 / 2 + 1e-3)
+    assert run.at(run.day) is run.frame  # the latest day is the live frame
+    assert run.at(-100.0).day == -7.0  # before the first day: the first picture
+
+
+def test_history_stays_bounded_and_keeps_the_first_and_latest_days():
+    cells = np.zeros((4, 4), np.uint8)
+    h = History(limit=8)
+    for day in range(30):
+        h.add(Picture(float(day), cells, cells, f"day {day}"))
+        assert len(h) <= 8
+    days = h.days
+    assert days[0] == 0.0 and days[-1] == 29.0 and days == sorted(days)
+    assert h.at(29.0).caption == "day 29"
+    # a day that was dropped shows the latest kept picture before it
+    dropped = next(d for d in range(30) if float(d) not in days)
+    assert h.at(float(dropped)).day == max(d for d in days if d < dropped)
+    with pytest.raises(ValueError, match="not after"):
+        h.add(Picture(3.0, cells, cells, ""))
+
+
+# ------------------------------------------------------------------- the bound on simulations
+
+
+def test_run_slots_bound_the_simulations_at_once():
+    slots = RunSlots(2)
+    assert slots.try_acquire() and slots.try_acquire()
+    assert not slots.try_acquire() and slots.in_use == 2
+    assert "IMMUNESIM_APP_MAX_RUNS=2" in slots.busy_message()
+    assert not slots.acquire(timeout=0.05)  # none frees in time
+    assert not slots.acquire(stop=lambda: True)  # the tab closed while waiting
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(slots.acquire(timeout=30)))
+    waiter.start()
+    slots.release()  # frees one: the waiting tab takes it
+    waiter.join(timeout=30)
+    assert got == [True] and slots.in_use == 2
+    slots.release()
+    slots.release()
+    assert slots.in_use == 0
+    with pytest.raises(RuntimeError):
+        slots.release()
+
+
+def test_max_runs_and_lattice_come_from_the_environment(monkeypatch):
+    monkeypatch.delenv("IMMUNESIM_APP_MAX_RUNS", raising=False)
+    assert max_runs() == 2
+    monkeypatch.setenv("IMMUNESIM_APP_MAX_RUNS", "5")
+    assert max_runs() == 5
+    for bad in ("0", "two"):
+        monkeypatch.setenv("IMMUNESIM_APP_MAX_RUNS", bad)
+        with pytest.raises(ValueError, match="IMMUNESIM_APP_MAX_RUNS"):
+            max_runs()
+    monkeypatch.setenv("IMMUNESIM_APP_LATTICE", "80")
+    s = load_app_scenario()
+    assert (s.lattice.size, s.lattice.zones.unit_sites) == (80, 80)  # one anatomical unit
+    monkeypatch.setenv("IMMUNESIM_APP_LATTICE", "8")
+    with pytest.raises(ValueError, match="IMMUNESIM_APP_LATTICE"):
+        load_app_scenario()
+
+
+def test_cli_refuses_a_bad_bound_on_simulations(monkeypatch):
+    monkeypatch.setenv("IMMUNESIM_APP_MAX_RUNS", "-1")
+    proc = run_immunesim("app")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: $IMMUNESIM_APP_MAX_RUNS: a whole number from 1 to 1000 (got '-1')"
+    )
+
+
+# ------------------------------------------------------------ scenarios, comparison, download
+
+
+def test_the_app_offers_the_shipped_therapies_given_one_first():
+    given = load_app_scenario(SCENARIOS / "sle_rituximab.toml")
+    offered = app_scenarios(given)
+    assert list(offered)[0] == "sle_rituximab"
+    assert {"sle_cd19_cart", "sle_bcma_cd19_cart"} <= set(offered)
+    assert "sle_untreated" not in offered  # no therapy to show
+    assert all(s.lattice.size == LATTICE_SIZE for s in offered.values())
+
+
+def test_a_scenario_without_car_t_runs_its_own_therapy(scenario):
+    rituximab = load_scenario(SCENARIOS / "sle_rituximab.toml", SMALL)
+    settings = Settings.from_scenario(rituximab)
+    assert (settings.dose_per_kg, settings.targets, settings.problem()) == (None, (), None)
+    assert all(not o.startswith("therapy.") for o in settings.overrides(rituximab))
+    run = LiveRun(rituximab, settings)
+    assert run.therapy == "rituximab 1 g"
+    assert run.describe().startswith("rituximab 1 g, 35% autoreactive")
+    # CD19 CAR-T and rituximab: the same patient before therapy; myositis another one
+    cd19 = Settings.from_scenario(scenario)
+    assert same_patient(scenario, rituximab, cd19)
+    assert not same_patient(
+        scenario, load_scenario(SCENARIOS / "myositis_cd19_cart.toml", SMALL), cd19
+    )
+    assert np.array_equal(run.frame.cells, LiveRun(scenario, cd19).frame.cells)
+
+
+def test_the_download_is_the_time_series_so_far(scenario):
+    run = run_to(scenario, Settings.from_scenario(scenario), -5)
+    table = pd.read_csv(io.BytesIO(run.csv()))
+    assert len(table) == len(run.frame.timeseries) and table["day"].iloc[-1] == -5.0
+    assert list(table.columns) == list(run.frame.timeseries.columns)
