@@ -1000,7 +1000,12 @@ class Scenario(_Section):
             elif isinstance(t, FlareTriggers):
                 days = [("start_day", t.start_day)]
             for key, d in days:
-                if not 0 <= self.step_of_day(d) <= self.total_steps:
+                # days far outside the window (1e308) are refused before a step count would
+                # overflow
+                if (
+                    not first - 1 <= d <= last + 1
+                    or not 0 <= self.step_of_day(d) <= self.total_steps
+                ):
                     raise _KeyedError(f"therapy.{i}.{key}", f"{window} (got {d:g})")
             if isinstance(t, (StandardOfCare, FlareTriggers)) and t.start_day >= t.stop_day:
                 raise _KeyedError(

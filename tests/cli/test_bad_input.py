@@ -268,6 +268,15 @@ def test_bench_bad_options_are_bad_input(cli, args, message):
 # --------------------------------------------------------------------------- fixed bugs
 
 
+def test_a_day_too_far_to_count_in_steps_is_outside_the_window(cli, tmp_path):
+    """Found by the command-line fuzzer: an infusion on day 1e308 overflowed the step count
+    (a traceback) instead of being refused as outside the simulated window."""
+    path = tmp_path / "base.toml"
+    path.write_text(BASE)
+    proc = cli("validate", path, "--set", "therapy.1.day=1e308")
+    _expect_bad_input(proc, path, "therapy.1.day", ("inside the simulated window", "1e+308"))
+
+
 def test_bracketed_value_is_printed_verbatim(cli, tmp_path):
     path = tmp_path / "markup.toml"
     path.write_text('[lattice]\nsize = "[/x]"\n')
