@@ -124,8 +124,11 @@ LONGEST_FIRST = (
     "tests/extension/test_toy_extension.py",
     "tests/regression/test_reproducible.py",
     "tests/integration/test_runin_cache.py",
+    "tests/app/test_browser.py",
     "tests/statistical/test_resolution.py",
     "tests/regression/test_examples.py",
+    "tests/unit/test_static_checks.py",
+    "tests/regression/test_bench.py",
 )
 
 
