@@ -45,8 +45,8 @@ import pandas as pd
 from immunesim import runin
 from immunesim.engine import Event
 from immunesim.mesa_model import ImmuneModel
-from immunesim.observe import baseline, endpoints
-from immunesim.plot import COLOURS
+from immunesim.observe import endpoints
+from immunesim.plot import COLOURS, relative_course
 from immunesim.scenario import AntiCD20, CarT, Scenario, ScenarioError, load_scenario
 from immunesim.viz.animate import caption_for, cells_to_rgb
 from immunesim.viz.snapshots import lattice_picture
@@ -768,9 +768,15 @@ def course_chart(
         style = RUN_STYLES[k % len(RUN_STYLES)]
         suffix = f" ({label})" if k > 0 else ""  # the first run's lines name the legend
         first = len(series)
-        df = frame.timeseries
-        base = baseline(df, scenario)
-        df = df[df["day"] >= first_day - 1e-9]
+        # anti-dsDNA and the protective titre relative to the run's baseline, as the
+        # report's figures compute them
+        keys = {
+            "endpoints": {"baseline_day": scenario.endpoints.baseline_day},
+            "specificities": {"vaccines": scenario.specificities.vaccines},
+        }
+        rel = relative_course(frame.timeseries.assign(run=0, group=label), keys)
+        shown = (frame.timeseries["day"] >= first_day - 1e-9).to_numpy()
+        df, rel = frame.timeseries[shown], rel[shown]
         days = df["day"].to_numpy(dtype=float)
         for col, name, colour in (
             ("b_cells_per_ul", "B cells", COLOURS["b_cells"]),
@@ -778,17 +784,13 @@ def course_chart(
         ):
             values = df[col].to_numpy(dtype=float)
             line(f"{name}{suffix}", 0, _points(days, values, log=True), colour, style)
-        dsdna = df["anti_dsdna"].to_numpy(dtype=float) / base.get("anti_dsdna", np.nan)
+        dsdna = rel["anti_dsdna_relative"].to_numpy(dtype=float)
         line(f"anti-dsDNA{suffix}", 1, _points(days, dsdna, False), COLOURS["anti_dsdna"], style)
-        vaccines = scenario.specificities.vaccines
-        if vaccines:
-            protective = sum(
-                df[f"antibody_{v}"].to_numpy(dtype=float) / base.get(f"antibody_{v}", np.nan)
-                for v in vaccines
-            ) / len(vaccines)
+        if scenario.specificities.vaccines:
+            protective = rel["protective_relative"].to_numpy(dtype=float)
             name = f"vaccine titre{suffix}"
-            line(name, 1, _points(days, np.asarray(protective), False), VACCINE_COLOUR, style)
-            finite = np.asarray(protective)[np.isfinite(protective)]
+            line(name, 1, _points(days, protective, False), VACCINE_COLOUR, style)
+            finite = protective[np.isfinite(protective)]
             if finite.size:
                 titre_max = max(titre_max, float(finite.max()) * 1.1)
         score = df["disease_score"].to_numpy(dtype=float)
