@@ -490,13 +490,16 @@ def _execute(
     except OSError as exc:  # writing an output failed: the run stops, and says so below
         io_error = exc
     finally:
-        result = results(status)
-        if out is not None:
-            try:
-                with _signals_held():
+        # held from the first line: a cohort's pool ends its other workers with a second
+        # SIGTERM once one worker has stopped, and the workers stop together, so that signal
+        # tends to arrive while the last results are computed, not only while written
+        with _signals_held():
+            result = results(status)
+            if out is not None:
+                try:
                     write_run(result, out, s.output.parquet)
-            except OSError as exc:
-                io_error = io_error or exc
+                except OSError as exc:
+                    io_error = io_error or exc
     if io_error is not None:
         raise RunIOError(
             f"{out}: writing the outputs failed at step {sim.step_index} "
