@@ -356,9 +356,14 @@ def test_scenario_comparison_and_download(page):
 def test_busy_server_says_so_and_frees_a_closed_tabs_simulation(browser, server, page):
     errors: list[str] = []
     others = [open_app(browser, server, errors) for _ in range(MAX_RUNS)]
-    for other in others:  # every simulation slot playing
+    for other in others:  # every simulation slot playing (slowly: a light load)
+        other.locator(".immunesim-speed").get_by_role("button", name="1", exact=True).click()
         other.get_by_role("button", name="Play").click()
         expect(other.get_by_role("button", name="Pause")).to_be_visible(timeout=STEP_MS)
+    for other in others:
+        # Pause shows as soon as Play is pressed; the play loop takes its slot a moment
+        # later, in its own thread, and holds it from its first day on
+        expect(other.locator(".immunesim-day")).not_to_have_text("Day -7", timeout=STEP_MS)
     page.get_by_role("button", name="Step").click()
     busy = page.locator(".immunesim-busy")
     expect(busy).to_contain_text(f"IMMUNESIM_APP_MAX_RUNS={MAX_RUNS}", timeout=STEP_MS)
