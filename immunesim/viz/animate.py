@@ -46,6 +46,8 @@ ZONE_COLOURS = np.array([(58, 48, 38), (34, 44, 58), (60, 34, 38)], dtype=np.uin
 
 #: Colour of fully damaged empty tissue (the overlay blends toward it with the damage).
 DAMAGE_COLOUR = np.array([200, 30, 30], dtype=np.uint8)
+#: Tissue damage (user units) at which an empty tissue site is fully tinted red.
+DAMAGE_SCALE = 300.0
 
 #: Text sizes in pixels on a frame 720 pixels high (they scale with the height): 14 pixels
 #: or more at 1280 x 720, readable from the back of a classroom.
@@ -81,7 +83,7 @@ def cells_to_rgb(
     cells: np.ndarray,
     zones: np.ndarray,
     damage: np.ndarray | None = None,
-    damage_scale: float = 300.0,
+    damage_scale: float = DAMAGE_SCALE,
 ) -> np.ndarray:
     """RGB image uint8[L, L, 3] of a cell map over the zone backdrop.
 

@@ -48,7 +48,7 @@ from immunesim.mesa_model import ImmuneModel
 from immunesim.observe import endpoints
 from immunesim.plot import COLOURS, relative_course
 from immunesim.scenario import AntiCD20, CarT, Scenario, ScenarioError, load_scenario
-from immunesim.viz.animate import caption_for, cells_to_rgb
+from immunesim.viz.animate import DAMAGE_SCALE, caption_for, cells_to_rgb
 from immunesim.viz.snapshots import lattice_picture
 
 #: The scenario the app opens when none is given: the default scenario
@@ -83,8 +83,6 @@ HISTORY_DAYS = 30.0
 #: Lattice pictures a run keeps for the day scrubber: the whole default course (7 days before
 #: the infusion and 540 after). Past it, every other kept picture is dropped (:class:`History`).
 HISTORY_PICTURES = 600
-#: Damage at which an empty tissue site is fully tinted (as :func:`cells_to_rgb`).
-DAMAGE_SCALE = 300.0
 #: Colour of the protective (vaccine) titre, as in the animations.
 VACCINE_COLOUR = "#009E73"
 

@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -64,14 +65,10 @@ def find_chromium() -> str:
     unavailable("no chromium on this machine (apt-get install chromium)")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[str]:
-    """URL of ``immunesim app --scenario FILE`` on a free port, FILE being the default
-    scenario with a 60-day run-in (a run builds four times faster than with the full 240
-    days), offering it, rituximab and BCMA+CD19 CAR-T with the same run-in; the server is
-    killed at the end."""
-    tmp = tmp_path_factory.mktemp("app")
-    offered = tmp / "scenarios"  # the therapies the page offers, with the same short run-in
+def offered_scenarios(tmp: Path) -> Path:
+    """The therapies the page offers (the default scenario, rituximab and BCMA+CD19 CAR-T)
+    with a 60-day run-in (a run builds four times faster than with the full 240 days)."""
+    offered = tmp / "scenarios"
     offered.mkdir()
     for name in ("sle_cd19_cart", "sle_rituximab", "sle_bcma_cd19_cart"):
         text = (SCENARIOS / f"{name}.toml").read_text()
@@ -79,29 +76,30 @@ def server(tmp_path_factory) -> Iterator[str]:
         (offered / f"{name}.toml").write_text(
             text.replace("run_in_days = 240\n", "run_in_days = 60\n")
         )
-    scenario = offered / "sle_cd19_cart.toml"
+    return offered
+
+
+def serve(tmp: Path, command: list[str], env: dict[str, str], ready: str | None) -> Iterator[str]:
+    """URL of ``command`` (given ``--port PORT`` at its end) serving on a free port, once it
+    answers (and its log says ``ready``); killed at the end with its whole session."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [*immunesim_cmd(), "app", "--port", str(port), "--scenario", str(scenario)],
+            [*command, "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={
-                **os.environ,
-                "IMMUNESIM_APP_MAX_RUNS": str(MAX_RUNS),
-                "IMMUNESIM_APP_SCENARIOS": str(offered),
-            },
+            env={**os.environ, **env},
         )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"immunesim app exited with {proc.returncode}:\n{log.read_text()}")
+                pytest.fail(f"{command} exited with {proc.returncode}:\n{log.read_text()}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
                     if r.status == 200:
@@ -109,9 +107,10 @@ def server(tmp_path_factory) -> Iterator[str]:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"immunesim app did not answer in 60 s:\n{log.read_text()}")
+                pytest.fail(f"{command} did not answer in 60 s:\n{log.read_text()}")
             time.sleep(0.3)
-        assert f"open http://127.0.0.1:{port}" in log.read_text()
+        if ready is not None:
+            assert ready.format(port=port) in log.read_text()
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and any child
@@ -120,6 +119,29 @@ def server(tmp_path_factory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    """URL of ``immunesim app --scenario FILE``, FILE being the default scenario with a
+    60-day run-in, offering it, rituximab and BCMA+CD19 CAR-T (:func:`offered_scenarios`)."""
+    tmp = tmp_path_factory.mktemp("app")
+    offered = offered_scenarios(tmp)
+    command = [*immunesim_cmd(), "app", "--scenario", str(offered / "sle_cd19_cart.toml")]
+    env = {"IMMUNESIM_APP_MAX_RUNS": str(MAX_RUNS), "IMMUNESIM_APP_SCENARIOS": str(offered)}
+    yield from serve(tmp, command, env, "open http://127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="module")
+def mesa_server(tmp_path_factory) -> Iterator[str]:
+    """URL of Mesa's SolaraViz page on ImmuneModel (``immunesim.viz.solaraviz``) on the
+    default scenario with a 60-day run-in."""
+    tmp = tmp_path_factory.mktemp("mesa_viz")
+    scenario = offered_scenarios(tmp) / "sle_cd19_cart.toml"
+    command = [sys.executable, "-m", "solara", "run", "immunesim.viz.solaraviz", "--host",
+               "127.0.0.1", "--production", "--no-open", "--no-check-version"]  # fmt: skip
+    env = {"IMMUNESIM_APP_SCENARIO": str(scenario), "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "false"}
+    yield from serve(tmp, command, env, None)
 
 
 @pytest.fixture(scope="module")
@@ -404,3 +426,44 @@ def test_page_fits_1024_by_768(page):
         assert inside and box["y"] + box["height"] <= 768, (what, box)
     chart = page.locator(".immunesim-course").bounding_box()
     assert chart["width"] >= 400 and chart["height"] >= 300
+
+
+def _sources(images, count: int, differ_from: list[str] | None = None) -> list[str]:
+    """The ``src`` of the first ``count`` images, once each differs from ``differ_from``
+    (redrawn), within the step wait."""
+    deadline = time.monotonic() + STEP_MS / 1000
+    while True:
+        now = [images.nth(i).get_attribute("src") or "" for i in range(count)]
+        if differ_from is None or all(a != b for a, b in zip(now, differ_from, strict=True)):
+            return now
+        assert time.monotonic() < deadline, "not every figure was redrawn"
+        time.sleep(0.2)
+
+
+def test_mesa_solaraviz_draws_the_lattice_and_the_course_and_steps(browser, mesa_server):
+    """Mesa's own SolaraViz page on ImmuneModel: the lattice (Mesa's SpaceRenderer over the
+    grid's property layers) and the course (two make_plot_component plots) are drawn, Mesa's
+    Step advances the model and redraws all three, and Reset with another seed builds
+    another patient."""
+    errors: list[str] = []
+    page = browser.new_page(viewport={"width": 1400, "height": 950})
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(mesa_server)
+    expect(page.get_by_text("Step: 0")).to_be_visible(timeout=BUILD_MS)
+    figures = page.locator("img")  # Matplotlib figures: the lattice and the two plots
+    expect(figures).to_have_count(3, timeout=STEP_MS)
+    assert "Traceback" not in page.locator("body").inner_text()
+    first = _sources(figures, 3)
+    page.get_by_role("button", name="Step").click()
+    expect(page.get_by_text("Step: 1")).to_be_visible(timeout=STEP_MS)
+    _sources(figures, 3, differ_from=first)  # a day later: every figure redrawn
+
+    seed = page.get_by_role("slider", name="Seed")
+    seed.focus()
+    seed.press("ArrowRight")  # seed 1 to 2
+    page.get_by_role("button", name="Reset").click()
+    expect(page.get_by_text("Step: 0")).to_be_visible(timeout=BUILD_MS)
+    # another patient on the same day: another lattice
+    _sources(figures, 1, differ_from=first[:1])
+    assert not errors, f"JavaScript errors on the page: {errors}"
+    page.close()

@@ -165,3 +165,59 @@ def test_immune_model_can_start_at_treatment_from_the_run_in_cache(tmp_path):
     assert full.metrics == first.metrics == again.metrics
     with pytest.raises(ValueError, match="start"):
         immunesim.ImmuneModel(path, seed=3, start="day0", **kw)
+
+
+def _blocks_by_hand(a: np.ndarray, block: int) -> np.ndarray:
+    """Mean of ``a`` [y, x] over square blocks (the last ones narrower), as [x, y]."""
+    side = -(-a.shape[0] // block)
+    out = np.zeros((side, side))
+    for bx in range(side):
+        for by in range(side):
+            out[bx, by] = a[by * block : (by + 1) * block, bx * block : (bx + 1) * block].mean()
+    return out
+
+
+@pytest.mark.parametrize("view_max,block", [(200, 1), (12, 3)])
+def test_the_mesa_grid_shows_the_lattice_and_follows_the_steps(monkeypatch, view_max, block):
+    """``ImmuneModel.grid``: one property layer per cell category holding the share of the
+    sites of each grid cell that hold such a cell (0/1 at full resolution; 32 sites in
+    blocks of 3 when the view is at most 12 wide), the zones and the damage tint, the same
+    after steps as the engine's lattice."""
+    from immunesim.mesa_model import GRID_LAYERS
+    from immunesim.viz.animate import DAMAGE_SCALE
+    from immunesim.viz.snapshots import lattice_picture
+
+    monkeypatch.setattr("immunesim.mesa_model.GRID_VIEW_MAX", view_max)
+    model = immunesim.ImmuneModel(str(SCENARIOS / "sle_cd19_cart.toml"), seed=2, **_small_kwargs())
+    grid = model.grid
+    side = -(-32 // block)
+    assert grid.dimensions == (side, side)
+    layers = grid._mesa_property_layers
+    zone = model.simulation.state.zone.reshape(32, 32)
+    seen = []
+    for _ in range(3):
+        cells, damage = lattice_picture(model.simulation)
+        assert (cells > 0).sum() > 50
+        for code, name in GRID_LAYERS.items():
+            np.testing.assert_allclose(layers[name].data, _blocks_by_hand(cells == code, block))
+        tint = np.clip(damage / DAMAGE_SCALE, 0, 1)
+        np.testing.assert_allclose(layers["damage"].data, _blocks_by_hand(tint, block))
+        np.testing.assert_array_equal(layers["zone"].data, np.rint(_blocks_by_hand(zone, block)))
+        seen.append(cells.copy())
+        model.step()
+    assert not np.array_equal(seen[0], seen[-1])  # the cells moved, and the view with them
+
+
+def test_mesa_space_renderer_draws_every_layer_of_the_grid():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mesa.visualization import SpaceRenderer
+
+    from immunesim.mesa_model import GRID_LAYERS, propertylayer_portrayal
+
+    model = immunesim.ImmuneModel(str(SCENARIOS / "sle_cd19_cart.toml"), seed=2, **_small_kwargs())
+    ax = SpaceRenderer(model).render(propertylayer_portrayal=propertylayer_portrayal).canvas
+    # the zones, the damage and every cell category, each an image over the lattice
+    assert len(ax.images) == 2 + len(GRID_LAYERS)
+    assert all(im.get_array().shape[:2] == (32, 32) for im in ax.images)
