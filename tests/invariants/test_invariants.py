@@ -88,6 +88,65 @@ def test_diffusion_conserves_mass():
     assert np.array_equal(mol.sum(axis=1), before)
 
 
+def _diffuse_by_hand(mol, L, d, diffuses, decay, circulate, last):
+    """The 5-point diffusion and decay of every layer, and each layer's gift to the
+    circulation, in numpy (:func:`immunesim.kernels.molecules.diffuse`, written apart)."""
+    from immunesim.kernels.molecules import FRAC_BITS
+
+    def portion(q, f):
+        return (q * f) >> FRAC_BITS
+
+    out = np.empty_like(mol)
+    pool = np.zeros(mol.shape[0], np.int64)
+    for layer in range(mol.shape[0]):
+        q = mol[layer].reshape(L, L)
+        dd = d if diffuses[layer] else 0
+        gone = portion(q, dd)
+        new = q.copy()
+        # each site sends a portion to each neighbour it has, and receives theirs
+        new[:, 1:] += gone[:, :-1] - gone[:, 1:]
+        new[:, :-1] += gone[:, 1:] - gone[:, :-1]
+        new[1:, :] += gone[:-1, :] - gone[1:, :]
+        new[:-1, :] += gone[1:, :] - gone[:-1, :]
+        if last:
+            new = new - portion(new, decay[layer])
+            pool[layer] = portion(new, circulate[layer]).sum()
+        out[layer] = new.ravel()
+    return out, pool
+
+
+@pytest.mark.parametrize("L", [1, 2, 3, 17])
+@pytest.mark.parametrize("last", [0, 1])
+def test_the_site_map_diffuses_every_site_and_tallies_every_gift(L, last):
+    """The CPU site map of diffusion over every layer and site gives exactly the 5-point
+    stencil and the per-layer sums to the circulation written in numpy, at lattice sides
+    whose rows have no interior site (1, 2) or one (3); the layers are sparse (and one is
+    empty), so that the tally's runs of one bin meet zero values at changes of layer."""
+    from immunesim.backends import numba_cpu
+    from immunesim.kernels import molecules
+
+    sim = Simulation(load_scenario(small_cart(size=24)), seed=1)
+    st, p = sim.state, sim.params
+    n_layers = st.mol.shape[0]
+    rng = np.random.default_rng(L)
+    mol = rng.integers(0, 10**9, (n_layers, L * L)) * (rng.random((n_layers, L * L)) < 0.3)
+    mol[2] = 0  # a whole layer without molecules between layers with some
+    decay = np.array([fixed(0.01 * (i + 1)) for i in range(n_layers)], np.int64)
+    circulate = np.array([fixed(0.02 * (i % 3)) for i in range(n_layers)], np.int64)
+    diffuses = (np.arange(n_layers) % 4 != 1).astype(np.uint8)
+    k = p.k._replace(decay=decay, circulate=circulate, diffuses=diffuses)
+    dst = np.full_like(mol, -1)
+    zero = np.zeros(n_layers, np.int64)
+    t = molecules.Transport(L, fixed(0.2), dst, zero, zero, last)
+    sites = st.sites._replace(mol=mol)
+    pool = numba_cpu.for_sites(molecules.diffuse, n_layers, t, st.cells, sites, k, n_layers)
+    want, want_pool = _diffuse_by_hand(mol, L, fixed(0.2), diffuses, decay, circulate, last)
+    assert np.array_equal(dst, want)
+    assert np.array_equal(pool, want_pool)
+    if last and L == 17:
+        assert np.count_nonzero(want_pool) >= n_layers // 2  # the tally had sums to make
+
+
 @pytest.mark.parametrize("dt_hours", [0.5, 1.0, 2.0, 6.0])
 def test_diffusion_spreads_by_its_coefficient_whatever_the_time_step(dt_hours):
     """A point release spreads with variance 2 D t per axis (in sites squared) after t days,
