@@ -14,6 +14,7 @@ A kernel is made once per body by a factory and cached on disk under the body's 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numba as nb
@@ -214,19 +215,23 @@ def _scatter_min(n, c, s):
 class _Map:
     """A map of one body: a serial call of its chunk when one chunk covers the items (no
     threads to wake), the parallel kernel otherwise; the tally rows are kept between
-    launches."""
+    launches, one set per Python thread: simulations stepped in threads of one process
+    (the app's browser tabs) must not write each other's tallies."""
 
-    __slots__ = ("chunk", "kernel", "tallies")
+    __slots__ = ("chunk", "kernel", "local")
 
     def __init__(self, chunk_factory, kernel_factory, body):
         self.chunk = _Direct(_made(chunk_factory, body))
         self.kernel = _Direct(_made(kernel_factory, body))
-        self.tallies: dict[int, np.ndarray] = {}
+        self.local = threading.local()
 
     def __call__(self, items, serial, t, c, s, p, bins):
-        acc = self.tallies.get(bins)
+        tallies = getattr(self.local, "tallies", None)
+        if tallies is None:
+            tallies = self.local.tallies = {}
+        acc = tallies.get(bins)
         if acc is None:
-            acc = self.tallies[bins] = np.zeros((MAX_CHUNKS + 1, bins), np.int64)
+            acc = tallies[bins] = np.zeros((MAX_CHUNKS + 1, bins), np.int64)
         if serial or nb.get_num_threads() == 1:
             self.chunk(0, items, t, c, s, p, acc, MAX_CHUNKS)
         else:

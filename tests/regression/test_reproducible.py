@@ -125,3 +125,43 @@ def test_serial_and_parallel_maps_give_the_same_bits(monkeypatch):
     parallel = immunesim.run(s, 5, cache=False).timeseries
     assert serial.equals(parallel)
     assert serial["car_t"].max() > 0  # the maps had CAR-T to kill with
+
+
+def test_simulations_stepped_in_threads_of_one_process_keep_their_bits():
+    """Two simulations stepped at once in two threads of one process (the app's browser
+    tabs) end with the bits of one run alone: no scratch buffer of the CPU backend is
+    shared between threads. Python is made to switch threads every microsecond, so that
+    the threads' kernel calls interleave at every step (with a shared tally buffer, every
+    such run came out different)."""
+    import sys
+    import threading
+
+    import numpy as np
+
+    import immunesim
+    from immunesim.engine import Simulation
+    from tests.conftest import small_cart
+
+    s = immunesim.load_scenario(small_cart(size=32, run_in=8, follow_up=10))
+
+    def run(out: dict, k: int) -> None:
+        sim = Simulation(s, seed=5, backend="numba")
+        sim.run()
+        out[k] = (sim.state.mol.copy(), sim.rows)
+
+    alone: dict = {}
+    run(alone, 0)
+    together: dict = {}
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=run, args=(together, k)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    for k in range(2):
+        assert np.array_equal(together[k][0], alone[0][0])
+        assert together[k][1] == alone[0][1]
