@@ -93,6 +93,9 @@ def _direct(factory, *bodies) -> _Direct:
     return launcher
 
 
+# The serial loops release the GIL (``nogil``): simulations stepped in threads of one process
+# (the app's browser tabs, each with one numba thread, which runs the serial loops) then use
+# the cores together instead of taking turns. Their tallies are per thread (:class:`_Map`).
 # A map is a parallel loop over chunks, each a call of a serial loop into which the body is
 # inlined, compiled without numba's reference counting (``_nrt=False``: the loops allocate
 # nothing, and counting the references of every array of the named tuples at every inlined
@@ -125,7 +128,7 @@ def _cell_chunk(body):
             b0, v0 = _tally(acc, row, b0, v0, body(i, t, c, s, p))
         acc[row, b0] += v0
 
-    return nb.njit(_nrt=False)(chunk)  # type: ignore[call-overload]
+    return nb.njit(_nrt=False, nogil=True)(chunk)  # type: ignore[call-overload]
 
 
 def _cell_map(body):
@@ -154,7 +157,7 @@ def _row_chunk(body):
                 b0, v0 = _tally(acc, row, b0, v0, body(layer, y * L + x, x, y, t, c, s, p))
         acc[row, b0] += v0
 
-    return nb.njit(_nrt=False)(chunk)  # type: ignore[call-overload]
+    return nb.njit(_nrt=False, nogil=True)(chunk)  # type: ignore[call-overload]
 
 
 def _site_map(body):
@@ -180,7 +183,7 @@ def _ordered(wins, place):
                 j += 1
         return j
 
-    return nb.njit(_nrt=False)(kernel)  # type: ignore[call-overload]
+    return nb.njit(_nrt=False, nogil=True)(kernel)  # type: ignore[call-overload]
 
 
 @nb.njit(inline="always", cache=True)
@@ -201,7 +204,7 @@ def _total(acc, chunks):
         acc[MAX_CHUNKS, b] = total
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _scatter_min(n, c, s):
     for i in range(n):
         w = c.want[i]
