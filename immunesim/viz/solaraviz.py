@@ -8,7 +8,8 @@ Play and Reset and a seed to choose. It runs the scenario of ``immunesim app``
 (``$IMMUNESIM_APP_SCENARIO``, on ``$IMMUNESIM_APP_LATTICE`` sites a side) from the day
 before the first therapy, through the run-in cache.
 
-The page is built from these parts, for a page of one's own::
+Each browser tab gets a model of its own. The page is built from these parts, for a page of
+one's own::
 
     from mesa.visualization import SolaraViz, SpaceRenderer
     from immunesim.mesa_model import propertylayer_portrayal
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import solara
 from mesa.visualization import SolaraViz, SpaceRenderer, make_plot_component
 
 from immunesim.mesa_model import ImmuneModel, propertylayer_portrayal
@@ -56,7 +58,7 @@ def model_params(scenario: Scenario) -> dict[str, Any]:
 
 
 def make_page(scenario: Scenario | None = None, seed: int = 1) -> Any:
-    """The SolaraViz page on ``scenario`` (the app's scenario by default)."""
+    """The SolaraViz page on a new model of ``scenario`` (the app's scenario by default)."""
     s = scenario if scenario is not None else load_app_scenario()
     model = ImmuneModel(s, seed=seed, start="treatment", backend="numba")
     renderer = SpaceRenderer(model, backend="matplotlib").render(
@@ -71,4 +73,8 @@ def make_page(scenario: Scenario | None = None, seed: int = 1) -> Any:
     )
 
 
-page = make_page()
+@solara.component
+def Page() -> Any:
+    """What ``solara run immunesim.viz.solaraviz`` serves: each browser tab its own model
+    (built when the tab opens, not when this module is imported)."""
+    return solara.use_memo(make_page, [])

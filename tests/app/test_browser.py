@@ -443,8 +443,8 @@ def _sources(images, count: int, differ_from: list[str] | None = None) -> list[s
 def test_mesa_solaraviz_draws_the_lattice_and_the_course_and_steps(browser, mesa_server):
     """Mesa's own SolaraViz page on ImmuneModel: the lattice (Mesa's SpaceRenderer over the
     grid's property layers) and the course (two make_plot_component plots) are drawn, Mesa's
-    Step advances the model and redraws all three, and Reset with another seed builds
-    another patient."""
+    Step advances the model and redraws all three, another tab has a model of its own, and
+    Reset with another seed builds another patient."""
     errors: list[str] = []
     page = browser.new_page(viewport={"width": 1400, "height": 950})
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -457,6 +457,11 @@ def test_mesa_solaraviz_draws_the_lattice_and_the_course_and_steps(browser, mesa
     page.get_by_role("button", name="Step").click()
     expect(page.get_by_text("Step: 1")).to_be_visible(timeout=STEP_MS)
     _sources(figures, 3, differ_from=first)  # a day later: every figure redrawn
+    other = browser.new_page(viewport={"width": 1400, "height": 950})
+    other.goto(mesa_server)  # another tab: a model of its own, at its start
+    expect(other.get_by_text("Step: 0")).to_be_visible(timeout=BUILD_MS)
+    other.close()
+    expect(page.get_by_text("Step: 1")).to_be_visible()
 
     seed = page.get_by_role("slider", name="Seed")
     seed.focus()
