@@ -185,8 +185,8 @@ GRID_LAYERS: dict[int, str] = {
 
 
 def _blocks(a: np.ndarray, block: int) -> np.ndarray:
-    """Mean of ``a`` [L, L] over square blocks of ``block`` sites (edge blocks padded with
-    their own mean's weight left out), transposed to Mesa's [x, y] order."""
+    """Mean of ``a`` [L, L] over square blocks of ``block`` sites a side (the last blocks of
+    a row or column, when narrower, over the sites they have), in Mesa's [x, y] order."""
     L = a.shape[0]
     if block == 1:
         return a.T.astype(float)
@@ -207,7 +207,7 @@ def _build_grid(sim: Simulation, random: Any) -> Any:
 
     L = sim.scenario.lattice.size
     side, _ = _grid_side(L)
-    grid = OrthogonalMooreGrid((side, side), torus=True, capacity=None, random=random)
+    grid = OrthogonalMooreGrid((side, side), torus=False, capacity=None, random=random)
     for name in ("zone", "damage", *GRID_LAYERS.values()):
         grid.create_property_layer(name, 0.0, dtype=float)
     _refresh_grid(grid, sim)
