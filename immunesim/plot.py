@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from immunesim import io
@@ -177,22 +178,35 @@ GROUP_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9
 
 def relative_course(ts: pd.DataFrame, scenario: dict) -> pd.DataFrame:
     """Per run and day: CAR-T per µL, and B cells in blood, anti-dsDNA and the protective
-    (mean vaccine) titre relative to the run's own baseline, and the disease score."""
+    (mean vaccine) titre relative to the run's own baseline (its last day up to the
+    baseline day), and the disease score."""
     baseline_day = scenario["endpoints"]["baseline_day"]
     vaccines = scenario["specificities"]["vaccines"]
+    b = "b_cells_per_ul" if "b_cells_per_ul" in ts else "b_cells"  # blood, as endpoints
     parts = []
+    # one frame built from arrays per run: the app redraws this every simulated day
     for _, df in ts.groupby("run", sort=False):
-        before = df[df["day"] <= baseline_day + 1e-9]
-        base = before.iloc[-1] if len(before) else df.iloc[0]
-        out = df[["run", "group", "day"]].copy()
-        out["car_t_per_ul"] = df["car_t_per_ul"]
-        b = "b_cells_per_ul" if "b_cells_per_ul" in df else "b_cells"  # blood, as endpoints
-        out["b_cells_relative"] = df[b] / base[b]
-        out["anti_dsdna_relative"] = df["anti_dsdna"] / base["anti_dsdna"]
-        titres = [df[f"antibody_{v}"] / base[f"antibody_{v}"] for v in vaccines]
-        out["protective_relative"] = sum(titres) / len(titres) if titres else float("nan")
-        out["disease_score"] = df["disease_score"]
-        parts.append(out)
+        day = df["day"].to_numpy()
+        before = np.flatnonzero(day <= baseline_day + 1e-9)
+        base = before[-1] if before.size else 0
+
+        def relative(col: str, df: pd.DataFrame = df, base: int = base) -> np.ndarray:
+            v = df[col].to_numpy(dtype=float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return v / v[base]
+
+        titres = [relative(f"antibody_{v}") for v in vaccines]
+        out = {
+            "run": df["run"].to_numpy(),
+            "group": df["group"].to_numpy(),
+            "day": day,
+            "car_t_per_ul": df["car_t_per_ul"].to_numpy(),
+            "b_cells_relative": relative(b),
+            "anti_dsdna_relative": relative("anti_dsdna"),
+            "protective_relative": sum(titres) / len(titres) if titres else np.nan,
+            "disease_score": df["disease_score"].to_numpy(),
+        }
+        parts.append(pd.DataFrame(out))
     return pd.concat(parts, ignore_index=True)
 
 
