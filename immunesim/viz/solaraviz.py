@@ -12,7 +12,9 @@ Each browser tab gets a model of its own. The page is built from these parts, fo
 one's own::
 
     from mesa.visualization import SolaraViz, SpaceRenderer
+    from immunesim import ImmuneModel
     from immunesim.mesa_model import propertylayer_portrayal
+    from immunesim.viz.solaraviz import course_components
 
     model = ImmuneModel("scenarios/sle_cd19_cart.toml", seed=1, start="treatment")
     renderer = SpaceRenderer(model).render(propertylayer_portrayal=propertylayer_portrayal)
