@@ -210,12 +210,15 @@ def _build_grid(sim: Simulation, random: Any) -> Any:
     grid = OrthogonalMooreGrid((side, side), torus=False, capacity=None, random=random)
     for name in ("zone", "damage", *GRID_LAYERS.values()):
         grid.create_property_layer(name, 0.0, dtype=float)
+    _, block = _grid_side(L)
+    zone = sim.backend.to_host(sim.state.zone).reshape(L, L)  # fixed for the run
+    grid._mesa_property_layers["zone"].data[...] = np.rint(_blocks(zone, block))
     _refresh_grid(grid, sim)
     return grid
 
 
 def _refresh_grid(grid: Any, sim: Simulation) -> None:
-    """Fill the grid's property layers from the simulation's state."""
+    """Fill the grid's layers of cells and damage from the simulation's state."""
     from immunesim.viz.animate import DAMAGE_SCALE
     from immunesim.viz.snapshots import lattice_picture
 
@@ -223,8 +226,6 @@ def _refresh_grid(grid: Any, sim: Simulation) -> None:
     _, block = _grid_side(L)
     cells, damage = lattice_picture(sim)
     layers = grid._mesa_property_layers
-    zone = sim.backend.to_host(sim.state.zone).reshape(L, L)
-    layers["zone"].data[...] = np.rint(_blocks(zone, block))
     layers["damage"].data[...] = _blocks(np.clip(damage / DAMAGE_SCALE, 0.0, 1.0), block)
     for code, name in GRID_LAYERS.items():
         layers[name].data[...] = _blocks(cells == code, block)
