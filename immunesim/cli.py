@@ -1024,7 +1024,7 @@ def serve_app(
         [
             sys.executable,
             "-m",
-            "solara",
+            "immunesim.viz.serve",  # solara run, with the static files compressed once
             "run",
             "immunesim.viz.app",
             "--host",
