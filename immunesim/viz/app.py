@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import Any
 
 import ipyvuetify
 import pandas as pd
@@ -44,6 +43,7 @@ from immunesim.viz.live import (
     Settings,
     app_scenarios,
     chart_days,
+    chart_json,
     chart_targets,
     course_chart,
     lattice_png,
@@ -83,10 +83,10 @@ TARGETS = chart_targets(SCENARIO)
 
 
 #: The chart's Vue template: ECharts (the copy that Solara serves, so it works offline) drawn
-#: from two traits. ``chart_option`` is the whole option with the lines' data left out (axes,
-#: legend, published targets, therapy lines): when it changes the chart is drawn anew.
-#: ``lines`` holds the lines' data: when only it changes (a step), the lines are updated in
-#: place. The chart is drawn with the latest traits once ECharts has loaded.
+#: from two traits, both JSON text. ``chart_option`` is the whole option with the lines' data
+#: left out (axes, legend, published targets, therapy lines): when it changes the chart is
+#: drawn anew. ``lines`` holds the lines' data: when only it changes (a step), the lines are
+#: updated in place. The chart is drawn with the latest traits once ECharts has loaded.
 CHART_TEMPLATE = """
 <template>
   <div ref="echarts" class="immunesim-course" :style="box_style"></div>
@@ -115,18 +115,22 @@ module.exports = {
   },
   methods: {
     draw() {
-      if (!this.chart || !this.chart_option || !this.chart_option.series) return;
-      const option = Object.assign({}, this.chart_option);
-      option.series = this.chart_option.series.map(
-        (s, i) => (i < this.lines.length ? Object.assign({}, s, {data: this.lines[i]}) : s)
+      if (!this.chart) return;
+      const option = JSON.parse(this.chart_option || "{}");
+      if (!option.series) return;
+      const lines = JSON.parse(this.lines || "[]");
+      option.series = option.series.map(
+        (s, i) => (i < lines.length ? Object.assign(s, {data: lines[i]}) : s)
       );
       this.chart.setOption(option, true);
-      this.drawn = this.lines.length;
+      this.drawn = lines.length;
     },
     update() {
       if (!this.chart) return;
-      if (this.lines.length !== this.drawn) return this.draw();
-      this.chart.setOption({series: this.lines.map((d) => ({data: d}))}, false);
+      const lines = JSON.parse(this.lines || "[]");
+      if (lines.length !== this.drawn) return this.draw();
+      // drawn at the next frame: the page shows the new day first
+      this.chart.setOption({series: lines.map((d) => ({data: d}))}, {lazyUpdate: true});
     },
     import(deps) {
       return this.loadRequire().then(() => {
@@ -168,36 +172,26 @@ module.exports = {
 
 
 class CourseChartWidget(ipyvuetify.VuetifyTemplate):
-    """The clinical course drawn in the browser (:data:`CHART_TEMPLATE`)."""
+    """The clinical course drawn in the browser (:data:`CHART_TEMPLATE`). The option and
+    its data are JSON text rather than dicts and lists: the page's renderer walks and
+    compares the arguments of its elements item by item, which for the thousand-odd points
+    of a course took longer than the simulated day; a text is compared in one go."""
 
     template = traitlets.Unicode(CHART_TEMPLATE).tag(sync=True)
-    #: The ECharts option without the lines' data.
-    chart_option = traitlets.Dict({}).tag(sync=True)
-    #: The data of the first ``len(lines)`` series of ``chart_option``: ``[[day, value], ...]``.
-    lines: traitlets.List[list[Any]] = traitlets.List([]).tag(sync=True)
+    #: The ECharts option without the lines' data (JSON).
+    chart_option = traitlets.Unicode("{}").tag(sync=True)
+    #: The data of the first lines of ``chart_option``: ``[[[day, value], ...], ...]`` (JSON).
+    lines = traitlets.Unicode("[]").tag(sync=True)
     box_style = traitlets.Unicode("height: 440px; width: 100%").tag(sync=True)
 
 
 @solara.component
-def CourseChart(option: dict[str, Any], height: str = "440px"):
-    """An ECharts option whose data lines come first, before the series that carry only
-    marks (as :func:`~immunesim.viz.live.course_chart` makes it), drawn in the browser; a new
-    day updates the lines in place."""
-    lines = next(
-        (i for i, s in enumerate(option["series"]) if not s["data"]), len(option["series"])
-    )
-    skeleton = solara.use_memo(
-        lambda: {
-            **option,
-            "series": [
-                {**s, "data": []} if i < lines else s for i, s in enumerate(option["series"])
-            ],
-        },
-        [option],
-    )
-    data = [s["data"] for s in option["series"][:lines]]
+def CourseChart(option: tuple[str, str], height: str = "440px"):
+    """A chart split by :func:`chart_json`, drawn in the browser; a new day updates the
+    lines in place."""
+    skeleton, lines = option
     return CourseChartWidget.element(
-        chart_option=skeleton, lines=data, box_style=f"height: {height}; width: 100%"
+        chart_option=skeleton, lines=lines, box_style=f"height: {height}; width: 100%"
     )
 
 
@@ -622,14 +616,16 @@ def Chart(course: Course):
     frames = [r.at(shown) for r in course.runs]
     first, last = chart_days(course.main.start_day, course.main.frame.day)
     option = solara.use_memo(
-        lambda: course_chart(
-            [
-                (label, f, r.scenario)
-                for label, f, r in zip(course.labels(), frames, course.runs, strict=True)
-            ],
-            first,
-            last,
-            TARGETS,
+        lambda: chart_json(
+            course_chart(
+                [
+                    (label, f, r.scenario)
+                    for label, f, r in zip(course.labels(), frames, course.runs, strict=True)
+                ],
+                first,
+                last,
+                TARGETS,
+            )
         ),
         [*frames, first, last],
     )

@@ -921,3 +921,18 @@ __all__ = [
     "same_patient",
     "therapy_label",
 ]
+
+
+def chart_json(option: dict[str, Any]) -> tuple[str, str]:
+    """An ECharts option whose data lines come first, before the series that carry only
+    marks (as :func:`course_chart` makes it), split as the app's chart takes it
+    (:class:`immunesim.viz.app.CourseChartWidget`): the option without the lines' data, and
+    the lines' data, each as JSON (strict: a NaN is an error, not invalid JSON)."""
+    series = option["series"]
+    n = next((i for i, s in enumerate(series) if not s["data"]), len(series))
+    skeleton = {
+        **option,
+        "series": [{**s, "data": []} if i < n else s for i, s in enumerate(series)],
+    }
+    lines = [s["data"] for s in series[:n]]
+    return json.dumps(skeleton, allow_nan=False), json.dumps(lines, allow_nan=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from immunesim.viz.live import (
     Settings,
     app_scenarios,
     chart_days,
+    chart_json,
     chart_targets,
     course_chart,
     lattice_png,
@@ -240,6 +242,24 @@ def test_course_chart_draws_the_series_with_gaps_and_the_targets(scenario, targe
     assert (lo, hi) == ({"xAxis": 78.0}, {"xAxis": 142.0})
     assert option["xAxis"][0]["min"] == first and option["xAxis"][2]["max"] == last
     assert chart_days(run.start_day, 200.0) == (-37.0, 250.0)  # the axis grows by 50 days
+
+
+def test_chart_json_splits_the_lines_data_from_the_rest(scenario, targets):
+    run = run_to(scenario, Settings.from_scenario(scenario), 3)
+    first, last = chart_days(run.start_day, run.day)
+    option = course_chart([("CD19", run.frame, run.scenario)], first, last, targets)
+    skeleton, lines = (json.loads(text) for text in chart_json(option))
+    n = len(lines)
+    assert [s["name"] for s in option["series"][:n]] == [
+        "B cells", "CAR-T", "anti-dsDNA", "vaccine titre", "disease score"
+    ]  # fmt: skip
+    assert lines == [s["data"] for s in option["series"][:n]]  # gaps stay null
+    assert all(s["data"] == [] for s in skeleton["series"][:n])
+    # the rest (axes, targets, therapy lines) comes whole with the skeleton
+    assert skeleton["series"][n:] == option["series"][n:] and skeleton["xAxis"] == option["xAxis"]
+    option["series"][0]["data"][0][1] = float("nan")
+    with pytest.raises(ValueError):
+        chart_json(option)
 
 
 def test_course_chart_of_two_runs_dashes_the_second(scenario):
