@@ -124,6 +124,8 @@ class ImmuneModel(mesa.Model):
             self.simulation = sim
         self.scenario = s
         self._grid: Any = None
+        #: (the simulation's rows, the DataFrame of them) for :meth:`timeseries`
+        self._frame: tuple[list, Any] = ([], None)
         self.datacollector = mesa.DataCollector(
             model_reporters={name: _reporter(name) for name in reporters}
         )
@@ -166,10 +168,23 @@ class ImmuneModel(mesa.Model):
         return self._grid
 
     def timeseries(self):
-        """All metrics so far as a DataFrame (with the disease score)."""
+        """All metrics so far as a DataFrame (with the disease score). The rows already
+        turned into columns by an earlier call are kept: a call after each step converts
+        only the new row (the app calls it every simulated day)."""
         import pandas as pd
 
-        return with_score(pd.DataFrame(self.simulation.rows), self.scenario)
+        rows = self.simulation.rows
+        kept, frame = self._frame
+        if kept is not rows or len(frame) > len(rows):  # a restored or new run
+            frame = pd.DataFrame(rows)
+        elif len(frame) < len(rows):
+            new = pd.DataFrame(rows[len(frame) :])
+            if list(new.columns) == list(frame.columns) and (new.dtypes == frame.dtypes).all():
+                frame = pd.concat([frame, new], ignore_index=True)
+            else:  # a column appears or changes type: as pandas reads the rows at once
+                frame = pd.DataFrame(rows)
+        self._frame = (rows, frame)
+        return with_score(frame, self.scenario)
 
 
 #: The widest grid of :attr:`ImmuneModel.grid` (cells a side); a wider lattice is shown in

@@ -133,10 +133,8 @@ def disease_score(df: pd.DataFrame, s: Scenario) -> pd.Series:
 
 def baseline(df: pd.DataFrame, s: Scenario) -> dict[str, float]:
     """Values at the baseline day (the last row at or before ``endpoints.baseline_day``)."""
-    rows = df[df["day"] <= s.endpoints.baseline_day + 1e-9]
-    if rows.empty:
-        return {}
-    return rows.iloc[-1].to_dict()
+    hit = np.flatnonzero(df["day"].to_numpy() <= s.endpoints.baseline_day + 1e-9)
+    return df.iloc[hit[-1]].to_dict() if hit.size else {}
 
 
 def with_score(df: pd.DataFrame, s: Scenario) -> pd.DataFrame:
@@ -150,8 +148,9 @@ def with_score(df: pd.DataFrame, s: Scenario) -> pd.DataFrame:
 
 
 def _first_day(days: pd.Series, cond: pd.Series) -> float | None:
-    hit = days[cond]
-    return float(hit.iloc[0]) if len(hit) else None
+    """The first of ``days`` where ``cond`` holds (both of the same rows), or None."""
+    hit = np.flatnonzero(cond.to_numpy(dtype=bool))
+    return float(days.iloc[hit[0]]) if hit.size else None
 
 
 #: Days after a vaccination over which its fold rise is measured (the peak of a primary
@@ -160,10 +159,9 @@ VACCINE_RESPONSE_DAYS = 56.0
 
 
 def _value_at(df: pd.DataFrame, col: str, day: float) -> float | None:
-    rows = df[df["day"] >= day - 1e-9]
-    if rows.empty:
-        return None
-    return float(rows[col].iloc[0])
+    """``col`` in the first row at or after ``day``, or None."""
+    hit = np.flatnonzero(df["day"].to_numpy() >= day - 1e-9)
+    return float(df[col].iloc[hit[0]]) if hit.size else None
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

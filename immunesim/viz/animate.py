@@ -120,11 +120,12 @@ def caption_for(
         endpoints: the run's endpoints (remission and relapse days, the depletion day).
         baseline_day, depletion_fraction: the scenario's ``[endpoints]``.
     """
-    upto = df[df["day"] <= day + 1e-9]
-    row = upto.iloc[-1] if len(upto) else df.iloc[0]
+    days = df["day"].to_numpy()
+    upto = np.flatnonzero(days <= day + 1e-9)
+    row = df.iloc[upto[-1] if upto.size else 0]
     col = "b_cells_per_ul" if "b_cells_per_ul" in df else "b_cells"
-    base = df[df["day"] <= baseline_day + 1e-9]
-    base_b = float((base if len(base) else df).iloc[-1 if len(base) else 0][col])
+    base = np.flatnonzero(days <= baseline_day + 1e-9)
+    base_b = float(df[col].iloc[base[-1] if base.size else 0])
     rel = float(row[col]) / base_b if base_b > 0 else float("nan")
     given: dict[str, dict] = {}
     for e in events:

@@ -91,6 +91,27 @@ def test_immune_model_behaves_like_a_mesa_model():
     assert model.steps == 8 and model.day == 3.0
 
 
+def test_timeseries_called_after_every_step_is_the_frame_of_all_rows():
+    # timeseries() converts only the rows sampled since its last call; what it returns
+    # must be the frame pandas makes of every row at once, therapy days and columns that
+    # start at zero included (exact: same values, same dtypes)
+    from immunesim.observe import with_score
+
+    kw = {**_small_kwargs(), "time__run_in_days": 12, "time__follow_up_days": 20}
+    model = immunesim.ImmuneModel(str(SCENARIOS / "sle_cd19_cart.toml"), seed=4, **kw)
+    while model.running:
+        model.step()
+        got = model.timeseries()
+        whole = with_score(pd.DataFrame(model.simulation.rows), model.scenario)
+        pd.testing.assert_frame_equal(got, whole, check_exact=True)
+    assert len(got) == 33 and got["car_t"].iloc[-1] > 0
+    # rows replaced (a restored run): the frame is made again, not appended to
+    model.simulation.rows = model.simulation.rows[:5]
+    pd.testing.assert_frame_equal(
+        model.timeseries(), with_score(pd.DataFrame(model.simulation.rows), model.scenario)
+    )
+
+
 def test_immune_model_runs_under_mesa_batch_run():
     results = mesa.batch_run(
         immunesim.ImmuneModel,
