@@ -465,10 +465,14 @@ class CarT(_Therapy):
     """Infusion of CAR-T cells that kill cells bearing any of the target markers.
 
     A scenario may infuse several times (re-treatment) and several products (other targets,
-    doses and days); the kinetics keys (kill, division, stimulation, memory, exhaustion,
-    immunity against the CAR) are those of the first CAR-T entry and must be the same in
-    every other one. An override of one of them (``--set``, a sweep, a patient's drawn
-    value) sets it in every CAR-T entry."""
+    doses and days). The cells' kinetics keys (kill, division, stimulation, memory,
+    exhaustion: :data:`CAR_T_KINETICS`) are those of the first CAR-T entry and must be the
+    same in every other one: the cells of every infusion are one population. The keys of the
+    host's immunity against the CAR (:data:`CAR_T_IMMUNITY`) belong to the binders an entry
+    carries, one per target marker: entries that share a target share them, and a product
+    with other binders may have its own (a fully human binder is seldom recognised). An
+    override of a key (``--set``, a sweep, a patient's drawn value) sets it in every entry
+    that must share it."""
 
     type: Literal["car_t"] = Field(description="Kind of therapy entry.")
     day: float = Field(0.0, description="Infusion day.")
@@ -538,11 +542,42 @@ class CarT(_Therapy):
     )
 
 
+#: The keys of a CAR-T entry about the host's immunity against the CAR. They belong to the
+#: binders the entry carries (one per target marker): CAR-T entries that share a target
+#: share them; a product whose binders no other entry carries may have its own.
+CAR_T_IMMUNITY: tuple[str, ...] = (
+    "anti_car_onset_days",
+    "anti_car_rise_days",
+    "anti_car_kill_rate_per_day",
+    "anti_car_recall_factor",
+)
 #: The keys of a CAR-T entry that every CAR-T infusion of a scenario shares: the cells'
 #: kinetics (the cells of every infusion are one population with one set of rates).
 CAR_T_KINETICS: tuple[str, ...] = tuple(
-    k for k in CarT.model_fields if k not in ("type", "label", "day", "dose_per_kg", "targets")
+    k
+    for k in CarT.model_fields
+    if k not in ("type", "label", "day", "dose_per_kg", "targets", *CAR_T_IMMUNITY)
 )
+
+
+def sharing_binders(cars: list[Any], i: int) -> list[int]:
+    """Indices (into ``cars``, CAR-T entries as models or dicts) of the entries linked to
+    entry ``i`` by shared target markers, directly or through other entries (``i``
+    included): the entries whose immunity keys (:data:`CAR_T_IMMUNITY`) must agree."""
+
+    def targets(t: Any) -> set[str]:
+        names = t.get("targets", ["CD19"]) if isinstance(t, dict) else t.targets
+        return {str(n).upper() for n in names} if isinstance(names, list) else set()
+
+    linked, markers, grew = {i}, targets(cars[i]), True
+    while grew:
+        grew = False
+        for j, t in enumerate(cars):
+            if j not in linked and targets(t) & markers:
+                linked.add(j)
+                markers |= targets(t)
+                grew = True
+    return sorted(linked)
 
 
 class AntiCD20(_Therapy):
@@ -958,6 +993,17 @@ class Scenario(_Section):
                         "CAR-T infusions may differ in day, dose, targets and label, but "
                         "share their kinetics",
                     )
+        for k, (i, t) in enumerate(cars):
+            first_i, first = cars[sharing_binders([c for _, c in cars], k)[0]]
+            if first is not t:
+                for key in CAR_T_IMMUNITY:
+                    if getattr(t, key) != getattr(first, key):
+                        raise _KeyedError(
+                            f"therapy.{i}.{key}",
+                            f"the value of therapy.{first_i}.{key} ({getattr(first, key)!r}): "
+                            "CAR-T entries that share a target (a binder, directly or through "
+                            "other entries) share the host's immunity against it",
+                        )
         for i, v in enumerate(self.variability):
             node: Any = self
             info = None
@@ -1356,7 +1402,9 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _share_car_kinetics(data: dict[str, Any], overrides: list[str]) -> None:
     """An override of a kinetics key of a CAR-T entry (``--set``, a sweep's value or a
     patient's drawn value) sets it in every CAR-T entry: the infusions share their kinetics
-    (:data:`CAR_T_KINETICS`), so the override means the one population's value."""
+    (:data:`CAR_T_KINETICS`), so the override means the one population's value. An override
+    of an immunity key (:data:`CAR_T_IMMUNITY`) sets it in the entries that share a binder
+    with that entry (:func:`sharing_binders`)."""
     therapy = data.get("therapy")
     if not isinstance(therapy, list):
         return
@@ -1366,9 +1414,15 @@ def _share_car_kinetics(data: dict[str, Any], overrides: list[str]) -> None:
         if len(parts) != 3 or parts[0] != "therapy" or not parts[1].isdigit():
             continue
         i, key = int(parts[1]), parts[2]
-        if key in CAR_T_KINETICS and i < len(therapy) and any(therapy[i] is t for t in cars):
+        k = next((k for k, t in enumerate(cars) if i < len(therapy) and therapy[i] is t), None)
+        if k is None:
+            continue
+        if key in CAR_T_KINETICS:
             for t in cars:
                 t[key] = therapy[i][key]
+        elif key in CAR_T_IMMUNITY:
+            for j in sharing_binders(cars, k):
+                cars[j][key] = therapy[i][key]
 
 
 def load_scenario(

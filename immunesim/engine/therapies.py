@@ -10,6 +10,7 @@ A new kind of therapy is those two: here, or in an extension
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -61,15 +62,18 @@ class Lymphodepletion(TherapyEffect):
         return {"killed": int(patient.deplete(step, marker_mask(t.targets), thr))}
 
 
-def car_binders(cars: list) -> dict[str, tuple[float, float]]:
+def car_binders(cars: list) -> dict[str, tuple[float, float, Any]]:
     """Each target marker of a scenario's CAR-T entries (one binder each): the day of the
     first infusion that carries it and of the second (``inf`` if none), in the order of the
-    infusions."""
+    infusions, and the first entry that carries it (whose immunity keys every entry that
+    carries it shares)."""
     days: dict[str, list[float]] = {}
+    first: dict[str, Any] = {}
     for e in sorted(cars, key=lambda e: e.day):
         for marker in e.targets:
             days.setdefault(marker, []).append(e.day)
-    return {m: (d[0], d[1] if len(d) > 1 else math.inf) for m, d in days.items()}
+            first.setdefault(marker, e)
+    return {m: (d[0], d[1] if len(d) > 1 else math.inf, first[m]) for m, d in days.items()}
 
 
 @effect
@@ -87,10 +91,11 @@ class CarT(TherapyEffect):
         return {"cells": patient.infuse(step, count, marker_mask(t.targets))}
 
     def each_step(self, t, s, patient, step, day):
-        """Host immunity against the CAR (once per scenario, from its first CAR-T entry,
-        whose keys every entry shares). It is raised against each binder, the part of a CAR
-        that recognises one target marker: from ``anti_car_onset_days`` after the first
-        infusion of a product that carries a binder, every CAR-T cell that carries it dies at
+        """Host immunity against the CAR (once per scenario, from its first CAR-T entry). It
+        is raised against each binder, the part of a CAR that recognises one target marker,
+        with the immunity keys of the first entry that carries it: from
+        ``anti_car_onset_days`` after the first infusion of a product that carries a binder,
+        every CAR-T cell that carries it dies at
         ``anti_car_kill_rate_per_day * (1 - exp(-(days since onset) / rise))``. Once a
         product carrying the binder is infused again, the immunity's memory recalls it at
         ``anti_car_recall_factor`` times that rate; a product against other markers only
@@ -104,15 +109,13 @@ class CarT(TherapyEffect):
         mask, kappa = self.blood_kill(t, s, day, car_t_per_ul(s, patient.count_kind(Kind.CAR_T)))
         if kappa > 0:
             kill_with_transit(s, patient, step, mask, kappa)
-        if t.anti_car_kill_rate_per_day <= 0:
-            return
-        for marker, (first_day, again) in car_binders(cars).items():
-            since = day - first_day - t.anti_car_onset_days
-            if since <= 0:
+        for marker, (first_day, again, own) in car_binders(cars).items():
+            since = day - first_day - own.anti_car_onset_days
+            if own.anti_car_kill_rate_per_day <= 0 or since <= 0:
                 continue
-            rate = t.anti_car_kill_rate_per_day * -np.expm1(-since / t.anti_car_rise_days)
+            rate = own.anti_car_kill_rate_per_day * -np.expm1(-since / own.anti_car_rise_days)
             if day >= again:
-                rate *= t.anti_car_recall_factor
+                rate *= own.anti_car_recall_factor
             thr = np.full(3, rate_threshold(rate, s.time.dt_hours), np.uint64)
             patient.deplete(step, marker_mask(["CAR"]), thr, car_mask=marker_mask([marker]))
 
