@@ -285,23 +285,16 @@ async def measure(url: str, sessions: int, n_steps: int, play_s: float) -> dict[
         "sessions": sessions,
         "sessions_without_a_model": sessions - len(firsts),
         "first_model_s": {"median": quantile(firsts, 0.5), "max": max(firsts, default=None)},
-        # in the page: the click to the first frame with the next day, and to the chart's
-        "step_in_page_ms": {
-            "median": ms(timed.get("frame", []), 0.5),
-            "p90": ms(timed.get("frame", []), 0.9),
-        },
-        "step_to_chart_in_page_ms": {
-            "median": ms(timed.get("chart", []), 0.5),
-            "p90": ms(timed.get("chart", []), 0.9),
-        },
+        # in the page: the click to the first frame with the next day, and to the chart's;
         # by the driver: playwright's click call to its polling seeing the next day
-        "step_to_day_ms": {
-            "median": ms(timed.get("driver_day", []), 0.5),
-            "p90": ms(timed.get("driver_day", []), 0.9),
-        },
-        "step_to_chart_ms": {
-            "median": ms(timed.get("driver_chart", []), 0.5),
-            "p90": ms(timed.get("driver_chart", []), 0.9),
+        **{
+            name: {"median": ms(timed.get(key, []), 0.5), "p90": ms(timed.get(key, []), 0.9)}
+            for name, key in (
+                ("step_in_page_ms", "frame"),
+                ("step_to_chart_in_page_ms", "chart"),
+                ("step_to_day_ms", "driver_day"),
+                ("step_to_chart_ms", "driver_chart"),
+            )
         },
         "steps_missed": sum(r for _, r in stepped),
         "steps": len(pages) * n_steps,

@@ -983,26 +983,23 @@ class Scenario(_Section):
                     f"(got {t.antigen!r})",
                 )
         cars = [(i, t) for i, t in enumerate(self.therapy) if isinstance(t, CarT)]
-        for i, t in cars[1:]:
-            first_i, first = cars[0]
-            for key in CAR_T_KINETICS:
-                if getattr(t, key) != getattr(first, key):
-                    raise _KeyedError(
-                        f"therapy.{i}.{key}",
-                        f"the value of therapy.{first_i}.{key} ({getattr(first, key)!r}): "
-                        "CAR-T infusions may differ in day, dose, targets and label, but "
-                        "share their kinetics",
-                    )
+        entries = [c for _, c in cars]
         for k, (i, t) in enumerate(cars):
-            first_i, first = cars[sharing_binders([c for _, c in cars], k)[0]]
-            if first is not t:
-                for key in CAR_T_IMMUNITY:
+            # the cells' kinetics: one population; the immunity: one per binder
+            for keys, j, why in (
+                (CAR_T_KINETICS, 0, "CAR-T infusions may differ in day, dose, targets and "
+                 "label, but share their kinetics"),
+                (CAR_T_IMMUNITY, sharing_binders(entries, k)[0], "CAR-T entries that share a "
+                 "target (a binder, directly or through other entries) share the host's "
+                 "immunity against it"),
+            ):  # fmt: skip
+                first_i, first = cars[j]
+                for key in keys if j != k else ():
                     if getattr(t, key) != getattr(first, key):
                         raise _KeyedError(
                             f"therapy.{i}.{key}",
-                            f"the value of therapy.{first_i}.{key} ({getattr(first, key)!r}): "
-                            "CAR-T entries that share a target (a binder, directly or through "
-                            "other entries) share the host's immunity against it",
+                            f"the value of therapy.{first_i}.{key} "
+                            f"({getattr(first, key)!r}): {why}",
                         )
         for i, v in enumerate(self.variability):
             node: Any = self
