@@ -7,6 +7,8 @@ autoreactive fraction of the marrow's B-cell output and the seed; **Reset** buil
 with them (the untreated run-in up to the baseline day comes from the run-in cache, or is
 computed then behind a progress bar). **Step** advances one simulated day, **Play** keeps
 stepping at the chosen speed (days per second) until **Pause** or the end of the follow-up.
+While the page shows a day, the server computes the next one when a simulation slot is free
+(:func:`prefetch`), so that a Step only has to show it.
 The page shows the day, the phase of the course, the lattice (one pixel per site, drawn
 from the arrays and scaled up by the browser) with its colour legend, and the clinical
 course drawn in the browser (ECharts) with the published targets; the day scrubber shows
@@ -23,6 +25,7 @@ Serve it with ``immunesim app`` or ``solara run immunesim.viz.app``; the scenari
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 
@@ -64,6 +67,9 @@ FRAME_GAP_S = 0.25
 #: Seconds a Step waits for a free simulation slot (other tabs' steps take some 50 ms each)
 #: before the page says that the server is busy.
 STEP_WAIT_S = 1.0
+#: Seconds Play waits for a free simulation slot: long enough for a day computed ahead
+#: (:func:`prefetch`, some 50 ms) to finish and free its slot.
+PLAY_WAIT_S = 0.3
 #: What each target marker is on (immunesim/model/cells.py), shown next to its checkbox.
 TARGET_HINTS = {
     "CD19": "B cells and plasmablasts",
@@ -306,16 +312,18 @@ def build(name: str, chosen: Settings, compare: str) -> Course:
                     build.progress = done
 
             runs.append(LiveRun(s, mine, progress=report))
-        return Course(tuple(runs))
+        course = Course(tuple(runs))
     finally:
         SLOTS.release()
+    prefetch(course)
+    return course
 
 
 @task
 def play(course: Course) -> None:
     """Step ``course`` at :data:`speed` days per second while :data:`playing` is set (and
     the tab is open), holding a simulation slot."""
-    if not SLOTS.try_acquire():
+    if not SLOTS.acquire(timeout=PLAY_WAIT_S):
         notice.value = SLOTS.busy_message()
         playing.value = False
         return
@@ -345,6 +353,8 @@ def play(course: Course) -> None:
                     due = time.monotonic()
     finally:
         SLOTS.release()
+    if not gone():
+        prefetch(course)
 
 
 def step(course: Course) -> None:
@@ -361,6 +371,24 @@ def step(course: Course) -> None:
     scrub_day.value = None
     days_stepped.value += 1
     finished_run.value = course.finished
+    prefetch(course)
+
+
+def prefetch(course: Course) -> None:
+    """Compute the runs' next day in the background while the page shows this one, when a
+    simulation slot is free (:meth:`LiveRun.prefetch`): the next Step then only shows it.
+    The slot is held while the day is computed, as for a Step."""
+    if course.finished or not SLOTS.try_acquire():
+        return
+
+    def ahead() -> None:
+        try:
+            for r in course.runs:
+                r.prefetch()
+        finally:
+            SLOTS.release()
+
+    threading.Thread(target=ahead, name="immunesim-prefetch", daemon=True).start()
 
 
 def reset() -> None:

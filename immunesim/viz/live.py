@@ -403,6 +403,8 @@ class LiveRun:
         self.history = History(history)
         self.frame = self._snapshot()
         self.history.add(Picture.of(self.frame))
+        #: The next day's frame, computed ahead by :meth:`prefetch` and not shown yet.
+        self._ahead: Frame | None = None
 
     @property
     def day(self) -> float:
@@ -413,13 +415,31 @@ class LiveRun:
         return self.settings.describe(self.therapy)
 
     def step(self) -> Frame:
-        """Advance one sampled day (nothing once the follow-up is over); the new frame."""
-        with self._lock, _one_numba_thread():
-            if self.model.running:
-                self.model.step()
-                self.frame = self._snapshot()
+        """Advance one sampled day (nothing once the follow-up is over); the new frame. A day
+        computed ahead (:meth:`prefetch`) is shown at once."""
+        with self._lock:
+            if self._ahead is None:
+                self._ahead = self._next()
+            if self._ahead is not None:
+                self.frame, self._ahead = self._ahead, None
                 self.history.add(Picture.of(self.frame))
             return self.frame
+
+    def prefetch(self) -> None:
+        """Compute the next day ahead, while the page shows this one, without showing it:
+        the next :meth:`step` then only shows it. The frames are those :meth:`step` alone
+        would make (the model takes the same steps); only their timing differs."""
+        with self._lock:
+            if self._ahead is None:
+                self._ahead = self._next()
+
+    def _next(self) -> Frame | None:
+        """The model one sampled day on (under the lock), or None after the follow-up."""
+        if not self.model.running:
+            return None
+        with _one_numba_thread():
+            self.model.step()
+            return self._snapshot()
 
     def at(self, day: float) -> Frame:
         """The frame of a day reached so far, as the scrubber shows it: the lattice and

@@ -131,6 +131,26 @@ def test_stepping_moves_the_day_and_the_time_series_on(scenario):
     assert not np.array_equal(before.cells, after.cells)
 
 
+def test_a_day_computed_ahead_is_shown_only_by_the_step_and_is_the_same_day(scenario):
+    # the app computes the next day while the page shows this one (LiveRun.prefetch); the
+    # frames must be those of stepping alone, and the shown one must not move before Step
+    ahead = LiveRun(scenario, Settings.from_scenario(scenario))
+    plain = LiveRun(scenario, Settings.from_scenario(scenario))
+    for _ in range(4):  # into the lymphodepletion, where the course changes fast
+        shown = ahead.frame
+        ahead.prefetch()
+        ahead.prefetch()  # a second call computes nothing more
+        assert ahead.frame is shown and ahead.at(shown.day + 1) is shown
+        assert ahead.model.day == shown.day + 1 and len(ahead.history) == len(plain.history)
+        a, b = ahead.step(), plain.step()
+        assert a.day == b.day == shown.day + 1
+        np.testing.assert_array_equal(a.cells, b.cells)
+        np.testing.assert_array_equal(a.damage, b.damage)
+        pd.testing.assert_frame_equal(a.timeseries, b.timeseries)
+        assert (a.caption, a.events) == (b.caption, b.events)
+        assert shown.day == a.day - 1 and len(shown.timeseries) == len(a.timeseries) - 1
+
+
 def test_lattice_png_is_the_palette_image_scaled_up(scenario):
     run = LiveRun(scenario, Settings.from_scenario(scenario))
     png = Image.open(io.BytesIO(lattice_png(run.frame, run.zones, scale=3, damage=False)))
