@@ -181,7 +181,7 @@ class CourseChartWidget(ipyvuetify.VuetifyTemplate):
     """The clinical course drawn in the browser (:data:`CHART_TEMPLATE`). The option and
     its data are JSON text rather than dicts and lists: the page's renderer walks and
     compares the arguments of its elements item by item, which for the thousand-odd points
-    of a course took longer than the simulated day; a text is compared in one go."""
+    of a course took most of the server's redraw of a step; a text is compared in one go."""
 
     template = traitlets.Unicode(CHART_TEMPLATE).tag(sync=True)
     #: The ECharts option without the lines' data (JSON).

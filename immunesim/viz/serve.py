@@ -3,8 +3,8 @@ once per server instead of once per page.
 
 Solara's server gzips every response at level 9 as it sends it. The page a browser opens
 needs some 3.6 MB of static files (Solara's scripts and styles, fonts, ECharts), so each
-page cost the server about half a second of CPU, in the thread that also carries every
-open tab's messages: with a class opening the app at once, every tab stalled.
+page cost the server about half a second of CPU (py-spy), in the thread that also carries
+every open tab's messages: a class opening the app at once queued behind it.
 :class:`StaticCache` keeps the compressed answers to those requests in memory and sends
 them again as they were.
 
