@@ -566,7 +566,11 @@ def sharing_binders(cars: list[Any], i: int) -> list[int]:
     included): the entries whose immunity keys (:data:`CAR_T_IMMUNITY`) must agree."""
 
     def targets(t: Any) -> set[str]:
-        names = t.get("targets", ["CD19"]) if isinstance(t, dict) else t.targets
+        if isinstance(t, dict):
+            default = CarT.model_fields["targets"].get_default(call_default_factory=True)
+            names = t.get("targets", default)
+        else:
+            names = t.targets
         return {str(n).upper() for n in names} if isinstance(names, list) else set()
 
     linked, markers, grew = {i}, targets(cars[i]), True

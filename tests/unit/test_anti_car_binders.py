@@ -116,6 +116,12 @@ def test_an_override_of_immunity_sets_the_entries_that_share_the_binder():
     assert [t.division_rate_per_day for t in s.therapy] == [2.0, 2.0, 2.0]  # one population
     s = load_scenario(data, ["therapy.2.anti_car_kill_rate_per_day=0.05"])
     assert [t.anti_car_kill_rate_per_day for t in s.therapy] == [0.1, 0.1, 0.05]
+    # an entry without targets carries the default binder (CD19)
+    s = load_scenario(
+        _cars({"day": 0}, {"day": 200, "targets": ["CD19"]}, {"day": 300, "targets": ["BCMA"]}),
+        ["therapy.1.anti_car_rise_days=5"],
+    )
+    assert [t.anti_car_rise_days for t in s.therapy] == [5.0, 5.0, 30.0]
 
 
 def test_a_product_whose_binder_is_not_recognised_outlives_one_whose_binder_is():
