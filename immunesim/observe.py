@@ -77,7 +77,7 @@ def metrics_row(sim: Simulation) -> dict[str, Any]:
     row["lymph_node_b_cells"] = int(sum(counts[k, :, ZONE_CODE["lymphoid"]].sum() for k in cd19))
     by_kind_zone = counts[:N_KINDS].sum(axis=1).astype(np.float64)
     by_kind_zone[Kind.CAR_T] += counts[CAR_T_MEMORY_CLASS].sum(axis=0)
-    car_ul = blood.car_t_per_ul(s, row["car_t"])
+    car_ul = blood.car_t_in_blood(s, sim.day, row["car_t"], sim.count_car_t)
     kappa = blood.kill_rates(s, sim.day, car_ul)
     in_blood = blood.blood_cells(by_kind_zone, s, kappa) * blood.per_ul(s)
     row["b_cells_per_ul"] = float(sum(in_blood[k] for k in cd19))

@@ -153,6 +153,15 @@ class Simulation(Clocked):
         row = self.state.ledger[kind]
         return int(row[BORN] - row[DIED] + row[CONV_IN] - row[CONV_OUT])
 
+    def count_car_t(self) -> dict[int, int]:
+        """CAR-T cells alive now (memory cells included) by receptor: the marker mask their
+        CAR recognises (one reduction on the device, a few bytes to the host)."""
+        n, c = self.state.n, self.state.cells
+        car = (c.kind[:n] == Kind.CAR_T) & (c.alive[:n] != 0)
+        masks = self.backend.to_host(c.car_mask[:n][car])
+        counts = np.bincount(masks, minlength=1)
+        return {int(r): int(counts[r]) for r in np.flatnonzero(counts)}
+
     def infuse(self, step: int, count: int, target_mask: int) -> int:
         """CAR-T cells at the free sites with the lowest infusion keys, in site order."""
         n_sites = self.geometry.n_sites

@@ -16,7 +16,7 @@ import numpy as np
 
 from immunesim import scenario as entries
 from immunesim.model import extensions
-from immunesim.model.blood import car_t_per_ul, transit_kill_rates
+from immunesim.model.blood import car_t_in_blood, kind_rates, transit_kill_rates
 from immunesim.model.cells import MARKERS, Kind
 from immunesim.model.description import marker_mask
 from immunesim.model.params import MOL_SCALE
@@ -35,12 +35,16 @@ def effect(cls: type[TherapyEffect]) -> type[TherapyEffect]:
     return cls
 
 
-def kill_with_transit(s, patient, step, mask, kappa, zone_rates=(0.0, 0.0, 0.0)):
-    """Kill the cells bearing a marker of ``mask``: at ``zone_rates`` (per day, one per
-    zone), plus those that cross the blood while it kills them there at ``kappa`` per day
+def kill_with_transit(s, patient, step, kills, zone_rates=(0.0, 0.0, 0.0)):
+    """Kill the cells bearing a marker of the masks of ``kills`` (``(mask, kappa)`` pairs):
+    at ``zone_rates`` (per day, one per zone), plus those that cross the blood while it kills
+    them there at the sum of the ``kappa`` (per day) of the pairs whose markers they bear
     (:func:`immunesim.model.blood.transit_kill_rates`), as one threshold per kind and zone."""
+    mask = 0
+    for m, _ in kills:
+        mask |= m
     targeted = (MARKERS & mask) != 0
-    rates = transit_kill_rates(s, np.where(targeted, kappa, 0.0)) + np.asarray(zone_rates)
+    rates = transit_kill_rates(s, kind_rates(kills)) + np.asarray(zone_rates)
     if not rates[targeted].any():
         return
     thr = np.array([[rate_threshold(r, s.time.dt_hours) for r in row] for row in rates], np.uint64)
@@ -106,9 +110,10 @@ class CarT(TherapyEffect):
             return
         # CAR-T in blood kill the target-bearing cells crossing it (before the host's
         # immunity acts this step: the count is that at the start of the step)
-        mask, kappa = self.blood_kill(t, s, day, car_t_per_ul(s, patient.count_kind(Kind.CAR_T)))
-        if kappa > 0:
-            kill_with_transit(s, patient, step, mask, kappa)
+        in_blood = car_t_in_blood(s, day, patient.count_kind(Kind.CAR_T), patient.count_car_t)
+        kills = self.blood_kill(t, s, day, in_blood)
+        if kills:
+            kill_with_transit(s, patient, step, kills)
         for marker, (first_day, again, own) in car_binders(cars).items():
             since = day - first_day - own.anti_car_onset_days
             if own.anti_car_kill_rate_per_day <= 0 or since <= 0:
@@ -120,16 +125,14 @@ class CarT(TherapyEffect):
             patient.deplete(step, marker_mask(["CAR"]), thr, car_mask=marker_mask([marker]))
 
     def blood_kill(self, t, s, day, car_t_per_ul):
-        """The CAR-T cells in blood kill the cells bearing a target of any product infused
-        by ``day`` (once per scenario, from its first CAR-T entry: the products are one
-        population in the counts)."""
+        """The CAR-T cells of each receptor in blood kill the cells bearing one of its
+        markers (once per scenario, from its first CAR-T entry: ``car_t_per_ul`` holds every
+        product's cells)."""
         cars = [e for e in s.therapy if e.type == "car_t"]
         if t is not cars[0]:
-            return 0, 0.0
-        given = [m for e in cars if e.day <= day for m in e.targets]
-        if not given:
-            return 0, 0.0
-        return marker_mask(given), t.blood_kill_per_car_t_per_ul * car_t_per_ul
+            return []
+        rate = t.blood_kill_per_car_t_per_ul
+        return [(receptor, rate * ul) for receptor, ul in car_t_per_ul.items() if ul > 0]
 
     def acts_from_day(self, t):
         return t.day  # host immunity starts after the first infusion
@@ -158,20 +161,20 @@ class AntiCD20(TherapyEffect):
         )
 
     def blood_kill(self, t, s, day, car_t_per_ul):
-        return marker_mask(t.targets), t.blood_kill_rate_per_day * self.level(t, day)
+        return [(marker_mask(t.targets), t.blood_kill_rate_per_day * self.level(t, day))]
 
     def each_step(self, t, s, patient, step, day):
         """The kill in each zone, plus the kill in transit of the cells that cross the
         blood."""
         level = self.level(t, day)
         if level > 1e-3:
-            mask, kappa = self.blood_kill(t, s, day, 0.0)
+            kills = self.blood_kill(t, s, day, {})
             zones = (
                 t.kill_rate_per_day
                 * level
                 * np.array([t.marrow_efficacy, t.lymphoid_efficacy, t.tissue_efficacy])
             )
-            kill_with_transit(s, patient, step, mask, kappa, zones)
+            kill_with_transit(s, patient, step, kills, zones)
 
     def acts_from_day(self, t):
         return min(t.days)  # no drug before the first infusion

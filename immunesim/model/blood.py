@@ -26,7 +26,8 @@ per microlitre, the unit of a clinic's flow cytometry.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -86,18 +87,52 @@ def car_t_per_ul(s: Scenario, n_car_t: int) -> float:
     return n_car_t * float(egress_rates(s)[k, 0]) * transit_days(s) * per_ul(s)
 
 
-def kill_rates(s: Scenario, day: float, car_t_ul: float) -> np.ndarray:
-    """float64[N_KINDS]: each kind's kill rate in blood on ``day`` (per day), summed over the
-    scenario's therapies (:meth:`~immunesim.model.therapy.TherapyEffect.blood_kill`), with
-    ``car_t_ul`` CAR-T cells per microlitre of blood."""
-    from immunesim.engine.therapies import EFFECTS
+def receptors_given(s: Scenario, day: float) -> list[int]:
+    """The receptors (marker masks a CAR recognises) of the CAR-T products infused by
+    ``day``, each once, in the order of their first infusion."""
+    from immunesim.model.description import marker_mask
 
+    cars = sorted((e for e in s.therapy if e.type == "car_t" and e.day <= day), key=lambda e: e.day)
+    return list(dict.fromkeys(marker_mask(e.targets) for e in cars))
+
+
+def car_t_in_blood(s: Scenario, day: float, n_car_t: int, by_receptor: Any) -> dict[int, float]:
+    """CAR-T cells per microlitre of blood by receptor (the marker mask their CAR
+    recognises), for each product infused by ``day``.
+
+    Args:
+        n_car_t: the CAR-T cells on the lattice (all products); it is the count when one
+            receptor has been infused.
+        by_receptor: a callable giving ``{receptor: cells on the lattice}``, called only
+            when products with different receptors have been infused (it reads the cells).
+    """
+    receptors = receptors_given(s, day)
+    if len(receptors) <= 1:
+        return {r: car_t_per_ul(s, n_car_t) for r in receptors}
+    counts = by_receptor()
+    return {r: car_t_per_ul(s, counts.get(r, 0)) for r in receptors}
+
+
+def kind_rates(kills: Iterable[tuple[int, float]]) -> np.ndarray:
+    """float64[N_KINDS]: each kind's kill rate in blood, summed over ``(marker mask, rate)``
+    pairs (a cell bearing a marker of a pair's mask dies at its rate)."""
     kappa = np.zeros(N_KINDS)
-    for t in s.therapy:
-        mask, rate = EFFECTS[t.type].blood_kill(t, s, day, car_t_ul)
+    for mask, rate in kills:
         if mask and rate > 0:
             kappa += np.where(MARKERS & mask, rate, 0.0)
     return kappa
+
+
+def kill_rates(s: Scenario, day: float, car_t_ul: dict[int, float]) -> np.ndarray:
+    """float64[N_KINDS]: each kind's kill rate in blood on ``day`` (per day), summed over the
+    scenario's therapies (:meth:`~immunesim.model.therapy.TherapyEffect.blood_kill`), with
+    ``car_t_ul`` CAR-T cells per microlitre of blood by receptor
+    (:func:`car_t_in_blood`)."""
+    from immunesim.engine.therapies import EFFECTS
+
+    return kind_rates(
+        pair for t in s.therapy for pair in EFFECTS[t.type].blood_kill(t, s, day, car_t_ul)
+    )
 
 
 def transit_kill_rates(s: Scenario, kappa: np.ndarray) -> np.ndarray:
@@ -108,11 +143,14 @@ def transit_kill_rates(s: Scenario, kappa: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "blood_cells",
+    "car_t_in_blood",
     "car_t_per_ul",
     "death_in_transit",
     "egress_rates",
     "kill_rates",
+    "kind_rates",
     "per_ul",
+    "receptors_given",
     "transit_days",
     "transit_kill_rates",
 ]

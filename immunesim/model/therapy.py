@@ -47,6 +47,11 @@ class Patient(Protocol):
         """Cells of a kind alive at the start of this step."""
         ...
 
+    def count_car_t(self) -> dict[int, int]:
+        """CAR-T cells alive now (memory cells included) by receptor: the marker mask their
+        CAR recognises."""
+        ...
+
     def infuse(self, step: int, count: int, target_mask: int) -> int:
         """Infuse ``count`` CAR-T cells recognising ``target_mask`` at free sites; returns
         how many found a site."""
@@ -93,12 +98,15 @@ class TherapyEffect:
         """Factor on B-cell activation on ``day`` (1: none)."""
         return 1.0
 
-    def blood_kill(self, t: Any, s: Any, day: float, car_t_per_ul: float) -> tuple[int, float]:
-        """``(target marker mask, rate per day)``: how fast it kills the cells bearing one of
-        the markers while they cross the blood on ``day``, when the blood holds
-        ``car_t_per_ul`` CAR-T cells per microlitre (:mod:`immunesim.model.blood`);
-        ``(0, 0.0)`` for none."""
-        return 0, 0.0
+    def blood_kill(
+        self, t: Any, s: Any, day: float, car_t_per_ul: dict[int, float]
+    ) -> list[tuple[int, float]]:
+        """``[(target marker mask, rate per day), ...]``: how fast it kills the cells bearing
+        one of a mask's markers while they cross the blood on ``day``, when the blood holds
+        ``car_t_per_ul[receptor]`` CAR-T cells per microlitre of each receptor given so far
+        (:mod:`immunesim.model.blood`); a cell bearing markers of several pairs dies at the
+        sum of their rates. Empty for none."""
+        return []
 
     def acts_from_day(self, t: Any) -> float:
         """The first day on which the entry may act on the patient other than through

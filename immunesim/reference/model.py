@@ -257,6 +257,13 @@ class ReferenceModel(Clocked, mesa.Model):
         """Cells of a kind alive now."""
         return sum(1 for a in self._agents_of(AGENT_CLASS[kind]) if a.kind == kind)
 
+    def count_car_t(self) -> dict[int, int]:
+        """CAR-T cells alive now (memory cells included) by receptor."""
+        counts: dict[int, int] = {}
+        for a in self._agents_of(AGENT_CLASS[Kind.CAR_T]):
+            counts[a.car_mask] = counts.get(a.car_mask, 0) + 1
+        return counts
+
     def infuse(self, step: int, count: int, target_mask: int) -> int:
         """CAR-T cells at random free sites."""
         free = list(self.grid.empties)

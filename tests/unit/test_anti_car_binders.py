@@ -12,7 +12,8 @@ import pytest
 
 from immunesim.engine import Simulation
 from immunesim.engine.therapies import car_binders
-from immunesim.model.cells import Kind, marker_mask
+from immunesim.model.cells import marker_mask
+from immunesim.reference import ReferenceModel
 from immunesim.rng import ONE53
 from immunesim.scenario import ScenarioError, load_scenario, read_toml
 from tests.conftest import SCENARIOS
@@ -26,28 +27,29 @@ SMALL = [
 ]
 
 
-def _car_t(sim: Simulation) -> dict[int, int]:
-    """Live CAR-T cells by the markers their CAR recognises."""
-    st, host = sim.state, sim.backend.to_host
-    n = st.n
-    kind, alive, car = host(st.kind)[:n], host(st.alive)[:n], host(st.car_mask)[:n]
-    live = (alive == 1) & (kind == Kind.CAR_T)
-    return {int(m): int(((car == m) & live).sum()) for m in np.unique(car[live])}
-
-
 def test_a_depletion_restricted_to_a_binder_spares_the_other_products():
     sim = Simulation(load_scenario(SCENARIOS / "sle_cd19_cart.toml", SMALL), seed=3)
     cd19, bcma, both = marker_mask(["CD19"]), marker_mask(["BCMA"]), marker_mask(["CD19", "BCMA"])
     for mask in (cd19, bcma, both):
         assert sim.infuse(1, 10, mask) == 10
-    assert _car_t(sim) == {cd19: 10, bcma: 10, both: 10}
+    assert sim.count_car_t() == {cd19: 10, bcma: 10, both: 10}
     certain = np.full(3, ONE53, np.uint64)
     killed = sim.deplete(2, marker_mask(["CAR"]), certain, car_mask=cd19)
     assert killed == 20  # the CD19 product and the bispecific one carry the CD19 binder
-    assert _car_t(sim) == {bcma: 10}
+    assert sim.count_car_t() == {bcma: 10}
     # without a binder, every cell bearing the CAR
     assert sim.deplete(3, marker_mask(["CAR"]), certain) == 10
-    assert _car_t(sim) == {}
+    assert sim.count_car_t() == {}
+
+
+def test_the_reference_model_counts_each_products_car_t_as_the_engine_does():
+    s = load_scenario(SCENARIOS / "sle_cd19_cart.toml", SMALL)
+    fast = Simulation(s, seed=3)
+    cd19, bcma = marker_mask(["CD19"]), marker_mask(["BCMA"])
+    fast.infuse(1, 7, cd19)
+    fast.infuse(1, 4, bcma)
+    ref = ReferenceModel.from_simulation(fast)
+    assert fast.count_car_t() == ref.count_car_t() == {cd19: 7, bcma: 4}
 
 
 def test_each_binder_dates_from_the_first_infusion_that_carries_it():
@@ -138,10 +140,10 @@ def test_a_product_whose_binder_is_not_recognised_outlives_one_whose_binder_is()
     cd19_mask, bcma_mask = marker_mask(["CD19"]), marker_mask(["BCMA"])
     while sim.day < 1.0:
         sim.step()
-    at_onset = _car_t(sim)
+    at_onset = sim.count_car_t()
     assert at_onset.get(cd19_mask, 0) > 0 and at_onset.get(bcma_mask, 0) > 0
     while not sim.finished:
         sim.step()
-    end = _car_t(sim)
+    end = sim.count_car_t()
     assert end.get(cd19_mask, 0) == 0  # cleared: each cell dies at 50 a day for 3 days
     assert end.get(bcma_mask, 0) > 0
