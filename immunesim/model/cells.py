@@ -44,14 +44,17 @@ def _params(lifespan, move, home, homing=0.5, stay=0.9, division=0.0, blood=(0.0
 #: (home, away): B cells in lymph-node follicles rarely leave them (0.02/d) and new B cells
 #: cross the blood from the marrow (2/d); germinal-centre B cells and long-lived plasma cells
 #: stay; plasmablasts mostly walk to the marrow (0.1/d through blood); T helpers recirculate
-#: (2/d, a 12-hour stay in a lymph node); CAR-T cells, with no home, 1/d.
+#: (2/d, a 12-hour stay in a lymph node); CAR-T cells, with no home, 1/d. Markers: BCMA is
+#: on germinal-centre (activated) B cells, plasmablasts and plasma cells, not on naive and
+#: most memory B cells (membrane BCMA on activated B cells and Ig-secreting cells: Laurent
+#: et al., Nat Commun 2015, doi:10.1038/ncomms8333); long-lived plasma cells have lost CD19.
 CORE_KINDS: tuple[CellKind, ...] = (
     # sky blue
     CellKind("naive_b", "naive B", ("CD19", "CD20"), "B", (86, 180, 233),
              _params(40.0, 15.2, "lymphoid", division=0.0046, blood=(0.02, 2.0)),
              autoreactive_shown=True),
     # blue
-    CellKind("activated_b", "activated B", ("CD19", "CD20"), "B", (0, 114, 178),
+    CellKind("activated_b", "activated B", ("CD19", "CD20", "BCMA"), "B", (0, 114, 178),
              _params(10.0, 5.3, "lymphoid"), autoreactive_shown=True),
     # purple
     CellKind("memory_b", "memory B", ("CD19", "CD20"), "B", (204, 121, 167),

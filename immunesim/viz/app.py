@@ -74,7 +74,7 @@ PLAY_WAIT_S = 0.3
 TARGET_HINTS = {
     "CD19": "B cells and plasmablasts",
     "CD20": "B cells",
-    "BCMA": "plasmablasts and long-lived plasma cells",
+    "BCMA": "germinal-centre B cells, plasmablasts and plasma cells",
 }
 #: The choice of no comparison in the "Compare with" menu.
 NO_COMPARISON = "(none)"

@@ -97,10 +97,10 @@ def test_cd19_car_t_kills_only_cd19_cells_and_spares_llpc():
     assert Kind.LLPC not in victims
 
 
-def test_bcma_car_t_spares_naive_b_cells():
+def test_bcma_car_t_spares_naive_and_memory_b_cells():
     victims = _car_t_victims(["BCMA"])
     assert victims.size > 0
-    assert set(victims.tolist()) <= {Kind.PLASMABLAST, Kind.LLPC}
+    assert set(victims.tolist()) <= {Kind.ACTIVATED_B, Kind.PLASMABLAST, Kind.LLPC}
 
 
 def test_cd19_bcma_car_t_kills_both_lineages():

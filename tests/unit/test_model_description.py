@@ -28,7 +28,8 @@ def test_kind_codes_names_and_markers_follow_the_declaration():
         Kind.MEMORY_B,
         Kind.PLASMABLAST,
     }
-    assert set(cells.kinds_bearing("BCMA")) == {Kind.PLASMABLAST, Kind.LLPC}
+    # BCMA from the germinal centre on; naive and memory B cells lack it
+    assert set(cells.kinds_bearing("BCMA")) == {Kind.ACTIVATED_B, Kind.PLASMABLAST, Kind.LLPC}
 
 
 def test_every_kind_has_scenario_parameters():
