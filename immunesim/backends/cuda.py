@@ -37,6 +37,7 @@ import numba as nb
 import numpy as np
 from numba import cuda
 
+from immunesim.kernels import molecules
 from immunesim.model.fields import Cells
 
 #: Whether numba's CUDA simulator stands in for a GPU (set before numba is imported; numba
@@ -283,6 +284,12 @@ def for_sites(body, layers, t, c, s, p, bins=1):
     return acc.sum(axis=1)
 
 
+def diffuse(t, c, s, p, layers):
+    """One diffusion sub-step of every layer: :func:`immunesim.kernels.molecules.diffuse` on
+    every site, a thread each; returns what each layer gives to the circulation."""
+    return for_sites(molecules.diffuse, layers, t, c, s, p, layers)
+
+
 def scatter_min(n, c, s):
     if n > 0:
         _scatter_min[_blocks(n), TPB](n, c, s)
@@ -306,6 +313,7 @@ __all__ = [
     "append",
     "auto_eligible",
     "describe",
+    "diffuse",
     "for_cells",
     "for_sites",
     "is_available",

@@ -21,6 +21,8 @@ import numba as nb
 import numpy as np
 
 from immunesim._jit_cache import cache_kernel
+from immunesim.kernels import molecules
+from immunesim.kernels.molecules import DIFFUSE_ROWS
 
 #: Cells per chunk of a cell map at least (a chunk's tally stays in registers), and the most
 #: chunks of a map (each has its own row of the tally, summed at the end; a site map's
@@ -258,6 +260,45 @@ def for_sites(body, layers, t, c, s, p, bins=1):
     if run is None:
         run = _site_maps[body] = _Map(_row_chunk, _site_map, body)
     return run(layers * t.L, layers * t.L * t.L <= CHUNK, t, c, s, p, bins)
+
+
+def _rows_serial(rows_body):
+    size = DIFFUSE_ROWS
+
+    def kernel(tasks, blocks, t, s, p, gifts):
+        for k in range(tasks):
+            layer = k // blocks
+            y0 = (k - layer * blocks) * size
+            gifts[k] = rows_body(layer, y0, min(t.L, y0 + size), t, s, p)
+
+    return nb.njit(nogil=True)(kernel)
+
+
+def _rows_parallel(rows_body):
+    size = DIFFUSE_ROWS
+
+    def kernel(tasks, blocks, t, s, p, gifts):
+        for kk in nb.prange(tasks):
+            k = nb.int64(kk)
+            layer = k // blocks
+            y0 = (k - layer * blocks) * size
+            gifts[k] = rows_body(layer, y0, min(t.L, y0 + size), t, s, p)
+
+    return nb.njit(parallel=_PRANGE_ONLY)(kernel)  # type: ignore[call-overload]
+
+
+def diffuse(t, c, s, p, layers):
+    """One diffusion sub-step of every layer (:func:`immunesim.kernels.molecules.diffuse`)
+    in blocks of :data:`~immunesim.kernels.molecules.DIFFUSE_ROWS` rows
+    (:func:`~immunesim.kernels.molecules.diffuse_rows`, the same bits); returns what each
+    layer gives to the circulation."""
+    blocks = -(-t.L // DIFFUSE_ROWS)
+    tasks = layers * blocks
+    gifts = np.empty(tasks, np.int64)
+    serial = layers * t.L * t.L <= CHUNK or nb.get_num_threads() == 1
+    factory = _rows_serial if serial else _rows_parallel
+    _direct(factory, molecules.diffuse_rows)(tasks, blocks, t, s, p, gifts)
+    return gifts.reshape(layers, blocks).sum(axis=1)
 
 
 def scatter_min(n, c, s):

@@ -86,6 +86,13 @@ class Backend(Protocol):
         order; returns the tally, int64[bins]."""
         ...
 
+    def diffuse(self, t: tuple, c: Cells, s: Sites, p: tuple, layers: int) -> Any:
+        """One diffusion sub-step of ``layers`` layers into ``t.dst``: what
+        :func:`immunesim.kernels.molecules.diffuse` does on every site (a backend may do it
+        another way with the same bits); returns what each layer gives to the circulation,
+        int64[layers]."""
+        ...
+
     def scatter_min(self, n: int, c: Cells, s: Sites) -> None:
         """``claim[want[i]] = min(claim[want[i]], key[i])`` over the proposals of cells
         ``i < n`` (``want[i] >= 0``): each site or victim goes to its lowest key."""

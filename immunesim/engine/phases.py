@@ -169,7 +169,7 @@ class Phases:
         n = p.substeps.diffuse
         for sub in range(n):
             t = Transport(st.L, p.diffusion, st.mol_next, none, none, int(sub == n - 1))
-            pool = b.for_sites(molecules.diffuse, n_layers, t, st.cells, st.sites, p.k, n_layers)
+            pool = b.diffuse(t, st.cells, st.sites, p.k, n_layers)
             st.swap_mol()
         share = pool // n_sites
         t = t._replace(share=share, rest=pool - share * n_sites)

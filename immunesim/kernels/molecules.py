@@ -131,6 +131,57 @@ def diffuse(layer, site, x, y, t, c, s, p):
     return layer, portion(q, p.circulate[layer])
 
 
+#: Rows of one layer that :func:`diffuse_rows` takes at a time (a CPU task).
+DIFFUSE_ROWS = 16
+
+
+@nb.njit(inline="always", cache=True)
+def _row_portions(src, base, L, d, out):
+    for x in range(L):
+        out[x] = portion(src[base + x], d)
+
+
+@nb.njit(cache=True, nogil=True)
+def diffuse_rows(layer, y0, y1, t, s, p):  # pragma: no cover - compiled
+    """:func:`diffuse` of rows ``y0 .. y1 - 1`` of ``layer``, with what each site sends to a
+    neighbour (``portion(q, d)``) computed once per site instead of once per neighbour
+    (three rows of it kept): the same integer sums, so the same bits, for the CPU, where
+    those products bound the time. Returns what the rows give to the circulation on the
+    step's last sub-step (0 on the others)."""
+    L = t.L
+    src = s.mol[layer]
+    dst = t.dst[layer]
+    d = t.diffusion if p.diffuses[layer] != 0 else 0
+    decay = p.decay[layer] if t.last != 0 else 0
+    circulate = p.circulate[layer] if t.last != 0 else 0
+    above = np.zeros(L, np.int64)  # what the row above sends (0 above the lattice)
+    here = np.empty(L, np.int64)
+    below = np.zeros(L, np.int64)
+    if y0 > 0:
+        _row_portions(src, (y0 - 1) * L, L, d, above)
+    _row_portions(src, y0 * L, L, d, here)
+    gift = 0
+    for y in range(y0, y1):
+        if y < L - 1:
+            _row_portions(src, (y + 1) * L, L, d, below)
+        else:
+            below[:] = 0
+        base = y * L
+        vertical = (1 if y > 0 else 0) + (1 if y < L - 1 else 0)
+        for x in range(L):
+            n_nb = vertical + (1 if x > 0 else 0) + (1 if x < L - 1 else 0)
+            q = src[base + x] - n_nb * here[x] + above[x] + below[x]
+            if x > 0:
+                q += here[x - 1]
+            if x < L - 1:
+                q += here[x + 1]
+            q -= portion(q, decay)
+            dst[base + x] = q
+            gift += portion(q, circulate)
+        above, here, below = here, below, above
+    return gift
+
+
 @nb.njit(inline="always", cache=True)
 def exchange(layer, site, x, y, t, c, s, p):
     """``site`` exchanges every layer with the circulation (:func:`circulate_site`), then

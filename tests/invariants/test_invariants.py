@@ -115,13 +115,16 @@ def _diffuse_by_hand(mol, L, d, diffuses, decay, circulate, last):
     return out, pool
 
 
-@pytest.mark.parametrize("L", [1, 2, 3, 17])
+@pytest.mark.parametrize("how", ["site map", "row blocks"])
+@pytest.mark.parametrize("L", [1, 2, 3, 17, 40])
 @pytest.mark.parametrize("last", [0, 1])
-def test_the_site_map_diffuses_every_site_and_tallies_every_gift(L, last):
-    """The CPU site map of diffusion over every layer and site gives exactly the 5-point
-    stencil and the per-layer sums to the circulation written in numpy, at lattice sides
-    whose rows have no interior site (1, 2) or one (3); the layers are sparse (and one is
-    empty), so that the tally's runs of one bin meet zero values at changes of layer."""
+def test_the_site_map_diffuses_every_site_and_tallies_every_gift(L, last, how):
+    """The CPU site map of diffusion over every layer and site, and the CPU's diffusion in
+    blocks of rows (what a step runs), give exactly the 5-point stencil and the per-layer
+    sums to the circulation written in numpy, at lattice sides whose rows have no interior
+    site (1, 2) or one (3), and with a last block of rows shorter than the others (40); the
+    layers are sparse (and one is empty), so that the tally's runs of one bin meet zero
+    values at changes of layer. Sides 1-3 run serially, 17 and 40 in parallel."""
     from immunesim.backends import numba_cpu
     from immunesim.kernels import molecules
 
@@ -139,7 +142,10 @@ def test_the_site_map_diffuses_every_site_and_tallies_every_gift(L, last):
     zero = np.zeros(n_layers, np.int64)
     t = molecules.Transport(L, fixed(0.2), dst, zero, zero, last)
     sites = st.sites._replace(mol=mol)
-    pool = numba_cpu.for_sites(molecules.diffuse, n_layers, t, st.cells, sites, k, n_layers)
+    if how == "site map":
+        pool = numba_cpu.for_sites(molecules.diffuse, n_layers, t, st.cells, sites, k, n_layers)
+    else:
+        pool = numba_cpu.diffuse(t, st.cells, sites, k, n_layers)
     want, want_pool = _diffuse_by_hand(mol, L, fixed(0.2), diffuses, decay, circulate, last)
     assert np.array_equal(dst, want)
     assert np.array_equal(pool, want_pool)
