@@ -155,7 +155,7 @@ class Simulation(Clocked):
 
     def count_car_t(self) -> dict[int, int]:
         """CAR-T cells alive now (memory cells included) by receptor: the marker mask their
-        CAR recognises (one reduction on the device, a few bytes to the host)."""
+        CAR recognises (a byte per CAR-T cell comes to the host)."""
         n, c = self.state.n, self.state.cells
         car = (c.kind[:n] == Kind.CAR_T) & (c.alive[:n] != 0)
         masks = self.backend.to_host(c.car_mask[:n][car])

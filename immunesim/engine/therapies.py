@@ -108,8 +108,8 @@ class CarT(TherapyEffect):
         cars = [e for e in s.therapy if e.type == "car_t"]
         if t is not cars[0]:
             return
-        # CAR-T in blood kill the target-bearing cells crossing it (before the host's
-        # immunity acts this step: the count is that at the start of the step)
+        # CAR-T in blood kill the target-bearing cells crossing it (counted before the
+        # host's immunity acts this step), each product's cells those bearing its targets
         in_blood = car_t_in_blood(s, day, patient.count_kind(Kind.CAR_T), patient.count_car_t)
         kills = self.blood_kill(t, s, day, in_blood)
         if kills:

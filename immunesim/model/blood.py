@@ -26,8 +26,8 @@ per microlitre, the unit of a clinic's flow cytometry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -96,7 +96,9 @@ def receptors_given(s: Scenario, day: float) -> list[int]:
     return list(dict.fromkeys(marker_mask(e.targets) for e in cars))
 
 
-def car_t_in_blood(s: Scenario, day: float, n_car_t: int, by_receptor: Any) -> dict[int, float]:
+def car_t_in_blood(
+    s: Scenario, day: float, n_car_t: int, by_receptor: Callable[[], dict[int, int]]
+) -> dict[int, float]:
     """CAR-T cells per microlitre of blood by receptor (the marker mask their CAR
     recognises), for each product infused by ``day``.
 
