@@ -21,7 +21,7 @@ from immunesim.engine import Simulation
 from immunesim.engine.phases import Phases
 from immunesim.model.cells import marker_mask
 from immunesim.model.fields import PERSISTENT_CELL_FIELDS
-from immunesim.scenario import load_scenario
+from immunesim.scenario import load_scenario, read_toml
 from tests.conftest import SCENARIOS
 
 cuda_backend = pytest.importorskip("immunesim.backends.cuda")
@@ -148,6 +148,25 @@ def test_a_short_sle_cd19_cart_run_matches_the_cpu():
     assert [dataclasses.astuple(e) for e in cpu.events] == [
         dataclasses.astuple(e) for e in gpu.events
     ]
+    assert_same_state(cpu.state, gpu.state)
+
+
+def test_products_with_different_receptors_kill_in_blood_alike_on_both_backends():
+    """A BCMA product after the CD19 one: from its infusion on, the kill in blood counts the
+    CAR-T cells by receptor (read from the cell arrays, on the device for CUDA); the time
+    series and the final state are identical on both backends."""
+    data = read_toml(SCENARIOS / "sle_cd19_cart.toml")
+    data.pop("variability", None)
+    first = next(t for t in data["therapy"] if t["type"] == "car_t")
+    data["therapy"].append(
+        {**first, "day": 0.25, "targets": ["BCMA"], "label": "BCMA", "dose_per_kg": 5e7}
+    )
+    s = load_scenario(data, [*SHORT, "time.follow_up_days=0.5"])
+    cpu = Simulation(s, seed=3, backend="numba").run()
+    gpu = Simulation(s, seed=3, backend="cuda").run()
+    assert set(cpu.count_car_t()) == {marker_mask(["CD19"]), marker_mask(["BCMA"])}
+    assert gpu.count_car_t() == cpu.count_car_t()
+    assert cpu.rows == gpu.rows
     assert_same_state(cpu.state, gpu.state)
 
 
