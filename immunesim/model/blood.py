@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from immunesim.model.cells import KIND_NAMES, MARKERS, N_KINDS, Kind
+from immunesim.model.cells import KIND_NAMES, MARKERS, N_KINDS, Kind, marker_mask
 from immunesim.model.params import ZONE_CODE, ZONE_NAMES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,8 +90,6 @@ def car_t_per_ul(s: Scenario, n_car_t: int) -> float:
 def receptors_given(s: Scenario, day: float) -> list[int]:
     """The receptors (marker masks a CAR recognises) of the CAR-T products infused by
     ``day``, each once, in the order of their first infusion."""
-    from immunesim.model.description import marker_mask
-
     cars = sorted((e for e in s.therapy if e.type == "car_t" and e.day <= day), key=lambda e: e.day)
     return list(dict.fromkeys(marker_mask(e.targets) for e in cars))
 
