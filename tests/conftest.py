@@ -111,24 +111,28 @@ def repo() -> Path:
     return REPO
 
 
-#: The longest test files (measured with --durations), first: pytest-xdist hands out whole
-#: files (--dist loadfile) in collection order, so the last files to finish are short ones.
+#: The longest test files (measured with --durations: seconds in one worker on the 2-core
+#: machine, from a fresh numba cache), first: pytest-xdist hands out whole files
+#: (--dist loadfile) in collection order (--no-loadscope-reorder; by default it would order
+#: them by their number of tests), so the last files to finish are short ones.
 LONGEST_FIRST = (
-    "tests/reference/test_equivalence.py",
-    "tests/cli/test_sweep.py",
-    "tests/backends/test_cuda_parity.py",
-    "tests/statistical/test_anti_car.py",
-    "tests/statistical/test_hypotheses.py",
-    "tests/cli/test_run_outputs.py",
-    "tests/statistical/test_clinical_course.py",
-    "tests/extension/test_toy_extension.py",
-    "tests/regression/test_reproducible.py",
-    "tests/integration/test_runin_cache.py",
-    "tests/app/test_browser.py",
-    "tests/statistical/test_resolution.py",
-    "tests/regression/test_examples.py",
-    "tests/unit/test_static_checks.py",
-    "tests/regression/test_bench.py",
+    "tests/reference/test_equivalence.py",  # 280
+    "tests/extension/test_toy_extension.py",  # 140
+    "tests/app/test_browser.py",  # 140
+    "tests/cli/test_run_outputs.py",  # 130
+    "tests/backends/test_cuda_parity.py",  # 120
+    "tests/statistical/test_hypotheses.py",  # 100
+    "tests/cli/test_sweep.py",  # 80
+    "tests/statistical/test_clinical_course.py",  # 75
+    "tests/unit/test_static_checks.py",  # 50
+    "tests/regression/test_reproducible.py",  # 50
+    "tests/statistical/test_anti_car.py",  # 50
+    "tests/integration/test_runin_cache.py",  # 45
+    "tests/cli/test_results.py",  # 45
+    "tests/cli/test_bad_input.py",  # 45
+    "tests/statistical/test_resolution.py",  # 35
+    "tests/regression/test_examples.py",  # 35
+    "tests/regression/test_bench.py",  # 25
 )
 
 

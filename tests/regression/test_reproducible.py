@@ -108,16 +108,18 @@ def test_different_seeds_differ(runs):
 def test_serial_and_parallel_maps_give_the_same_bits(monkeypatch):
     """A cell map runs serially up to SERIAL_CELLS cells and in parallel chunks above; the
     chunks' tallies are summed in chunk order, so either launch gives the same bits. Here
-    every cell map of a small run is forced parallel on 2 threads and compared with the
-    same run's serial maps."""
+    every cell map of a small run (from the end of standard of care through conditioning
+    and CAR-T expansion) is forced parallel on 2 threads and compared with the same run's
+    serial maps."""
     import numba
 
     import immunesim
     from immunesim.backends import numba_cpu
 
     assert numba.config.NUMBA_NUM_THREADS >= 2, "needs 2 cores"
+    short = ["time.run_in_days=7", "time.follow_up_days=7"]
     s = immunesim.load_scenario(
-        SCENARIOS / "sle_cd19_cart.toml", [x for x in SMALL if x != "--set"]
+        SCENARIOS / "sle_cd19_cart.toml", [x for x in SMALL if x != "--set"] + short
     )
     numba.set_num_threads(2)
     serial = immunesim.run(s, 5, cache=False).timeseries  # whole runs, not forked
