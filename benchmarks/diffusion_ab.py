@@ -1,15 +1,23 @@
-"""The CPU's diffusion in blocks of rows against the site map of the same rule, in one run.
+"""The CPU's diffusion in place, in blocks of rows, against two copies of the layers, in one run.
 
     python benchmarks/diffusion_ab.py [--sizes 56,170,540,1700] [--threads 1,2] [--out FILE]
 
-For each lattice size and thread count, two simulations of the benchmark scenario step in
-alternation from the same seed: one diffuses with the backend's row blocks
-(:func:`immunesim.backends.numba_cpu.diffuse`, what a step runs), the other with the site
-map of :func:`immunesim.kernels.molecules.diffuse` (what the step ran before). Their states
-must stay equal bit for bit (checked at the end). Reported: the step's minimum and median
-time for each, the diffusion sub-step alone for each, and the ratios old / new (above 1:
-the row blocks are faster). Alternating in one process puts both under the same load, so
-the ratios hold on a noisy machine where absolute figures do not.
+For each lattice size and thread count, three simulations of the benchmark scenario step in
+alternation from the same seed, each diffusing its own way:
+
+- **in place**: the backend's blocks of rows written into the layers they read
+  (:func:`immunesim.backends.numba_cpu.diffuse` with ``spare_mol`` the state's own layers,
+  what a step runs);
+- **row blocks, two copies**: the same blocks written into a second copy of the layers,
+  swapped in after each sub-step (what a step ran before the in-place diffusion);
+- **site map, two copies**: the per-site rule :func:`immunesim.kernels.molecules.diffuse`
+  mapped over every site into a second copy (what the CUDA backend runs, and the CPU before
+  the row blocks).
+
+Their states must stay equal bit for bit (checked at the end). Reported: the step's minimum
+and median time for each, the diffusion sub-step alone for each, and the ratios of each to
+the in-place one (above 1: in place is faster). Alternating in one process puts all three
+under the same load, so the ratios hold on a noisy machine where absolute figures do not.
 """
 
 from __future__ import annotations
@@ -28,12 +36,30 @@ from immunesim.bench import _scenario
 from immunesim.engine import Simulation
 from immunesim.kernels import molecules
 
-ROW_BLOCKS = numba_cpu.diffuse
+IN_PLACE = (numba_cpu.diffuse, numba_cpu.spare_mol)
+
+
+def _second_copy(st):
+    if "mol_next" not in st.aux:
+        st.aux["mol_next"] = np.empty_like(st.mol)
+    return st.aux["mol_next"]
 
 
 def site_map(t, c, s, p, layers):
     """The diffusion sub-step as the site map of the per-site rule."""
     return numba_cpu.for_sites(molecules.diffuse, layers, t, c, s, p, layers)
+
+
+#: name -> (the backend's ``diffuse``, its ``spare_mol``)
+IMPLEMENTATIONS = {
+    "in place": IN_PLACE,
+    "row blocks, two copies": (numba_cpu.diffuse, _second_copy),
+    "site map, two copies": (site_map, _second_copy),
+}
+
+
+def _use(name: str) -> None:
+    numba_cpu.diffuse, numba_cpu.spare_mol = IMPLEMENTATIONS[name]
 
 
 def _timed(f, reps: int) -> list[float]:
@@ -45,38 +71,51 @@ def _timed(f, reps: int) -> list[float]:
     return out
 
 
+def _sub_step(sim: Simulation, n: int) -> None:
+    """One diffusion sub-step of ``sim``'s layers, the way the current implementation does it
+    (the last of a step: decay and the gift to the circulation included)."""
+    st, p = sim.state, sim.params
+    none = np.zeros(n, np.int64)
+    t = molecules.Transport(st.L, p.diffusion, numba_cpu.spare_mol(st), none, none, 1)
+    numba_cpu.diffuse(t, st.cells, st.sites, p.k, n)
+
+
 def measure(size: int, threads: int, steps: int) -> dict:
     nb.set_num_threads(threads)
-    impl = {"site map": site_map, "row blocks": ROW_BLOCKS}
-    sims = {k: Simulation(_scenario(size, 2.0), seed=1, backend="numba") for k in impl}
-    step: dict[str, list[float]] = {k: [] for k in impl}
+    sims = {k: Simulation(_scenario(size, 2.0), seed=1, backend="numba") for k in IMPLEMENTATIONS}
+    step: dict[str, list[float]] = {k: [] for k in IMPLEMENTATIONS}
+    sub: dict[str, list[float]] = {k: [] for k in IMPLEMENTATIONS}
     try:
         for k, sim in sims.items():  # compile, and leave the first steps out
-            numba_cpu.diffuse = impl[k]
+            _use(k)
             for _ in range(3):
                 sim.step()
         for _ in range(steps):
             for k, sim in sims.items():
-                numba_cpu.diffuse = impl[k]
+                _use(k)
                 step[k].extend(_timed(sim.step, 1))
-        same = bool(np.array_equal(sims["site map"].state.mol, sims["row blocks"].state.mol))
-        sub: dict[str, list[float]] = {k: [] for k in impl}
-        st, p = sims["row blocks"].state, sims["row blocks"].params
-        n = st.mol.shape[0]
-        none = np.zeros(n, np.int64)
-        t = molecules.Transport(st.L, p.diffusion, st.mol_next, none, none, 1)
+        mols = [sim.state.mol for sim in sims.values()]
+        same = all(np.array_equal(mols[0], m) for m in mols[1:])
+        # the sub-step alone, on copies of one state (each diffuses its own)
+        n = mols[0].shape[0]
         for _ in range(steps):
-            for k, f in impl.items():
-                sub[k].extend(_timed(lambda f=f: f(t, st.cells, st.sites, p.k, n), 1))
+            for k, sim in sims.items():
+                _use(k)
+                sub[k].extend(_timed(lambda sim=sim: _sub_step(sim, n), 1))
     finally:
-        numba_cpu.diffuse = ROW_BLOCKS
-    row = {"lattice": size, "threads": threads, "cells": int(st.n), "same_bits": same}
-    for k in impl:
+        _use("in place")
+    row = {
+        "lattice": size,
+        "threads": threads,
+        "cells": int(sims["in place"].state.n),
+        "same_bits": same,
+    }
+    for k in IMPLEMENTATIONS:
         row[f"step_ms_{k}"] = [1e3 * min(step[k]), 1e3 * float(np.median(step[k]))]
         row[f"diffusion_ms_{k}"] = [1e3 * min(sub[k]), 1e3 * float(np.median(sub[k]))]
-    row["step_ratio_min"] = row["step_ms_site map"][0] / row["step_ms_row blocks"][0]
-    row["step_ratio_median"] = row["step_ms_site map"][1] / row["step_ms_row blocks"][1]
-    row["diffusion_ratio_min"] = row["diffusion_ms_site map"][0] / row["diffusion_ms_row blocks"][0]
+        mine, ours = row[f"step_ms_{k}"], row["step_ms_in place"]
+        row[f"step_ratio_{k}"] = [mine[0] / ours[0], mine[1] / ours[1]]
+        row[f"diffusion_ratio_{k}"] = row[f"diffusion_ms_{k}"][0] / row["diffusion_ms_in place"][0]
     return row
 
 
@@ -88,24 +127,28 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
     a = ap.parse_args()
     rows = []
+    others = [k for k in IMPLEMENTATIONS if k != "in place"]
     print(
-        "| lattice | cells | threads | step ms, site map (min / median) | step ms, row blocks "
-        "| step ratio (min / median) | diffusion sub-step ms, site map / row blocks "
-        "(min) | ratio | same bits |"
+        "| lattice | cells | threads | step ms, in place (min / median) | "
+        + " | ".join(f"step ratio, {k} (min / median)" for k in others)
+        + " | diffusion sub-step ms (min), "
+        + " / ".join(IMPLEMENTATIONS)
+        + " | same bits |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---" * (5 + len(others)) + "|")
     for size in (int(v) for v in a.sizes.split(",")):
         for threads in (int(v) for v in a.threads.split(",")):
             steps = a.steps or max(10, min(300, int(3e6 / size**2)))
             r = measure(size, threads, steps)
             rows.append(r)
-            sm, rb = r["step_ms_site map"], r["step_ms_row blocks"]
+            ip = r["step_ms_in place"]
+            ratios = " | ".join(
+                f"{r[f'step_ratio_{k}'][0]:.2f} / {r[f'step_ratio_{k}'][1]:.2f}" for k in others
+            )
+            subs = " / ".join(f"{r[f'diffusion_ms_{k}'][0]:.3g}" for k in IMPLEMENTATIONS)
             print(
-                f"| {size}^2 | {r['cells']:,} | {threads} | {sm[0]:.3g} / {sm[1]:.3g} | "
-                f"{rb[0]:.3g} / {rb[1]:.3g} | {r['step_ratio_min']:.2f} / "
-                f"{r['step_ratio_median']:.2f} | {r['diffusion_ms_site map'][0]:.3g} / "
-                f"{r['diffusion_ms_row blocks'][0]:.3g} | {r['diffusion_ratio_min']:.2f} | "
-                f"{'yes' if r['same_bits'] else 'NO'} |",
+                f"| {size}^2 | {r['cells']:,} | {threads} | {ip[0]:.3g} / {ip[1]:.3g} | {ratios} | "
+                f"{subs} | {'yes' if r['same_bits'] else 'NO'} |",
                 flush=True,
             )
     if a.out:

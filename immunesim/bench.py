@@ -170,8 +170,9 @@ CELLS_PER_SITE = 0.26
 def memory_estimate(size: int, backend: str = "numba") -> dict[str, Any]:
     """Bytes of state the benchmark's scenario allocates on an ``size`` x ``size`` lattice,
     computed from the field tables without allocating anything: a cell slot per site, the
-    site arrays, two copies of every molecular layer and the ledger; on the CUDA backend
-    also the spare cell arrays that compaction writes into. Equal to
+    site arrays, every molecular layer and the ledger; on the CUDA backend also the spare
+    cell arrays that compaction writes into and the second copy of the layers that
+    diffusion writes into. Equal to
     :meth:`~immunesim.state.State.nbytes` of such a simulation (tests check it on the CPU
     and in the CUDA simulator)."""
     from immunesim.model.cells import N_KINDS
@@ -183,9 +184,10 @@ def memory_estimate(size: int, backend: str = "numba") -> dict[str, Any]:
     # lattice whose state does not fit in this machine's memory
     spec = Specificities()
     sites = size * size
-    per_site = bytes_per_site(n_layers(len(spec.vaccines), len(spec.autoantibodies)))
+    layers = n_layers(len(spec.vaccines), len(spec.autoantibodies))
+    per_site = bytes_per_site(layers)
     if backend == "cuda":
-        per_site += sum(np.dtype(f.dtype).itemsize for f in CELL_FIELDS)
+        per_site += sum(np.dtype(f.dtype).itemsize for f in CELL_FIELDS) + 8 * layers
     total = sites * per_site + N_KINDS * 4 * 8
     cells = CELLS_PER_SITE * sites
     return {

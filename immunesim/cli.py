@@ -1166,7 +1166,8 @@ def _bench_dry_run(sizes: list[int], backends: tuple[str, ...], out_file: Path |
         title="memory of the benchmark's state (estimated from the field tables, nothing "
         "allocated)",
         caption="cells: about 0.26 per site after the run-in; state: cell slots, sites, "
-        "two copies of each molecular layer (and on a GPU the spare cell arrays)",
+        "the molecular layers (on a GPU also the spare cell arrays and a second copy of the "
+        "layers)",
         header_style="bold",
         box=box.SIMPLE_HEAD,
     )

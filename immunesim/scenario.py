@@ -1184,8 +1184,8 @@ class _KeyedError(ValueError):
 
 
 def bytes_per_site(n_vaccines: int, n_autoantibodies: int = 0) -> int:
-    """Bytes per lattice site the engine allocates (a cell slot, the site arrays and the
-    double-buffered molecular layers); used to refuse lattices that cannot fit in memory."""
+    """Bytes per lattice site the engine allocates on the CPU (a cell slot, the site arrays
+    and the molecular layers); used to refuse lattices that cannot fit in memory."""
     return fields.bytes_per_site(layers.n_layers(n_vaccines, n_autoantibodies))
 
 

@@ -34,8 +34,6 @@ class State:
         sites: the site arrays (:class:`~immunesim.model.fields.Sites`), length ``L*L``
             (site index ``y*L + x``), with ``toward`` int8[3, L*L] and ``mol``
             int64[n_layers, L*L].
-        mol_next: int64[n_layers, L*L], the molecular layers being computed (swapped with
-            ``sites.mol`` every step).
         ledger: int64[N_KINDS, 4], cumulative born, died, converted in, converted out per
             kind (columns ``BORN``, ``DIED``, ``CONV_IN``, ``CONV_OUT``).
         n: number of used slots. next_uid: next uid to hand out.
@@ -49,7 +47,6 @@ class State:
     L: int
     cells: Cells
     sites: Sites
-    mol_next: np.ndarray
     ledger: np.ndarray
     n: int = 0
     next_uid: int = 0
@@ -103,21 +100,18 @@ class State:
         """int64[n_layers, L*L]: the molecular layers (``sites.mol``)."""
         return self.sites.mol
 
-    def swap_mol(self) -> None:
-        """Make the layers being computed the current ones."""
-        self.sites, self.mol_next = self.sites._replace(mol=self.mol_next), self.sites.mol
-
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array of the state by name (the backend's buffers under ``aux.<name>``)."""
         out = {
             **self.cells._asdict(),
             **self.sites._asdict(),
-            "mol_next": self.mol_next,
             "ledger": self.ledger,
         }
         for key, value in self.aux.items():
             if isinstance(value, tuple) and hasattr(value, "_asdict"):
                 out.update({f"aux.{key}.{k}": v for k, v in value._asdict().items()})
+            elif hasattr(value, "nbytes"):
+                out[f"aux.{key}"] = value
         return out
 
     def nbytes(self) -> int:
@@ -164,7 +158,6 @@ def allocate(
         L=L,
         cells=cells,
         sites=sites,
-        mol_next=np.zeros((n_layers, cap), np.int64),
         ledger=np.zeros((N_KINDS, 4), np.int64),
     )
 

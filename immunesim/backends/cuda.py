@@ -155,12 +155,18 @@ def prepare(st, p):
         st,
         cells=cells,
         sites=_on_device(st.sites),
-        mol_next=xp.array(st.mol_next, copy=True),
         ledger=xp.array(st.ledger, copy=True),
         aux={},
     )
     out.aux["spare"] = Cells(*(xp.empty_like(a) for a in cells))
+    out.aux["mol_next"] = xp.empty_like(out.sites.mol)
     return out, dataclasses.replace(p, k=_on_device(p.k))
+
+
+def spare_mol(state):
+    """The layers a diffusion sub-step writes into (each site reads its neighbours, so not
+    the ones it reads); swapped with them after it."""
+    return state.aux["mol_next"]
 
 
 def spare_cells(state):

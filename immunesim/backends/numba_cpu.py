@@ -265,11 +265,11 @@ def for_sites(body, layers, t, c, s, p, bins=1):
 def _rows_serial(rows_body):
     size = DIFFUSE_ROWS
 
-    def kernel(tasks, blocks, t, s, p, gifts):
+    def kernel(tasks, blocks, t, s, p, halo, out):
         for k in range(tasks):
             layer = k // blocks
             y0 = (k - layer * blocks) * size
-            gifts[k] = rows_body(layer, y0, min(t.L, y0 + size), t, s, p)
+            out[k] = rows_body(layer, y0, min(t.L, y0 + size), t, s, p, halo[k])
 
     return nb.njit(nogil=True)(kernel)
 
@@ -277,28 +277,49 @@ def _rows_serial(rows_body):
 def _rows_parallel(rows_body):
     size = DIFFUSE_ROWS
 
-    def kernel(tasks, blocks, t, s, p, gifts):
+    def kernel(tasks, blocks, t, s, p, halo, out):
         for kk in nb.prange(tasks):
             k = nb.int64(kk)
             layer = k // blocks
             y0 = (k - layer * blocks) * size
-            gifts[k] = rows_body(layer, y0, min(t.L, y0 + size), t, s, p)
+            out[k] = rows_body(layer, y0, min(t.L, y0 + size), t, s, p, halo[k])
 
     return nb.njit(parallel=_PRANGE_ONLY)(kernel)  # type: ignore[call-overload]
 
 
+_halos = threading.local()
+
+
+def _halo(tasks: int, L: int) -> np.ndarray:
+    """int64[tasks, 2, L]: the rows around each block of rows, kept between sub-steps (one
+    per Python thread, like the tallies of :class:`_Map`)."""
+    halo = getattr(_halos, "halo", None)
+    if halo is None or halo.shape != (tasks, 2, L):
+        halo = _halos.halo = np.empty((tasks, 2, L), np.int64)
+    return halo
+
+
 def diffuse(t, c, s, p, layers):
     """One diffusion sub-step of every layer (:func:`immunesim.kernels.molecules.diffuse`)
-    in blocks of :data:`~immunesim.kernels.molecules.DIFFUSE_ROWS` rows
-    (:func:`~immunesim.kernels.molecules.diffuse_rows`, the same bits); returns what each
-    layer gives to the circulation."""
+    in blocks of :data:`~immunesim.kernels.molecules.DIFFUSE_ROWS` rows, written in place
+    when ``t.dst`` is ``s.mol`` (:func:`~immunesim.kernels.molecules.diffuse_rows`, the same
+    bits): first every block's neighbouring rows are read
+    (:func:`~immunesim.kernels.molecules.rows_halo`), then the blocks are diffused. Returns
+    what each layer gives to the circulation."""
     blocks = -(-t.L // DIFFUSE_ROWS)
     tasks = layers * blocks
+    halo = _halo(tasks, t.L)
     gifts = np.empty(tasks, np.int64)
     serial = layers * t.L * t.L <= CHUNK or nb.get_num_threads() == 1
     factory = _rows_serial if serial else _rows_parallel
-    _direct(factory, molecules.diffuse_rows)(tasks, blocks, t, s, p, gifts)
+    _direct(factory, molecules.rows_halo)(tasks, blocks, t, s, p, halo, gifts)
+    _direct(factory, molecules.diffuse_rows)(tasks, blocks, t, s, p, halo, gifts)
     return gifts.reshape(layers, blocks).sum(axis=1)
+
+
+def spare_mol(state):
+    """The CPU diffuses in place (:func:`diffuse`): no second copy of the layers."""
+    return state.sites.mol
 
 
 def scatter_min(n, c, s):

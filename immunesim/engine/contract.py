@@ -87,10 +87,10 @@ class Backend(Protocol):
         ...
 
     def diffuse(self, t: tuple, c: Cells, s: Sites, p: tuple, layers: int) -> Any:
-        """One diffusion sub-step of ``layers`` layers into ``t.dst``: what
-        :func:`immunesim.kernels.molecules.diffuse` does on every site (a backend may do it
-        another way with the same bits); returns what each layer gives to the circulation,
-        int64[layers]."""
+        """One diffusion sub-step of ``layers`` layers into ``t.dst`` (:meth:`spare_mol`):
+        what :func:`immunesim.kernels.molecules.diffuse` does on every site (a backend may
+        do it another way with the same bits); returns what each layer gives to the
+        circulation, int64[layers]."""
         ...
 
     def scatter_min(self, n: int, c: Cells, s: Sites) -> None:
@@ -114,6 +114,11 @@ class Backend(Protocol):
         what ``wins`` reads of any other item (the CPU evaluates both in one pass, a GPU
         every ``wins`` first). Returns the number of winners (a host int) and the tally,
         int64[bins]."""
+        ...
+
+    def spare_mol(self, state: Any) -> Any:
+        """Layers to diffuse into: the state's own (``sites.mol``) on a backend that
+        diffuses in place, spare ones otherwise (the state then swaps them in)."""
         ...
 
     def spare_cells(self, state: Any) -> Cells:

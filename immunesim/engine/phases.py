@@ -168,9 +168,11 @@ class Phases:
         none = b.xp.zeros(n_layers, np.int64)
         n = p.substeps.diffuse
         for sub in range(n):
-            t = Transport(st.L, p.diffusion, st.mol_next, none, none, int(sub == n - 1))
+            dst = b.spare_mol(st)
+            t = Transport(st.L, p.diffusion, dst, none, none, int(sub == n - 1))
             pool = b.diffuse(t, st.cells, st.sites, p.k, n_layers)
-            st.swap_mol()
+            if dst is not st.mol:
+                st.aux["mol_next"], st.sites = st.mol, st.sites._replace(mol=dst)
         share = pool // n_sites
         t = t._replace(share=share, rest=pool - share * n_sites)
         b.for_sites(molecules.exchange, 1, t, st.cells, st.sites, p.k)

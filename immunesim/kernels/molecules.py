@@ -142,30 +142,50 @@ def _row_portions(src, base, L, d, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def diffuse_rows(layer, y0, y1, t, s, p):  # pragma: no cover - compiled
-    """:func:`diffuse` of rows ``y0 .. y1 - 1`` of ``layer``, with what each site sends to a
-    neighbour (``portion(q, d)``) computed once per site instead of once per neighbour
-    (three rows of it kept): the same integer sums, so the same bits, for the CPU, where
-    those products bound the time. Returns what the rows give to the circulation on the
-    step's last sub-step (0 on the others)."""
+def rows_halo(layer, y0, y1, t, s, p, halo):  # pragma: no cover - compiled
+    """What the rows just above and just below rows ``y0 .. y1 - 1`` of ``layer`` send to
+    each neighbour (``portion(q, d)``; 0 beyond the lattice) into ``halo[0]`` and
+    ``halo[1]``: read before any block of rows is written, so that :func:`diffuse_rows` can
+    write its rows in place. Returns 0."""
+    L = t.L
+    src = s.mol[layer]
+    d = t.diffusion if p.diffuses[layer] != 0 else 0
+    if y0 > 0:
+        _row_portions(src, (y0 - 1) * L, L, d, halo[0])
+    else:
+        halo[0, :] = 0
+    if y1 < L:
+        _row_portions(src, y1 * L, L, d, halo[1])
+    else:
+        halo[1, :] = 0
+    return 0
+
+
+@nb.njit(cache=True, nogil=True)
+def diffuse_rows(layer, y0, y1, t, s, p, halo):  # pragma: no cover - compiled
+    """:func:`diffuse` of rows ``y0 .. y1 - 1`` of ``layer`` into ``t.dst``, which may be
+    ``s.mol`` itself: what each site sends to a neighbour (``portion(q, d)``) is computed
+    once per site instead of once per neighbour, from a row before that row is written
+    (three rows of it kept), and the rows' neighbours above and below come from ``halo``
+    (:func:`rows_halo`, made before any block was written). The same integer sums, so the
+    same bits, in one copy of the layers. Returns what the rows give to the circulation on
+    the step's last sub-step (0 on the others)."""
     L = t.L
     src = s.mol[layer]
     dst = t.dst[layer]
     d = t.diffusion if p.diffuses[layer] != 0 else 0
     decay = p.decay[layer] if t.last != 0 else 0
     circulate = p.circulate[layer] if t.last != 0 else 0
-    above = np.zeros(L, np.int64)  # what the row above sends (0 above the lattice)
+    above = halo[0].copy()  # what the row above sends (0 above the lattice)
     here = np.empty(L, np.int64)
-    below = np.zeros(L, np.int64)
-    if y0 > 0:
-        _row_portions(src, (y0 - 1) * L, L, d, above)
+    below = np.empty(L, np.int64)
     _row_portions(src, y0 * L, L, d, here)
     gift = 0
     for y in range(y0, y1):
-        if y < L - 1:
-            _row_portions(src, (y + 1) * L, L, d, below)
+        if y + 1 < y1:
+            _row_portions(src, (y + 1) * L, L, d, below)  # not yet written
         else:
-            below[:] = 0
+            below[:] = halo[1]
         base = y * L
         vertical = (1 if y > 0 else 0) + (1 if y < L - 1 else 0)
         for x in range(L):
@@ -176,7 +196,7 @@ def diffuse_rows(layer, y0, y1, t, s, p):  # pragma: no cover - compiled
             if x < L - 1:
                 q += here[x + 1]
             q -= portion(q, decay)
-            dst[base + x] = q
+            dst[base + x] = q  # after its last read (the portions are kept)
             gift += portion(q, circulate)
         above, here, below = here, below, above
     return gift

@@ -127,11 +127,11 @@ else:
 
 
 def bytes_per_site(n_layers: int) -> int:
-    """Bytes of state per lattice site: one cell slot, the site arrays, ``toward`` and two
-    copies of every molecular layer (the current one and the next)."""
+    """Bytes of state per lattice site on the CPU: one cell slot, the site arrays,
+    ``toward`` and every molecular layer (diffused in place, so one copy of it)."""
     cell = sum(np.dtype(f.dtype).itemsize for f in CELL_FIELDS)
     site = sum(np.dtype(f.dtype).itemsize for f in SITE_FIELDS)
-    return cell + site + 3 + 2 * 8 * n_layers
+    return cell + site + 3 + 8 * n_layers
 
 
 __all__ = [

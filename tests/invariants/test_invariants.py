@@ -68,19 +68,20 @@ def test_diffusion_conserves_mass():
     circ = np.full(n_layers, fixed(0.3), np.int64)
     k = p.k._replace(decay=zero, circulate=circ)
     # a diffusion sub-step before the step's last moves molecules and gives nothing away
-    t = molecules.Transport(st.L, fixed(0.2), st.mol_next, zero, zero, 0)
+    dst = np.empty_like(st.mol)
+    t = molecules.Transport(st.L, fixed(0.2), dst, zero, zero, 0)
     pool = numba_cpu.for_sites(molecules.diffuse, n_layers, t, st.cells, st.sites, k, n_layers)
-    assert np.array_equal(st.mol_next.sum(axis=1), before) and not pool.any()
+    assert np.array_equal(dst.sum(axis=1), before) and not pool.any()
     t = t._replace(last=1)
     pool = numba_cpu.for_sites(molecules.diffuse, n_layers, t, st.cells, st.sites, k, n_layers)
-    assert np.array_equal(st.mol_next.sum(axis=1), before)
-    assert not np.array_equal(st.mol_next, st.mol)  # something moved
+    assert np.array_equal(dst.sum(axis=1), before)
+    assert not np.array_equal(dst, st.mol)  # something moved
     assert np.all(pool > 0)
     share = pool // (st.L * st.L)
     rest = pool - share * st.L * st.L
     # the exchange with the circulation alone: no binding, damage or release, no tissue
     k = k._replace(fp=np.zeros_like(k.fp), fx=np.zeros_like(k.fx))
-    mol = st.mol_next.copy()
+    mol = dst.copy()
     sites = st.sites._replace(mol=mol, zone=np.zeros_like(st.zone))
     numba_cpu.for_sites(
         molecules.exchange, 1, t._replace(share=share, rest=rest), st.cells, sites, k
@@ -115,13 +116,14 @@ def _diffuse_by_hand(mol, L, d, diffuses, decay, circulate, last):
     return out, pool
 
 
-@pytest.mark.parametrize("how", ["site map", "row blocks"])
+@pytest.mark.parametrize("how", ["site map", "row blocks", "row blocks in place"])
 @pytest.mark.parametrize("L", [1, 2, 3, 17, 40])
 @pytest.mark.parametrize("last", [0, 1])
 def test_the_site_map_diffuses_every_site_and_tallies_every_gift(L, last, how):
     """The CPU site map of diffusion over every layer and site, and the CPU's diffusion in
     blocks of rows (what a step runs), give exactly the 5-point stencil and the per-layer
-    sums to the circulation written in numpy, at lattice sides whose rows have no interior
+    sums to the circulation written in numpy, into other arrays or (the blocks of rows, as
+    a CPU step runs them) in place, at lattice sides whose rows have no interior
     site (1, 2) or one (3), and with a last block of rows shorter than the others (40); the
     layers are sparse (and one is empty), so that the tally's runs of one bin meet zero
     values at changes of layer. Sides 1-3 run serially, 17 and 40 in parallel."""
@@ -144,7 +146,12 @@ def test_the_site_map_diffuses_every_site_and_tallies_every_gift(L, last, how):
     sites = st.sites._replace(mol=mol)
     if how == "site map":
         pool = numba_cpu.for_sites(molecules.diffuse, n_layers, t, st.cells, sites, k, n_layers)
+    elif how == "row blocks":
+        pool = numba_cpu.diffuse(t, st.cells, sites, k, n_layers)
     else:
+        dst = mol.copy()
+        t, sites = t._replace(dst=dst), sites._replace(mol=dst)
+        assert numba_cpu.spare_mol(sim.state) is sim.state.mol  # a CPU step diffuses in place
         pool = numba_cpu.diffuse(t, st.cells, sites, k, n_layers)
     want, want_pool = _diffuse_by_hand(mol, L, fixed(0.2), diffuses, decay, circulate, last)
     assert np.array_equal(dst, want)
