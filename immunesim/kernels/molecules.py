@@ -179,6 +179,7 @@ def diffuse_rows(layer, y0, y1, t, s, p, halo):  # pragma: no cover - compiled
     above = halo[0].copy()  # what the row above sends (0 above the lattice)
     here = np.empty(L, np.int64)
     below = np.empty(L, np.int64)
+    row = np.empty(L, np.int64)  # the row's own values, read before it is written
     _row_portions(src, y0 * L, L, d, here)
     gift = 0
     for y in range(y0, y1):
@@ -187,16 +188,19 @@ def diffuse_rows(layer, y0, y1, t, s, p, halo):  # pragma: no cover - compiled
         else:
             below[:] = halo[1]
         base = y * L
+        # the loop below then reads none of the memory it writes (written in place, the
+        # row would overlap it, and the compiler's vector loop would give way to a scalar one)
+        row[:] = src[base : base + L]
         vertical = (1 if y > 0 else 0) + (1 if y < L - 1 else 0)
         for x in range(L):
             n_nb = vertical + (1 if x > 0 else 0) + (1 if x < L - 1 else 0)
-            q = src[base + x] - n_nb * here[x] + above[x] + below[x]
+            q = row[x] - n_nb * here[x] + above[x] + below[x]
             if x > 0:
                 q += here[x - 1]
             if x < L - 1:
                 q += here[x + 1]
             q -= portion(q, decay)
-            dst[base + x] = q  # after its last read (the portions are kept)
+            dst[base + x] = q
             gift += portion(q, circulate)
         above, here, below = here, below, above
     return gift
