@@ -187,8 +187,8 @@ def memory_estimate(size: int, backend: str = "numba") -> dict[str, Any]:
     layers = n_layers(len(spec.vaccines), len(spec.autoantibodies))
     per_site = bytes_per_site(layers)
     if backend == "cuda":
-        per_site += sum(np.dtype(f.dtype).itemsize for f in CELL_FIELDS) + 8 * layers
-    total = sites * per_site + N_KINDS * 4 * 8
+        per_site += sum(np.dtype(f.dtype).itemsize for f in CELL_FIELDS) + 4 * layers
+    total = sites * per_site + N_KINDS * 4 * 8 + layers  # the ledger, a flag per layer
     cells = CELLS_PER_SITE * sites
     return {
         "backend": backend,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -1255,9 +1256,24 @@ def info() -> None:
         )
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """immunesim's own warnings (a saturated molecular layer) as one ``warning:`` line;
+    others as Python shows them."""
+    from immunesim.engine import SaturationWarning
+
+    if issubclass(category, SaturationWarning):
+        err.print(f"[bold yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main() -> None:
     """Entry point of the console script. A mistyped command line (unknown option, missing
     argument, a value of the wrong type) is bad input too: one ``error:`` line, exit 2."""
+    warnings.showwarning = _show_warning
     try:
         code = app(standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):  # pragma: no cover - Ctrl-C outside a run

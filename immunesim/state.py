@@ -15,6 +15,7 @@ import numpy as np
 
 from immunesim.model.cells import N_KINDS
 from immunesim.model.fields import CELL_FIELDS, SITE_FIELDS, Cells, Sites
+from immunesim.model.params import MOL_DTYPE
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -32,8 +33,8 @@ class State:
         cells: the cell arrays (:class:`~immunesim.model.fields.Cells`), each of length
             ``capacity = L*L``; slots ``>= n`` are unused.
         sites: the site arrays (:class:`~immunesim.model.fields.Sites`), length ``L*L``
-            (site index ``y*L + x``), with ``toward`` int8[3, L*L] and ``mol``
-            int64[n_layers, L*L].
+            (site index ``y*L + x``), with ``toward`` int8[3, L*L], ``mol``
+            int32[n_layers, L*L] and ``saturated`` uint8[n_layers].
         ledger: int64[N_KINDS, 4], cumulative born, died, converted in, converted out per
             kind (columns ``BORN``, ``DIED``, ``CONV_IN``, ``CONV_OUT``).
         n: number of used slots. next_uid: next uid to hand out.
@@ -97,7 +98,7 @@ class State:
 
     @property
     def mol(self) -> np.ndarray:
-        """int64[n_layers, L*L]: the molecular layers (``sites.mol``)."""
+        """int32[n_layers, L*L]: the molecular layers (``sites.mol``)."""
         return self.sites.mol
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -152,7 +153,8 @@ def allocate(
     sites = Sites(
         **site_arrays,
         toward=np.ascontiguousarray(toward, dtype=np.int8),
-        mol=np.zeros((n_layers, cap), np.int64),
+        mol=np.zeros((n_layers, cap), MOL_DTYPE),
+        saturated=np.zeros(n_layers, np.uint8),
     )
     return State(
         L=L,

@@ -3,7 +3,16 @@ its effects, the phases of a step over a backend's primitives, and the simulatio
 
 from immunesim.engine.course import Course
 from immunesim.engine.geometry import Geometry, build_zones
-from immunesim.engine.simulation import PHASES, Simulation, warm_up
+from immunesim.engine.simulation import PHASES, SaturationWarning, Simulation, warm_up
 from immunesim.engine.therapies import Event
 
-__all__ = ["PHASES", "Course", "Event", "Geometry", "Simulation", "build_zones", "warm_up"]
+__all__ = [
+    "PHASES",
+    "Course",
+    "Event",
+    "Geometry",
+    "SaturationWarning",
+    "Simulation",
+    "build_zones",
+    "warm_up",
+]

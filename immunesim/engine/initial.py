@@ -8,7 +8,7 @@ import numpy as np
 
 from immunesim.engine.geometry import Geometry
 from immunesim.model.cells import KINDS, N_KINDS, Kind
-from immunesim.model.params import MOL_SCALE, Params
+from immunesim.model.params import MOL_MAX, MOL_SCALE, Params
 from immunesim.rng import ONE53, S_INIT, S_INIT_SPEC, site_keys, threshold
 from immunesim.scenario import Scenario
 from immunesim.state import BORN, State, allocate
@@ -89,8 +89,11 @@ def initial_state(s: Scenario, p: Params, g: Geometry, seed: int) -> State:
     for code in range(N_KINDS):
         st.ledger[code, BORN] += int(np.count_nonzero(c.kind[:n] == code))
     tissue = g.mask("tissue")
-    st.mol[p.layers.autoantigen, tissue] = int(round(ini.autoantigen * MOL_SCALE))
-    st.mol[p.layers.damage, tissue] = int(round(ini.damage * MOL_SCALE))
+    for row, amount in ((p.layers.autoantigen, ini.autoantigen), (p.layers.damage, ini.damage)):
+        q = int(round(amount * MOL_SCALE))
+        if q > MOL_MAX:
+            st.sites.saturated[row] = 1
+        st.mol[row, tissue] = min(q, MOL_MAX)
     return st
 
 

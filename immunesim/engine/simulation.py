@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from immunesim.engine.initial import initial_state
 from immunesim.engine.parameters import build_params, t_helper_threshold
 from immunesim.engine.phases import Phases
 from immunesim.model.cells import Kind
-from immunesim.model.params import Params
+from immunesim.model.params import MOL_MAX, MOL_SCALE, Params
 from immunesim.model.therapy import Event
 from immunesim.observe import metrics_row
 from immunesim.rng import S_INFUSE, site_keys
@@ -38,6 +39,11 @@ from immunesim.scenario import Scenario
 from immunesim.state import BORN, CONV_IN, CONV_OUT, DIED, State, allocate
 
 PHASES = ("events", "production", "movement", "contact", "molecules", "death", "observe")
+
+
+class SaturationWarning(RuntimeWarning):
+    """A molecular layer reached the most a site can hold (:data:`MOL_MAX`); the run goes
+    on with the values capped there."""
 
 
 class Simulation(Clocked):
@@ -100,6 +106,8 @@ class Simulation(Clocked):
         )
         self._n_lymphoid_sites = self.geometry.count("lymphoid")
         self._zone_masks: dict[str, object] = {}
+        #: Layers already reported as saturated (:meth:`_check_saturation`).
+        self._saturated: set[str] = set()
         if _restore is None:
             self._record()
         else:
@@ -136,6 +144,12 @@ class Simulation(Clocked):
         self.step_index = int(meta["step_index"])
         self.rows = list(meta["rows"])
         self.course.events = [Event(**e) for e in meta["events"]]
+        self._saturated = {
+            name
+            for e in self.course.events
+            if e.kind == "saturation"
+            for name in e.detail["layers"]
+        }
         if meta["factor"] is not None:
             self.course.factor = float(meta["factor"])
             self._immunosuppress(self.course.factor)
@@ -174,8 +188,13 @@ class Simulation(Clocked):
         return int(chosen.size)
 
     def add_antigen(self, layer: str, zone: str, amount: int) -> None:
-        antigen = self.state.mol[self.params.layers.index(layer)]  # a view
-        antigen[self._zone(zone)] += amount  # plain boolean indexing on NumPy and CuPy
+        row = self.params.layers.index(layer)
+        antigen = self.state.mol[row]  # a view
+        mask = self._zone(zone)
+        q = antigen[mask].astype(np.int64) + amount  # plain boolean indexing on NumPy and CuPy
+        if bool((q > MOL_MAX).any()):  # a host read, at a pulse, not every step
+            self.state.sites.saturated[row] = 1
+        antigen[mask] = q.clip(None, MOL_MAX)
 
     def _zone(self, zone: str):
         """The sites of a zone as a boolean array on the backend (made once per zone)."""
@@ -204,6 +223,26 @@ class Simulation(Clocked):
     def layer_total(self, row: int, zone: str) -> int:
         """One molecular layer summed over the sites of a zone, in internal units."""
         return int(self.state.mol[row][self._zone(zone)].sum())
+
+    def _check_saturation(self, step: int) -> None:
+        """Report each molecular layer that reached :data:`MOL_MAX` since the last sample:
+        an event (``saturation``) and a warning. Its values were capped there, so the run
+        is no longer exact."""
+        flags = self.backend.to_host(self.state.sites.saturated)
+        names = self.params.layers.names()
+        new = [names[r] for r in np.flatnonzero(flags) if names[r] not in self._saturated]
+        if not new:
+            return
+        self._saturated.update(new)
+        day = self.scenario.day_of_step(step)
+        self.course.log(step, "saturation", ", ".join(new), layers=new, cap=MOL_MAX / MOL_SCALE)
+        warnings.warn(
+            f"molecular layer(s) {', '.join(new)} reached the most a site can hold "
+            f"({MOL_MAX / MOL_SCALE:.0f} units) by day {day:g} (seed {self.seed}): values "
+            "above it are capped, so this run is not exact from then on",
+            SaturationWarning,
+            stacklevel=2,
+        )
 
     def _record(self) -> None:
         self.rows.append(metrics_row(self))
@@ -245,6 +284,7 @@ class Simulation(Clocked):
         self.step_index = step
         if step % self._sample_every == 0 or step == self.total_steps:
             self._record()
+            self._check_saturation(step)
         for every, first, fn in self._observers:
             if step >= first and (step - first) % every == 0:
                 fn(self)
@@ -301,6 +341,8 @@ def _restored_state(g: Geometry, p: Params, meta: dict, arrays: dict) -> State:
             target = getattr(st.sites, field)
             if target.shape != a.shape:
                 raise ValueError(f"checkpoint array {name} has shape {a.shape}, not {target.shape}")
+            if field == "mol" and a.size and int(a.max()) > MOL_MAX:  # int64 before
+                raise ValueError(f"checkpoint array {name} holds more than {MOL_MAX} units")
             target[...] = a
     st.ledger[...] = arrays["ledger"]
     st.n, st.next_uid = n, int(meta["next_uid"])
@@ -340,4 +382,4 @@ def warm_up(backend: str = "auto", sizes: tuple[int, ...] = (16, 256)) -> float:
     return time.perf_counter() - t0
 
 
-__all__ = ["PHASES", "Simulation", "warm_up"]
+__all__ = ["PHASES", "SaturationWarning", "Simulation", "warm_up"]

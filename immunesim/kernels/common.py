@@ -27,6 +27,7 @@ import numba as nb
 import numpy as np
 
 from immunesim.model.cells import GENERATION_MAX, GENERATION_SHIFT, Kind
+from immunesim.model.params import MOL_MAX
 
 #: What most launches need: the seed, the step (both key the random numbers) and the
 #: lattice side ``L`` (sites per row).
@@ -46,6 +47,26 @@ CAR_T = int(Kind.CAR_T)
 
 #: Nothing to tally.
 NOTHING = (0, 0)
+
+_MOL_MAX = np.int64(MOL_MAX)
+
+
+@nb.njit(inline="always", cache=True)
+def capped(q, sat, row):
+    """``q`` as a layer's int32 can hold it: above :data:`MOL_MAX`, ``MOL_MAX``, and the
+    layer ``row`` is flagged in ``sat`` (``sites.saturated``; every writer writes 1, so
+    threads need no atomics)."""
+    if q > _MOL_MAX:
+        sat[row] = 1
+        return _MOL_MAX
+    return q
+
+
+@nb.njit(inline="always", cache=True)
+def add_mol(s, row, site, amount):
+    """Add ``amount`` to layer ``row`` at ``site`` (capped, :func:`capped`)."""
+    s.mol[row, site] = capped(nb.int64(s.mol[row, site]) + amount, s.saturated, row)
+
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)

@@ -14,6 +14,7 @@ from immunesim.kernels.common import (
     NAIVE_B,
     PLASMABLAST,
     T_HELPER,
+    add_mol,
     bears,
     car_t_generation,
     neighbour_site,
@@ -308,7 +309,7 @@ def apply_kill(i, t, c, s, p):
     counter, cytokine = stimulated(p.ip)
     c.alive[v] = 0
     c.counter[i] = counter
-    s.mol[p.ip[IP_LAYER_CYTO], c.y[v] * t.L + c.x[v]] += cytokine
+    add_mol(s, p.ip[IP_LAYER_CYTO], c.y[v] * t.L + c.x[v], cytokine)
     return 0, 1
 
 

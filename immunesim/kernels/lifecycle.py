@@ -7,7 +7,7 @@ from collections import namedtuple
 import numba as nb
 import numpy as np
 
-from immunesim.kernels.common import CAR_T, bears
+from immunesim.kernels.common import CAR_T, add_mol, bears
 from immunesim.model.cells import CAR_T_MEMORY_CLASS, N_KINDS, STATE_CAR_T_MEMORY
 from immunesim.model.params import IP_N_SPEC, IP_THR_PRODUCE
 from immunesim.rng import S_DEATH, S_DEPLETE, S_PRODUCE, S_PRODUCE_SPEC, S_T_HELPER, rand53
@@ -196,7 +196,7 @@ def secrete(i, t, c, s, p):
     if c.alive[i] != 0:
         row, amount = secretion(c.kind[i], c.spec[i], p.secrete, p.secrete_row, p.secrete_spec)
         if amount > 0:
-            s.mol[row, c.y[i] * t.L + c.x[i]] += amount
+            add_mol(s, row, c.y[i] * t.L + c.x[i], amount)
     return 0, 0
 
 

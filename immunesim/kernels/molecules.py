@@ -14,6 +14,7 @@ from collections import namedtuple
 import numba as nb
 import numpy as np
 
+from immunesim.kernels.common import capped
 from immunesim.model.params import (
     FP_BINDING,
     FRAC_BITS,
@@ -25,13 +26,14 @@ from immunesim.model.params import (
     IP_LAYER_CYTO,
     IP_LAYER_DAMAGE,
     IP_LAYER_IC,
+    MOL_MAX,
 )
 
 TISSUE = 2
 
 #: Diffusion, decay and exchange with the circulation of every layer: ``diffusion`` is the
 #: fixed-point fraction a site sends to each neighbour in a diffusion sub-step, ``dst``
-#: int64[n_layers, L*L] the layers after it; ``last`` is 1 on a step's last diffusion
+#: int32[n_layers, L*L] the layers after it; ``last`` is 1 on a step's last diffusion
 #: sub-step, which also decays the layers and gives to the circulation (0 on the others);
 #: ``share`` and ``rest`` int64[n_layers] what each site gets back from the circulation pool
 #: (``share``, plus one unit at the ``rest`` lowest sites).
@@ -39,6 +41,7 @@ Transport = namedtuple("Transport", "L diffusion dst share rest last")
 
 
 _FRAC_BITS = np.int64(FRAC_BITS)
+_MOL_MAX = np.int64(MOL_MAX)
 
 
 @nb.njit(inline="always", cache=True)
@@ -75,7 +78,7 @@ def circulate_site(q, frac, share, extra):
 
 
 @nb.njit(cache=True)
-def react_site(s, mol, zone, ip, fx, fp):
+def react_site(s, mol, sat, zone, ip, fx, fp):
     """Disease reactions at site ``s`` (in place): autoantibody + autoantigen form immune
     complexes; in tissue, complexes cause damage, and damage (plus a baseline source)
     releases autoantigen and cytokine."""
@@ -89,17 +92,17 @@ def react_site(s, mol, zone, ip, fx, fp):
     formed = limit if product >= nb.float64(limit) else nb.int64(product)
     ab -= formed
     ag -= formed
-    ic = mol[ic_l, s] + formed
+    ic = capped(mol[ic_l, s] + formed, sat, ic_l)
     mol[ab_l, s] = ab
     mol[ic_l, s] = ic
     if zone[s] == TISSUE:
         dmg_l = ip[IP_LAYER_DAMAGE]
-        dmg = mol[dmg_l, s] + portion(ic, fx[FX_DAMAGE_PER_IC])
+        dmg = capped(mol[dmg_l, s] + portion(ic, fx[FX_DAMAGE_PER_IC]), sat, dmg_l)
         mol[dmg_l, s] = dmg
         ag += ip[IP_AG_SOURCE] + portion(dmg, fx[FX_AG_PER_DAMAGE])
         cy_l = ip[IP_LAYER_CYTO]
-        mol[cy_l, s] += portion(dmg, fx[FX_CYTO_PER_DAMAGE])
-    mol[ag_l, s] = ag
+        mol[cy_l, s] = capped(mol[cy_l, s] + portion(dmg, fx[FX_CYTO_PER_DAMAGE]), sat, cy_l)
+    mol[ag_l, s] = capped(ag, sat, ag_l)
 
 
 # --------------------------------------------------------------------------- phase bodies
@@ -124,9 +127,14 @@ def diffuse(layer, site, x, y, t, c, s, p):
     )
     d = t.diffusion if p.diffuses[layer] != 0 else 0
     if t.last == 0:
-        t.dst[layer, site] = diffuse_decay(src[layer, site], q_w, q_e, q_n, q_s, n_nb, d, 0)
+        q = diffuse_decay(src[layer, site], q_w, q_e, q_n, q_s, n_nb, d, 0)
+        t.dst[layer, site] = capped(q, s.saturated, layer)
         return layer, 0
-    q = diffuse_decay(src[layer, site], q_w, q_e, q_n, q_s, n_nb, d, p.decay[layer])
+    q = capped(
+        diffuse_decay(src[layer, site], q_w, q_e, q_n, q_s, n_nb, d, p.decay[layer]),
+        s.saturated,
+        layer,
+    )
     t.dst[layer, site] = q
     return layer, portion(q, p.circulate[layer])
 
@@ -192,6 +200,7 @@ def diffuse_rows(layer, y0, y1, t, s, p, halo):  # pragma: no cover - compiled
         # row would overlap it, and the compiler's vector loop would give way to a scalar one)
         row[:] = src[base : base + L]
         vertical = (1 if y > 0 else 0) + (1 if y < L - 1 else 0)
+        peak = nb.int64(0)
         for x in range(L):
             n_nb = vertical + (1 if x > 0 else 0) + (1 if x < L - 1 else 0)
             q = row[x] - n_nb * here[x] + above[x] + below[x]
@@ -200,8 +209,12 @@ def diffuse_rows(layer, y0, y1, t, s, p, halo):  # pragma: no cover - compiled
             if x < L - 1:
                 q += here[x + 1]
             q -= portion(q, decay)
+            peak = max(peak, q)
+            q = min(q, _MOL_MAX)  # int32 storage (flagged below)
             dst[base + x] = q
             gift += portion(q, circulate)
+        if peak > _MOL_MAX:
+            s.saturated[layer] = 1
         above, here, below = here, below, above
     return gift
 
@@ -213,8 +226,7 @@ def exchange(layer, site, x, y, t, c, s, p):
     for row in range(s.mol.shape[0]):
         f = p.circulate[row]
         if f > 0:
-            s.mol[row, site] = circulate_site(
-                s.mol[row, site], f, t.share[row], 1 if site < t.rest[row] else 0
-            )
-    react_site(site, s.mol, s.zone, p.ip, p.fx, p.fp)
+            q = circulate_site(s.mol[row, site], f, t.share[row], 1 if site < t.rest[row] else 0)
+            s.mol[row, site] = capped(q, s.saturated, row)
+    react_site(site, s.mol, s.saturated, s.zone, p.ip, p.fx, p.fp)
     return 0, 0

@@ -112,7 +112,8 @@ if TYPE_CHECKING:
         niche: NDArray[np.uint8]
         claim: NDArray[np.int64]
         toward: NDArray[np.int8]
-        mol: NDArray[np.int64]
+        mol: NDArray[np.int32]
+        saturated: NDArray[np.uint8]
 
 else:
     #: The cell arrays as one argument of a kernel: ``cells.kind[i]`` is the kind of slot
@@ -121,17 +122,18 @@ else:
 
     #: The site arrays as one argument of a kernel. ``toward`` is int8[3, L*L] (Moore
     #: direction toward the nearest site of each zone, -1 inside it); ``mol`` is
-    #: int64[n_layers, L*L] (molecular layers in internal units, see
-    #: :mod:`immunesim.model.layers`).
-    Sites = namedtuple("Sites", [f.name for f in SITE_FIELDS] + ["toward", "mol"])
+    #: int32[n_layers, L*L] (molecular layers in internal units, see
+    #: :mod:`immunesim.model.layers`); ``saturated`` uint8[n_layers] flags a layer that
+    #: reached :data:`~immunesim.model.params.MOL_MAX` somewhere.
+    Sites = namedtuple("Sites", [f.name for f in SITE_FIELDS] + ["toward", "mol", "saturated"])
 
 
 def bytes_per_site(n_layers: int) -> int:
     """Bytes of state per lattice site on the CPU: one cell slot, the site arrays,
-    ``toward`` and every molecular layer (diffused in place, so one copy of it)."""
+    ``toward`` and every molecular layer (int32, diffused in place, so one copy of it)."""
     cell = sum(np.dtype(f.dtype).itemsize for f in CELL_FIELDS)
     site = sum(np.dtype(f.dtype).itemsize for f in SITE_FIELDS)
-    return cell + site + 3 + 8 * n_layers
+    return cell + site + 3 + 4 * n_layers
 
 
 __all__ = [

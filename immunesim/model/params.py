@@ -24,6 +24,14 @@ from immunesim.model.layers import Layers
 MOL_SHIFT = 20
 MOL_SCALE = 1 << MOL_SHIFT
 
+#: The molecular layers are stored as int32 (arithmetic on them is int64); the most a site
+#: can hold, 2048 user units less one internal unit. A value beyond it is stored as
+#: ``MOL_MAX`` and the layer's flag in ``sites.saturated`` is set: the host reports it
+#: (:meth:`immunesim.engine.Simulation.step`). The shipped scenarios stay below a third of
+#: it (damage in tissue, the largest).
+MOL_DTYPE = np.int32
+MOL_MAX = int(np.iinfo(MOL_DTYPE).max)
+
 #: Antigen look-up table: index = antigen in units of ``2**-LUT_BITS`` user units, clipped
 #: to ``LUT_SIZE - 1`` (so the table covers 0 .. 512 user units in steps of 1/8).
 LUT_BITS = 3

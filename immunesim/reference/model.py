@@ -107,7 +107,13 @@ class ReferenceModel(Clocked, mesa.Model):
         self.geometry: Geometry = start.geometry
         self.L = L = s.lattice.size
         st = start.state
-        self.state = Lattice(L, np.array(st.zone), np.array(st.toward), np.array(st.mol))
+        # int64 layers: the numpy rules below compute in the layers' own dtype (the engine
+        # stores int32 and computes in int64, with the same values while nothing reaches
+        # MOL_MAX; the reactions cap as the engine does)
+        self.state = Lattice(
+            L, np.array(st.zone), np.array(st.toward), np.array(st.mol, dtype=np.int64)
+        )
+        self._saturated = np.zeros(st.mol.shape[0], np.uint8)
         self.grid = OrthogonalMooreGrid((L, L), torus=False, capacity=1, random=self.random)
         # property layers are indexed by the cell coordinate (x, y); the arrays by y * L + x
         for name, values in (("zone", st.zone), ("niche", st.niche)):
@@ -231,7 +237,7 @@ class ReferenceModel(Clocked, mesa.Model):
                 extra = (np.arange(n_sites) < rest).astype(np.int64).reshape(L, L)
                 q = rules.circulate_site(q, c, share, extra)
             mol[layer] = q.reshape(-1)
-        rules.react_sites(mol, self.state.zone, k.ip, k.fx, k.fp)
+        rules.react_sites(mol, self._saturated, self.state.zone, k.ip, k.fx, k.fp)
 
     # ------------------------------------------------------------------ the patient
     def deplete(self, step: int, target_mask: int, thr_zone: np.ndarray, car_mask: int = 0) -> int:

@@ -84,10 +84,10 @@ react_site = molecules.react_site
 
 
 @nb.njit(cache=True)
-def react_sites(mol, zone, ip, fx, fp):  # pragma: no cover - compiled
+def react_sites(mol, sat, zone, ip, fx, fp):  # pragma: no cover - compiled
     """:func:`react_site` at every site in turn (one compiled call a step, not one a site)."""
     for site in range(mol.shape[1]):
-        react_site(site, mol, zone, ip, fx, fp)
+        react_site(site, mol, sat, zone, ip, fx, fp)
 
 
 __all__ = [

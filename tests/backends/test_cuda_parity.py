@@ -21,6 +21,7 @@ from immunesim.engine import Simulation
 from immunesim.engine.phases import Phases
 from immunesim.model.cells import marker_mask
 from immunesim.model.fields import PERSISTENT_CELL_FIELDS
+from immunesim.model.params import MOL_MAX
 from immunesim.scenario import load_scenario, read_toml
 from tests.conftest import SCENARIOS
 
@@ -84,6 +85,17 @@ def _deplete(b, st, p, sim, step):
     return int(b.deplete(st, p, sim.seed, step, marker_mask(("CD19", "CD3")), thr))
 
 
+def _molecules_at_the_cap(b, st, p, sim, step):
+    """The molecules phase with every layer a few units below its int32 cap at every third
+    site: diffusion, circulation and reactions push some of them over it, and both
+    backends cap the same values and flag the same layers."""
+    st.sites.mol[:, ::3] = MOL_MAX - 5
+    b.molecules(st, p)
+    flags = b.b.to_host(st.sites.saturated).tolist()
+    assert any(flags)
+    return flags
+
+
 PHASES = {
     "produce": lambda b, st, p, sim, step: b.produce(st, p, sim.seed, step, 2**50),
     "move": lambda b, st, p, sim, step: b.move(st, p, sim.seed, step),
@@ -91,6 +103,7 @@ PHASES = {
     "activate": lambda b, st, p, sim, step: b.activate(st, p, sim.seed, step),
     "divide": lambda b, st, p, sim, step: b.divide(st, p, sim.seed, step),
     "molecules": lambda b, st, p, sim, step: b.molecules(st, p),
+    "molecules_at_the_cap": _molecules_at_the_cap,
     "deplete": lambda b, st, p, sim, step: _deplete(b, st, p, sim, step),
     # host immunity against the CAR's CD19 binder: the CAR-T cells whose CAR carries it
     "deplete_car": lambda b, st, p, sim, step: int(

@@ -71,6 +71,36 @@ def test_run_writes_every_output(tmp_path):
     assert (width, height) == (990, 990)  # 9 x 9 inches at 110 dpi
 
 
+def test_a_saturated_layer_is_one_warning_line_and_an_event(tmp_path):
+    """A run whose plasma cells secrete 2000 times the default fills their antibody layers
+    past the int32 cap: the run finishes (exit 0), stderr has one ``warning:`` line naming
+    the layers (no Python warning location), and events.json has the ``saturation`` event."""
+    out = tmp_path / "run"
+    small = ["lattice.size=24", "lattice.zones.unit_um=240", "time.run_in_days=5"]
+    args = [f"--set={o}" for o in [*small, "time.follow_up_days=2"]]
+    proc = subprocess.run(
+        [
+            *immunesim_cmd(),
+            "run",
+            str(SCENARIOS / "sle_cd19_cart.toml"),
+            "--out",
+            str(out),
+            *args,
+            "--set=molecules.llpc_secretion_per_day=2e5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "reached the most a site" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: molecular layer(s) antibody_self")
+    assert "simulation.py" not in proc.stderr
+    events = json.loads((out / "events.json").read_text())["events"]
+    saturation = [e for e in events if e["kind"] == "saturation"]
+    assert len(saturation) == 1 and "antibody_self" in saturation[0]["detail"]["layers"]
+
+
 def test_plot_refuses_a_directory_that_is_not_a_run(tmp_path):
     proc = subprocess.run(
         [*immunesim_cmd(), "plot", str(tmp_path)], capture_output=True, text=True, timeout=300

@@ -97,6 +97,7 @@ def _diffuse_by_hand(mol, L, d, diffuses, decay, circulate, last):
     def portion(q, f):
         return (q * f) >> FRAC_BITS
 
+    mol = mol.astype(np.int64)  # the engine computes in int64 whatever it stores
     out = np.empty_like(mol)
     pool = np.zeros(mol.shape[0], np.int64)
     for layer in range(mol.shape[0]):
@@ -135,6 +136,7 @@ def test_the_site_map_diffuses_every_site_and_tallies_every_gift(L, last, how):
     n_layers = st.mol.shape[0]
     rng = np.random.default_rng(L)
     mol = rng.integers(0, 10**9, (n_layers, L * L)) * (rng.random((n_layers, L * L)) < 0.3)
+    mol = mol.astype(st.mol.dtype)
     mol[2] = 0  # a whole layer without molecules between layers with some
     decay = np.array([fixed(0.01 * (i + 1)) for i in range(n_layers)], np.int64)
     circulate = np.array([fixed(0.02 * (i % 3)) for i in range(n_layers)], np.int64)
@@ -164,7 +166,7 @@ def test_the_site_map_diffuses_every_site_and_tallies_every_gift(L, last, how):
 def test_diffusion_spreads_by_its_coefficient_whatever_the_time_step(dt_hours):
     """A point release spreads with variance 2 D t per axis (in sites squared) after t days,
     at any time step: the diffusion coefficient is physical and large steps are divided into
-    sub-steps. Tolerance: 1% (integer rounding of the amounts moved; 10**12 units released
+    sub-steps. Tolerance: 1% (integer rounding of the amounts moved; 2 x 10**9 units released
     so that rounding is negligible) plus the scheme's discreteness, which is exact for the
     variance of the 5-point stencil away from the border."""
     from immunesim.backends import numba_cpu
@@ -180,9 +182,9 @@ def test_diffusion_spreads_by_its_coefficient_whatever_the_time_step(dt_hours):
     st, p = sim.state, sim.params
     frac, n_sub = diffusion_per_substep(s)
     assert frac <= 0.2 + 1e-12
-    mol = np.zeros((1, st.L * st.L), np.int64)
+    mol = np.zeros((1, st.L * st.L), st.mol.dtype)
     centre = (st.L // 2) * st.L + st.L // 2
-    mol[0, centre] = 10**12
+    mol[0, centre] = 2 * 10**9
     k = p.k._replace(diffuses=np.ones(1, np.uint8), decay=np.zeros(1, np.int64))
     zero = np.zeros(1, np.int64)
     days = 1.0
@@ -249,3 +251,39 @@ def test_cells_move_at_their_rate_whatever_the_time_step():
         assert msd == pytest.approx(mean, rel=0.08), dt
     rate = spreads[0.5][1]
     assert mean == pytest.approx(1.5 * rate, rel=0.15)
+
+
+def test_a_layer_past_its_int32_cap_is_held_there_flagged_and_reported():
+    """The layers are int32. Plasma cells secreting 2000 times the default (2 x 10**5 units
+    a day) fill their sites' antibody past the cap of 2048 units within days: the values
+    are held at MOL_MAX (never wrapped round to negative ones), only the antibody layers are
+    flagged, and the run says so once per layer: a SaturationWarning and a ``saturation``
+    event naming the layers. The same scenario at the default secretion reaches none of it
+    (the shipped scenarios stay below a third of the cap)."""
+    from immunesim.engine import SaturationWarning
+    from immunesim.model.params import MOL_MAX
+
+    def run(secretion: float) -> tuple[Simulation, int]:
+        sc = small_cart(size=24)
+        sc.setdefault("molecules", {})["llpc_secretion_per_day"] = secretion
+        sim = Simulation(load_scenario(sc), seed=1)
+        peak = 0
+        for _ in range(72):
+            sim.step()
+            assert sim.state.mol.min() >= 0
+            peak = max(peak, int(sim.state.mol.max()))
+        return sim, peak
+
+    with pytest.warns(SaturationWarning, match="antibody_self"):
+        sim, peak = run(2e5)
+    # capped within the step (decay and the circulation then take some away), not wrapped
+    assert sim.state.mol.dtype == np.int32 and MOL_MAX // 2 < peak <= MOL_MAX
+    names = sim.params.layers.names()
+    flagged = {names[r] for r in np.flatnonzero(sim.state.sites.saturated)}
+    assert flagged and all(name.startswith("antibody_") for name in flagged)
+    events = [e for e in sim.events if e.kind == "saturation"]
+    assert len(events) == 1 and set(events[0].detail["layers"]) == flagged
+
+    quiet, peak = run(100.0)
+    assert peak < MOL_MAX // 3 and not quiet.state.sites.saturated.any()
+    assert not [e for e in quiet.events if e.kind == "saturation"]

@@ -19,7 +19,8 @@ def test_bench_one_reports_every_phase_and_the_state_size():
     assert 0 < r["cells"] <= 576
     assert set(r["phase_fraction"]) == set(PHASES)
     assert sum(r["phase_fraction"].values()) <= 1.0 + 1e-6  # phases lie inside the step
-    assert r["bytes_per_site_plus_cell"] > 100  # int64 molecular layers
+    # int32 molecular layers, one copy of them on the CPU (172 with two int64 copies)
+    assert 64 < r["bytes_per_site_plus_cell"] < 90
     # the roofline: the whole state read and written once, at the bandwidth measured here
     assert r["bytes_per_step"] == 2 * r["state_bytes"]
     assert r["state_bytes"] == pytest.approx(

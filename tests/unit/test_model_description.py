@@ -56,7 +56,7 @@ def test_state_is_allocated_from_the_field_table_and_the_estimate_counts_it():
     for f in fields.SITE_FIELDS:
         assert getattr(st.sites, f.name).dtype == f.dtype
     assert st.mol.shape == (n_layers, L * L)
-    per_site = (st.nbytes() - st.ledger.nbytes) / (L * L)
+    per_site = (st.nbytes() - st.ledger.nbytes - st.sites.saturated.nbytes) / (L * L)
     assert per_site == bytes_per_site(2)
 
 
@@ -115,7 +115,7 @@ def test_further_autoantibody_classes_see_the_autoantigen_and_hold_their_llpc_sh
     counts = sim.count_cells()[Kind.LLPC].sum(axis=1)  # per class
     n = counts.sum()
     assert abs(counts[1] - share * n) < 4 * np.sqrt(n * share * (1 - share))
-    mol = np.zeros((p.layers.n_layers, 4), np.int64)
+    mol = np.zeros((p.layers.n_layers, 4), np.int32)
     mol[p.layers.autoantigen, 2] = 10 * MOL_SCALE
     mol[p.layers.vaccine_antigen(0), 2] = 3 * MOL_SCALE
     ip = p.k.ip

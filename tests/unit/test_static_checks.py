@@ -91,7 +91,12 @@ SITES = [(f.name, f.dtype.__name__) for f in SITE_FIELDS]
 def test_declared_cell_and_site_fields_match_the_tables():
     fields = ROOT / "immunesim" / "model" / "fields.py"
     assert _named_tuple_fields(fields, "Cells") == CELLS
-    assert _named_tuple_fields(fields, "Sites") == [*SITES, ("toward", "int8"), ("mol", "int64")]
+    assert _named_tuple_fields(fields, "Sites") == [
+        *SITES,
+        ("toward", "int8"),
+        ("mol", "int32"),
+        ("saturated", "uint8"),
+    ]
 
 
 def test_declared_state_views_match_the_tables():
