@@ -194,7 +194,7 @@ class Simulation(Clocked):
         q = antigen[mask].astype(np.int64) + amount  # plain boolean indexing on NumPy and CuPy
         if bool((q > MOL_MAX).any()):  # a host read, at a pulse, not every step
             self.state.sites.saturated[row] = 1
-        antigen[mask] = q.clip(None, MOL_MAX)
+        antigen[mask] = self.backend.xp.minimum(q, MOL_MAX)
 
     def _zone(self, zone: str):
         """The sites of a zone as a boolean array on the backend (made once per zone)."""
