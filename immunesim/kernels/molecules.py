@@ -92,7 +92,7 @@ def react_site(s, mol, sat, zone, ip, fx, fp):
     formed = limit if product >= nb.float64(limit) else nb.int64(product)
     ab -= formed
     ag -= formed
-    ic = capped(mol[ic_l, s] + formed, sat, ic_l)
+    ic = capped(nb.int64(mol[ic_l, s]) + formed, sat, ic_l)  # int64 in the CUDA simulator too
     mol[ab_l, s] = ab
     mol[ic_l, s] = ic
     if zone[s] == TISSUE:

@@ -117,8 +117,8 @@ def test_serial_and_parallel_maps_give_the_same_bits(monkeypatch):
     from immunesim.backends import numba_cpu
 
     assert numba.config.NUMBA_NUM_THREADS >= 2, "needs 2 cores"
-    # few steps: with the other test worker busy, each parallel launch can wait for a core
-    # (45 s in CI for 336 steps, against 3 s alone)
+    # a short run (most of this test's time in CI, 45-50 s, is compiling the parallel
+    # launches of the maps that the warm-up runs serially)
     short = ["time.run_in_days=6", "time.follow_up_days=3", "time.dt_hours=2"]
     s = immunesim.load_scenario(
         SCENARIOS / "sle_cd19_cart.toml", [x for x in SMALL if x != "--set"] + short
