@@ -287,3 +287,25 @@ def test_a_layer_past_its_int32_cap_is_held_there_flagged_and_reported():
     quiet, peak = run(100.0)
     assert peak < MOL_MAX // 3 and not quiet.state.sites.saturated.any()
     assert not [e for e in quiet.events if e.kind == "saturation"]
+
+
+def test_a_resumed_run_does_not_report_a_saturated_layer_again(tmp_path):
+    """A run checkpointed after its antibody layers saturated and resumed reports no layer a
+    second time (no second warning), and ends with the events of the run without a stop."""
+    import warnings
+
+    from immunesim.engine import SaturationWarning
+
+    sc = small_cart(size=24)
+    sc.setdefault("molecules", {})["llpc_secretion_per_day"] = 2e5
+    s = load_scenario(sc)
+    with pytest.warns(SaturationWarning):
+        whole = Simulation(s, seed=1).run(until_step=72)
+    with pytest.warns(SaturationWarning):
+        half = Simulation(s, seed=1).run(until_step=36)
+    assert [e for e in half.events if e.kind == "saturation"]
+    resumed = Simulation.load(half.save(tmp_path / "half.npz"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SaturationWarning)
+        resumed.run(until_step=72)
+    assert resumed.events == whole.events
