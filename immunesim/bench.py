@@ -167,34 +167,41 @@ def roofline(state_bytes: int, step_seconds: float, bandwidth: float) -> dict[st
 CELLS_PER_SITE = 0.26
 
 
-def memory_estimate(size: int, backend: str = "numba") -> dict[str, Any]:
+def memory_estimate(size: int, backend: str = "numba", slots: int | None = None) -> dict[str, Any]:
     """Bytes of state the benchmark's scenario allocates on an ``size`` x ``size`` lattice,
-    computed from the field tables without allocating anything: a cell slot per site, the
-    site arrays, every molecular layer and the ledger; on the CUDA backend also the spare
-    cell arrays that compaction writes into and the second copy of the layers that
-    diffusion writes into. Equal to
-    :meth:`~immunesim.state.State.nbytes` of such a simulation (tests check it on the CPU
-    and in the CUDA simulator)."""
+    computed from the field tables without allocating anything: the cell slots, the site
+    arrays, every molecular layer and the ledger. On the CPU the slots follow the cells
+    (:func:`~immunesim.state.slots_for` of :data:`CELLS_PER_SITE` per site, unless ``slots``
+    says how many); the CUDA backend keeps a slot per site, spare cell arrays that
+    compaction writes into and a second copy of the layers that diffusion writes into.
+    Equal to :meth:`~immunesim.state.State.nbytes` of such a simulation with as many slots
+    (tests check it on the CPU and in the CUDA simulator)."""
     from immunesim.model.cells import N_KINDS
-    from immunesim.model.fields import CELL_FIELDS, bytes_per_site
+    from immunesim.model.fields import bytes_per_site, bytes_per_slot
     from immunesim.model.layers import n_layers
     from immunesim.scenario import Specificities
+    from immunesim.state import slots_for
 
     # the benchmark's classes are the defaults; no scenario is loaded, which would refuse a
     # lattice whose state does not fit in this machine's memory
     spec = Specificities()
     sites = size * size
     layers = n_layers(len(spec.vaccines), len(spec.autoantibodies))
-    per_site = bytes_per_site(layers)
-    if backend == "cuda":
-        per_site += sum(np.dtype(f.dtype).itemsize for f in CELL_FIELDS) + 4 * layers
-    total = sites * per_site + N_KINDS * 4 * 8 + layers  # the ledger, a flag per layer
     cells = CELLS_PER_SITE * sites
+    if backend == "cuda":
+        slots = sites
+        extra = sites * (bytes_per_slot() + 4 * layers)
+    else:
+        slots = slots_for(int(round(cells)), size) if slots is None else slots
+        extra = 0
+    state = sites * bytes_per_site(layers, 0.0) + slots * bytes_per_slot() + extra
+    total = int(state) + N_KINDS * 4 * 8 + layers  # the ledger, a flag per layer
     return {
         "backend": backend,
         "lattice": size,
         "sites": sites,
         "cells": int(round(cells)),
+        "slots": slots,
         "state_bytes": total,
         "bytes_per_site_plus_cell": total / (sites + cells),
     }

@@ -1166,19 +1166,20 @@ def _bench_dry_run(sizes: list[int], backends: tuple[str, ...], out_file: Path |
     table = Table(
         title="memory of the benchmark's state (estimated from the field tables, nothing "
         "allocated)",
-        caption="cells: about 0.26 per site after the run-in; state: cell slots, sites, "
-        "the molecular layers (on a GPU also the spare cell arrays and a second copy of the "
-        "layers)",
+        caption="cells: about 0.26 per site after the run-in; state: cell slots (on the "
+        "CPU a quarter more than the cells, on a GPU one per site), sites, the molecular "
+        "layers (on a GPU also the spare cell arrays and a second copy of the layers)",
         header_style="bold",
         box=box.SIMPLE_HEAD,
     )
-    for col in ("lattice", "cells", "backend", "state", "bytes per site + cell"):
+    for col in ("lattice", "cells", "backend", "slots", "state", "bytes per site + cell"):
         table.add_column(col, justify="right", overflow="fold")
     for r in rows:
         table.add_row(
             f"{r['lattice']}^2",
             f"{r['cells']:.2e}",
             r["backend"],
+            f"{r['slots']:.2e}",
             f"{r['state_bytes'] / 1e9:.3g} GB",
             f"{r['bytes_per_site_plus_cell']:.0f}",
         )

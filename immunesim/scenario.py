@@ -1183,9 +1183,9 @@ class _KeyedError(ValueError):
 # --------------------------------------------------------------------------- loading
 
 
-def bytes_per_site(n_vaccines: int, n_autoantibodies: int = 0) -> int:
-    """Bytes per lattice site the engine allocates on the CPU (a cell slot, the site arrays
-    and the molecular layers); used to refuse lattices that cannot fit in memory."""
+def bytes_per_site(n_vaccines: int, n_autoantibodies: int = 0) -> float:
+    """Bytes per lattice site the engine allocates on the CPU at most (a cell slot, the site
+    arrays and the molecular layers); used to refuse lattices that cannot fit in memory."""
     return fields.bytes_per_site(layers.n_layers(n_vaccines, n_autoantibodies))
 
 

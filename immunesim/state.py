@@ -1,9 +1,12 @@
 """Struct-of-arrays state of a simulation: cells, lattice sites and molecular layers.
 
-Cells live in slots ``0 .. n-1`` of fixed-size arrays whose capacity is the number of sites
-(volume exclusion: never more cells than sites, so the buffers can never overflow). Slots are
-compacted once per step, keeping order; a cell's identity is its persistent ``uid``. The
-arrays are those declared in :mod:`immunesim.model.fields`.
+Cells live in slots ``0 .. n-1`` of arrays whose capacity is at most the number of sites
+(volume exclusion: never more cells than sites). The capacity follows the cells: a state
+starts with a quarter more slots than cells (:func:`slots_for`), and a backend that grows
+its arrays makes room before each phase that adds cells, for as many as that phase can add
+(:meth:`~immunesim.engine.contract.Backend.reserve`). Slots are compacted once per step,
+keeping order; a cell's identity is its persistent ``uid``, so the capacity changes no
+result. The arrays are those declared in :mod:`immunesim.model.fields`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class State:
     Attributes:
         L: sites per side of the lattice.
         cells: the cell arrays (:class:`~immunesim.model.fields.Cells`), each of length
-            ``capacity = L*L``; slots ``>= n`` are unused.
+            ``capacity`` (at most ``L*L``); slots ``>= n`` are unused.
         sites: the site arrays (:class:`~immunesim.model.fields.Sites`), length ``L*L``
             (site index ``y*L + x``), with ``toward`` int8[3, L*L], ``mol``
             int32[n_layers, L*L] and ``saturated`` uint8[n_layers].
@@ -130,8 +133,39 @@ for _name in (*(f.name for f in SITE_FIELDS), "toward"):
     setattr(State, _name, _field_view("sites", _name))
 
 
+#: Slots a state keeps beyond its cells, as a fraction of them (:func:`slots_for`).
+SLOT_HEADROOM = 0.25
+#: Least number of slots beyond the cells (small lattices get a slot per site).
+MIN_SPARE_SLOTS = 1024
+
+
+def slots_for(cells: int, L: int) -> int:
+    """Slots for ``cells`` cells on an ``L x L`` lattice: a quarter more, at least
+    :data:`MIN_SPARE_SLOTS` more, and never more than the sites."""
+    spare = max(int(cells * SLOT_HEADROOM), MIN_SPARE_SLOTS)
+    return min(L * L, cells + spare)
+
+
+def empty_cells(capacity: int) -> Cells:
+    """Cell arrays of ``capacity`` slots, every one unused (each field its fill value)."""
+    return Cells(*(np.full(capacity, f.fill, f.dtype) for f in CELL_FIELDS))
+
+
+def with_capacity(cells: Cells, n: int, capacity: int) -> Cells:
+    """``cells`` with ``capacity`` slots: the first ``n`` slots copied, the others unused."""
+    out = empty_cells(capacity)
+    for f in CELL_FIELDS:
+        getattr(out, f.name)[:n] = getattr(cells, f.name)[:n]
+    return out
+
+
 def allocate(
-    L: int, n_layers: int, zone: np.ndarray, niche: np.ndarray, toward: np.ndarray
+    L: int,
+    n_layers: int,
+    zone: np.ndarray,
+    niche: np.ndarray,
+    toward: np.ndarray,
+    capacity: int | None = None,
 ) -> State:
     """Allocate an empty state for an ``L x L`` lattice.
 
@@ -140,9 +174,12 @@ def allocate(
         n_layers: rows of the molecular layers.
         zone: uint8[L, L] zone map; niche: uint8[L, L] LLPC niche flags.
         toward: int8[3, L*L] homing directions (:func:`immunesim.engine.geometry.Geometry`).
+        capacity: cell slots (at most ``L*L``, the default).
     """
     cap = L * L
-    cells = Cells(*(np.full(cap, f.fill, f.dtype) for f in CELL_FIELDS))
+    if capacity is not None and not 0 <= capacity <= cap:
+        raise ValueError(f"capacity {capacity} is not between 0 and the {cap} sites")
+    cells = empty_cells(cap if capacity is None else capacity)
     given = {"zone": zone, "niche": niche}
     site_arrays: dict[str, np.ndarray] = {
         f.name: np.ascontiguousarray(given[f.name].reshape(-1), dtype=f.dtype)
@@ -164,4 +201,16 @@ def allocate(
     )
 
 
-__all__ = ["BORN", "CONV_IN", "CONV_OUT", "DIED", "State", "allocate"]
+__all__ = [
+    "BORN",
+    "CONV_IN",
+    "CONV_OUT",
+    "DIED",
+    "MIN_SPARE_SLOTS",
+    "SLOT_HEADROOM",
+    "State",
+    "allocate",
+    "empty_cells",
+    "slots_for",
+    "with_capacity",
+]

@@ -39,6 +39,7 @@ from numba import cuda
 
 from immunesim.kernels import molecules
 from immunesim.model.fields import Cells
+from immunesim.state import with_capacity
 
 #: Whether numba's CUDA simulator stands in for a GPU (set before numba is imported; numba
 #: makes its config attributes from the environment at import, unseen by type checkers).
@@ -149,8 +150,11 @@ def _on_device(tup):
 
 def prepare(st, p):
     """Copy a host state and its parameters to the device; returns ``(state, params)`` and
-    leaves the host ones as they were. The state gets spare cell arrays for compaction."""
-    cells = _on_device(st.cells)
+    leaves the host ones as they were. The state gets a cell slot per site (so it never
+    needs to grow: :func:`reserve`), spare cell arrays for compaction and a second copy of
+    the layers for diffusion."""
+    sites = st.L * st.L
+    cells = _on_device(st.cells if st.capacity == sites else with_capacity(st.cells, st.n, sites))
     out = dataclasses.replace(
         st,
         cells=cells,
@@ -167,6 +171,11 @@ def spare_mol(state):
     """The layers a diffusion sub-step writes into (each site reads its neighbours, so not
     the ones it reads); swapped with them after it."""
     return state.aux["mol_next"]
+
+
+def reserve(state, count):
+    """Nothing to do: the state has a slot per site (:func:`prepare`), and no phase adds
+    more cells than there are free sites."""
 
 
 def spare_cells(state):
@@ -325,6 +334,7 @@ __all__ = [
     "is_available",
     "prepare",
     "real_gpu",
+    "reserve",
     "scatter_min",
     "spare_cells",
     "synchronize",

@@ -23,6 +23,7 @@ import numpy as np
 from immunesim._jit_cache import cache_kernel
 from immunesim.kernels import molecules
 from immunesim.kernels.molecules import DIFFUSE_ROWS
+from immunesim.state import slots_for, with_capacity
 
 #: Cells per chunk of a cell map at least (a chunk's tally stays in registers), and the most
 #: chunks of a map (each has its own row of the tally, summed at the end; a site map's
@@ -330,6 +331,15 @@ def append(wins, place, n, t, c, s, p, bins=1):
     tally = np.zeros(bins, np.int64)
     count = _direct(_ordered, wins, place)(n, t, c, s, p, tally)
     return int(count), tally
+
+
+def reserve(state, count):
+    """Grow the cell arrays when ``count`` more cells would not fit: to a quarter more slots
+    than cells (:func:`~immunesim.state.slots_for`), so growing is rare and its copies cost
+    little over a run."""
+    need = state.n + int(count)
+    if need > state.capacity:
+        state.cells = with_capacity(state.cells, state.n, slots_for(need, state.L))
 
 
 def spare_cells(state):

@@ -116,6 +116,13 @@ class Backend(Protocol):
         int64[bins]."""
         ...
 
+    def reserve(self, state: Any, count: Any) -> None:
+        """Make room in ``state`` for ``count`` more cells (a host int, or the device scalar
+        a map's tally gives): a backend whose cell arrays grow replaces ``state.cells`` with
+        larger ones holding the same cells (:func:`~immunesim.state.slots_for`); one whose
+        arrays hold a slot per site has room already."""
+        ...
+
     def spare_mol(self, state: Any) -> Any:
         """Layers to diffuse into: the state's own (``sites.mol``) on a backend that
         diffuses in place, spare ones otherwise (the state then swaps them in)."""

@@ -11,12 +11,11 @@ from immunesim.model.cells import KINDS, N_KINDS, Kind
 from immunesim.model.params import MOL_MAX, MOL_SCALE, Params
 from immunesim.rng import ONE53, S_INIT, S_INIT_SPEC, site_keys, threshold
 from immunesim.scenario import Scenario
-from immunesim.state import BORN, State, allocate
+from immunesim.state import BORN, State, allocate, slots_for
 
 
 def initial_state(s: Scenario, p: Params, g: Geometry, seed: int) -> State:
     """A new state (numpy arrays) holding the scenario's initial cells and molecules."""
-    st = allocate(g.L, p.layers.n_layers, g.zone, g.niche, g.toward)
     n_sites = g.n_sites
     keys = np.empty(n_sites, np.uint64)
     site_keys(seed, 0, S_INIT, n_sites, keys)
@@ -35,7 +34,7 @@ def initial_state(s: Scenario, p: Params, g: Geometry, seed: int) -> State:
     kind[lymph & (r < c1)] = Kind.T_HELPER
     kind[lymph & (r >= c1) & (r < c2)] = Kind.NAIVE_B
     kind[lymph & (r >= c2) & (r < c3)] = Kind.MEMORY_B
-    kind[(st.niche != 0) & (r < threshold(ini.llpc))] = Kind.LLPC
+    kind[(g.niche.reshape(-1) != 0) & (r < threshold(ini.llpc))] = Kind.LLPC
     # the kinds an extension seeds: on the sites of their zone still free, each taking the
     # next slice of the site's draw
     start = c3
@@ -76,6 +75,7 @@ def initial_state(s: Scenario, p: Params, g: Geometry, seed: int) -> State:
 
     sites = np.flatnonzero(kind >= 0)
     n = sites.size
+    st = allocate(g.L, p.layers.n_layers, g.zone, g.niche, g.toward, slots_for(n, g.L))
     c = st.cells
     c.uid[:n] = np.arange(n)
     c.kind[:n] = kind[sites]

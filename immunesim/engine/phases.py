@@ -67,6 +67,7 @@ class Phases:
         count = int(sites.size)
         if count == 0:
             return
+        self.b.reserve(st, count)
         t = Infusion(st.L, st.n, st.next_uid, self.b.asarray(sites), int(target_mask))
         self.b.for_cells(slots.infuse, count, t, st.cells, st.sites, p.k)
         st.n += count
@@ -76,9 +77,10 @@ class Phases:
     # ------------------------------------------------------------------ production
     def produce(self, st: State, p: Params, seed: int, step: int, thr_t_helper: int) -> None:
         """Naive B cells at free marrow sites, T helpers at free lymphoid sites, in site
-        order."""
+        order (room is made for them once they are drawn)."""
         t = Births(seed, step, st.L, st.n, st.next_uid, np.uint64(thr_t_helper))
-        self.b.for_sites(lifecycle.mark_production, 1, t, st.cells, st.sites, p.k)
+        made = self.b.for_sites(lifecycle.mark_production, 1, t, st.cells, st.sites, p.k)[0]
+        self.b.reserve(st, made)
         self._born(
             st,
             *self.b.append(
@@ -94,6 +96,10 @@ class Phases:
         )
 
     def _born(self, st: State, count: int, tally) -> None:
+        if st.n + count > st.capacity:  # a phase's room was wrong: slots were overwritten
+            raise RuntimeError(
+                f"{count} new cells overflowed the {st.capacity - st.n} free cell slots"
+            )
         st.n += count
         st.next_uid += count
         st.ledger[:, BORN] += tally
@@ -109,9 +115,12 @@ class Phases:
             self.b.for_cells(move.apply_move, st.n, t, st.cells, st.sites, p.k)
             self._release(st, p, t)
 
-    def _propose_resolve(self, propose, st: State, p: Params, t) -> None:
-        self.b.for_cells(propose, st.n, t, st.cells, st.sites, p.k)
+    def _propose_resolve(self, propose, st: State, p: Params, t):
+        """Every cell's proposal, each conflict to the lowest key; returns the proposals'
+        tally."""
+        tally = self.b.for_cells(propose, st.n, t, st.cells, st.sites, p.k)
         self.b.scatter_min(st.n, st.cells, st.sites)
+        return tally
 
     def _release(self, st: State, p: Params, t) -> None:
         self.b.for_cells(move.release_claim, st.n, t, st.cells, st.sites, p.k)
@@ -145,9 +154,9 @@ class Phases:
 
     def divide(self, st: State, p: Params, seed: int, step: int) -> None:
         """Activated B cells, stimulated CAR-T and homeostatic divisions into free sites;
-        daughters take slots and uids in parent order."""
+        daughters take slots and uids in parent order (room is made for every proposal)."""
         t = Tick(seed, step, st.L)
-        self._propose_resolve(contact.propose_division, st, p, t)
+        self.b.reserve(st, self._propose_resolve(contact.propose_division, st, p, t)[0])
         births = Births(seed, step, st.L, st.n, st.next_uid, np.uint64(0))
         born = self.b.append(
             slots.wins_site, slots.place_daughter, st.n, births, st.cells, st.sites, p.k, N_KINDS

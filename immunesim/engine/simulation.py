@@ -36,7 +36,7 @@ from immunesim.model.therapy import Event
 from immunesim.observe import metrics_row
 from immunesim.rng import S_INFUSE, site_keys
 from immunesim.scenario import Scenario
-from immunesim.state import BORN, CONV_IN, CONV_OUT, DIED, State, allocate
+from immunesim.state import BORN, CONV_IN, CONV_OUT, DIED, State, allocate, slots_for
 
 PHASES = ("events", "production", "movement", "contact", "molecules", "death", "observe")
 
@@ -331,8 +331,8 @@ class Simulation(Clocked):
 
 def _restored_state(g: Geometry, p: Params, meta: dict, arrays: dict) -> State:
     """A host state from a checkpoint's arrays (:mod:`immunesim.checkpoint`)."""
-    st = allocate(g.L, p.layers.n_layers, g.zone, g.niche, g.toward)
     n = int(meta["n"])
+    st = allocate(g.L, p.layers.n_layers, g.zone, g.niche, g.toward, slots_for(n, g.L))
     for name, a in arrays.items():
         group, _, field = name.partition(".")
         if group == "cells":

@@ -328,8 +328,11 @@ def activate(i, t, c, s, p):
 
 @nb.njit(inline="always", cache=True)
 def propose_division(i, t, c, s, p):
-    """Cell ``i`` proposes the free site its daughter would take."""
-    return record_proposal(c, i, division_proposal(i, t, c, s, p))
+    """Cell ``i`` proposes the free site its daughter would take; tallies the proposals (at
+    most that many daughters, the room the phase needs)."""
+    proposal = division_proposal(i, t, c, s, p)
+    record_proposal(c, i, proposal)
+    return 0, nb.int64(proposal[0] >= 0)
 
 
 __all__ = [

@@ -9,6 +9,7 @@ import numpy as np
 
 from immunesim.kernels.common import CAR_T, add_mol, bears
 from immunesim.model.cells import CAR_T_MEMORY_CLASS, N_KINDS, STATE_CAR_T_MEMORY
+from immunesim.model.fields import CLAIM_FREE
 from immunesim.model.params import IP_N_SPEC, IP_THR_PRODUCE
 from immunesim.rng import S_DEATH, S_DEPLETE, S_PRODUCE, S_PRODUCE_SPEC, S_T_HELPER, rand53
 
@@ -159,19 +160,24 @@ def deplete(i, t, c, s, p):
 
 @nb.njit(inline="always", cache=True)
 def mark_production(layer, site, x, y, t, c, s, p):
-    """A site body: what the free ``site`` makes this step, written to ``cells.want[site]``
-    (the scratch doubles as a per-site array; ``t``: :data:`Births`)."""
-    c.want[site] = production_at(
+    """A site body: what the free ``site`` makes this step (``t``: :data:`Births`), written
+    to ``sites.claim[site]`` when it makes a cell (no cell claims a site during production,
+    so every claim is :data:`~immunesim.model.fields.CLAIM_FREE` before it and after
+    :func:`~immunesim.kernels.slots.place_newborn`). Tallies the sites that make a cell,
+    the room the phase needs."""
+    code = production_at(
         site, t.seed, t.step, s.occ, s.zone, nb.uint64(p.ip[IP_THR_PRODUCE]), t.thr_t_helper
     )
-    return 0, 0
+    if code == PRODUCE_NONE:
+        return 0, 0
+    s.claim[site] = code
+    return 0, 1
 
 
 @nb.njit(inline="always", cache=True)
 def makes_cell(site, t, c, s, p):
     """Whether ``site`` makes a cell this step (after :func:`mark_production`)."""
-    code = c.want[site]
-    return code == PRODUCE_NAIVE_B or code == PRODUCE_T_HELPER
+    return s.claim[site] != CLAIM_FREE
 
 
 @nb.njit(inline="always", cache=True)

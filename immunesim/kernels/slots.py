@@ -4,10 +4,10 @@ A backend decides which slot a new or moved cell takes (a serial pass on the CPU
 sum on the GPU: the same slots); these bodies write it. What every field of a slot gets is
 derived from :data:`immunesim.model.fields.CELL_FIELDS`: :func:`clear_cell` gives a new cell
 every persistent field's ``fill`` value and :func:`copy_cell` moves every persistent field,
-so a new field needs no change here. Scratch fields are left alone: the production phase
-keeps per-site codes in ``want`` while it fills slots. The two are generated from the field
-table, the way Brian2 generates code from templates: numba cannot loop over the differently
-typed arrays of a named tuple.
+so a new field needs no change here. Scratch fields are left alone (a phase fills them
+before it reads them). The two are generated from the field table, the way Brian2
+generates code from templates: numba cannot loop over the differently typed arrays of a
+named tuple.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from immunesim.kernels.common import CAR_T, NAIVE_B, T_HELPER
 from immunesim.kernels.contact import daughter_states
 from immunesim.kernels.lifecycle import PRODUCE_NAIVE_B, new_specificity
 from immunesim.kernels.move import won
-from immunesim.model.fields import CELL_FIELDS
+from immunesim.model.fields import CELL_FIELDS, CLAIM_FREE
 from immunesim.model.params import IP_N_SPEC, IP_THR_CAR_MEMORY
 from immunesim.rng import S_CAR_MEMORY, rand53
 
@@ -90,7 +90,8 @@ def newborn(code, seed, step, site, spec_cum, n_other_spec):
 def place_newborn(site, j, t, c, s, p):
     """The ``j``-th producing site's new cell (``t``: :data:`~immunesim.kernels.lifecycle.
     Births`); tallies a birth of its kind."""
-    k, sp = newborn(c.want[site], t.seed, t.step, site, p.spec_cum, p.ip[IP_N_SPEC] - 1)
+    k, sp = newborn(s.claim[site], t.seed, t.step, site, p.spec_cum, p.ip[IP_N_SPEC] - 1)
+    s.claim[site] = CLAIM_FREE
     write_cell(c, s, t.n + j, t.next_uid + j, k, 0, sp, 0, 0, site, t.L)
     return k, 1
 

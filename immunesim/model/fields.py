@@ -62,8 +62,7 @@ CELL_FIELDS: tuple[Field, ...] = (
     Field(
         "want",
         np.int32,
-        "scratch: site or victim slot a cell proposes (-1 none); per site, "
-        "what a free site makes in the production phase",
+        "scratch: site or victim slot a cell proposes (-1 none)",
         fill=-1,
         persistent=False,
     ),
@@ -81,7 +80,8 @@ SITE_FIELDS: tuple[Field, ...] = (
     Field(
         "claim",
         np.int64,
-        "scratch: lowest priority key proposing the site or victim",
+        "scratch: lowest priority key proposing the site or victim; in the production "
+        "phase, what a free site makes",
         fill=CLAIM_FREE,
         persistent=False,
     ),
@@ -128,12 +128,17 @@ else:
     Sites = namedtuple("Sites", [f.name for f in SITE_FIELDS] + ["toward", "mol", "saturated"])
 
 
-def bytes_per_site(n_layers: int) -> int:
-    """Bytes of state per lattice site on the CPU: one cell slot, the site arrays,
-    ``toward`` and every molecular layer (int32, diffused in place, so one copy of it)."""
-    cell = sum(np.dtype(f.dtype).itemsize for f in CELL_FIELDS)
+def bytes_per_slot() -> int:
+    """Bytes of one cell slot: every cell field."""
+    return sum(np.dtype(f.dtype).itemsize for f in CELL_FIELDS)
+
+
+def bytes_per_site(n_layers: int, slots_per_site: float = 1.0) -> float:
+    """Bytes of state per lattice site on the CPU: the site arrays, ``toward``, every
+    molecular layer (int32, diffused in place, so one copy of it) and ``slots_per_site``
+    cell slots (the default, one, is the most a state ever holds: an upper bound)."""
     site = sum(np.dtype(f.dtype).itemsize for f in SITE_FIELDS)
-    return cell + site + 3 + 4 * n_layers
+    return slots_per_site * bytes_per_slot() + site + 3 + 4 * n_layers
 
 
 __all__ = [
@@ -145,4 +150,5 @@ __all__ = [
     "SITE_FIELDS",
     "Sites",
     "bytes_per_site",
+    "bytes_per_slot",
 ]

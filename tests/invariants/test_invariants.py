@@ -4,10 +4,13 @@ one cell per site, no negative molecules, and the cell ledger balances per kind.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+import immunesim.state as state_module
 from immunesim.engine import Simulation
 from immunesim.model.cells import N_KINDS
+from immunesim.model.fields import CLAIM_FREE, PERSISTENT_CELL_FIELDS
 from immunesim.model.params import fixed
 from immunesim.scenario import load_scenario
 from tests.conftest import small_cart
@@ -16,6 +19,11 @@ from tests.conftest import small_cart
 def check_state(sim: Simulation) -> None:
     st = sim.state
     n, L = st.n, st.L
+    # every cell has a slot, never more slots than sites; no claim is left over (the
+    # production phase keeps its per-site codes in the claims)
+    assert n <= st.capacity <= L * L
+    assert all(a.shape == (st.capacity,) for a in st.cells)
+    assert np.all(st.claim == CLAIM_FREE), "a claim outlived its phase"
     sites = st.y[:n].astype(np.int64) * L + st.x[:n]
     # never two cells on a site, and the occupancy map agrees with the cell arrays
     assert np.unique(sites).size == n, "two cells share a site"
@@ -34,23 +42,63 @@ def check_state(sim: Simulation) -> None:
     )
 
 
+def _tight_slots(mp: pytest.MonkeyPatch) -> None:
+    """States keep no spare slots: the cell arrays grow in nearly every phase that adds
+    cells (production, division, infusion)."""
+    mp.setattr(state_module, "SLOT_HEADROOM", 0.0)
+    mp.setattr(state_module, "MIN_SPARE_SLOTS", 0)
+
+
+def _course() -> Simulation:
+    return Simulation(load_scenario(small_cart(size=32, run_in=12, follow_up=16)), seed=3)
+
+
 @pytest.fixture(scope="module")
-def stepped() -> Simulation:
-    s = load_scenario(small_cart(size=32, run_in=12, follow_up=16))
-    sim = Simulation(s, seed=3)
-    check_state(sim)
-    while not sim.finished:
-        sim.step()
+def stepped() -> tuple[Simulation, int]:
+    """The short course with tight slots, checked after every step; and how often its cell
+    arrays grew."""
+    grew = 0
+    with pytest.MonkeyPatch.context() as mp:
+        _tight_slots(mp)
+        sim = _course()
         check_state(sim)
-    return sim
+        while not sim.finished:
+            capacity = sim.state.capacity
+            sim.step()
+            check_state(sim)
+            grew += sim.state.capacity != capacity
+    return sim, grew
 
 
 def test_invariants_hold_every_step(stepped):
     # the run exercised every phase: cells were born, died and converted
-    led = stepped.state.ledger
+    sim, grew = stepped
+    led = sim.state.ledger
     assert led[:, 1].sum() > 0 and led[:, 2].sum() > 0
-    kinds = {e.kind for e in stepped.events}
+    kinds = {e.kind for e in sim.events}
     assert {"lymphodepletion", "car_t", "vaccination", "anti_cd20"} <= kinds
+    assert grew > 10  # the cell arrays grew in many steps, and the invariants held
+
+
+def test_the_number_of_cell_slots_changes_no_result(stepped):
+    """The same course with a slot per site from the start (as on a GPU) has the same cells
+    in the same slots, the same sites and layers, series and events: the slots a state
+    keeps and when its arrays grow are invisible to the model."""
+    tight, _ = stepped
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(state_module, "MIN_SPARE_SLOTS", 10**9)
+        full = _course()
+        assert full.state.capacity == full.state.L**2
+        full.run()
+    a, b = tight.state, full.state
+    assert full.state.capacity == full.state.L**2 > a.capacity
+    assert (a.n, a.next_uid) == (b.n, b.next_uid)
+    for name in PERSISTENT_CELL_FIELDS:
+        np.testing.assert_array_equal(getattr(a, name)[: a.n], getattr(b, name)[: b.n], name)
+    for name in ("occ", "mol", "claim", "ledger"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), name)
+    pd.testing.assert_frame_equal(pd.DataFrame(tight.rows), pd.DataFrame(full.rows))
+    assert tight.events == full.events
 
 
 def test_diffusion_conserves_mass():
