@@ -170,12 +170,12 @@ CELLS_PER_SITE = 0.26
 def memory_estimate(size: int, backend: str = "numba", slots: int | None = None) -> dict[str, Any]:
     """Bytes of state the benchmark's scenario allocates on an ``size`` x ``size`` lattice,
     computed from the field tables without allocating anything: the cell slots, the site
-    arrays, every molecular layer and the ledger. On the CPU the slots follow the cells
+    arrays, every molecular layer and the ledger. The slots follow the cells
     (:func:`~immunesim.state.slots_for` of :data:`CELLS_PER_SITE` per site, unless ``slots``
-    says how many); the CUDA backend keeps a slot per site, spare cell arrays that
-    compaction writes into and a second copy of the layers that diffusion writes into.
-    Equal to :meth:`~immunesim.state.State.nbytes` of such a simulation with as many slots
-    (tests check it on the CPU and in the CUDA simulator)."""
+    says how many); the CUDA backend also keeps as many spare slots, that compaction writes
+    into, and a second copy of the layers that diffusion writes into. Equal to
+    :meth:`~immunesim.state.State.nbytes` of such a simulation with as many slots (tests
+    check it on the CPU and in the CUDA simulator)."""
     from immunesim.model.cells import N_KINDS
     from immunesim.model.fields import bytes_per_site, bytes_per_slot
     from immunesim.model.layers import n_layers
@@ -188,12 +188,8 @@ def memory_estimate(size: int, backend: str = "numba", slots: int | None = None)
     sites = size * size
     layers = n_layers(len(spec.vaccines), len(spec.autoantibodies))
     cells = CELLS_PER_SITE * sites
-    if backend == "cuda":
-        slots = sites
-        extra = sites * (bytes_per_slot() + 4 * layers)
-    else:
-        slots = slots_for(int(round(cells)), size) if slots is None else slots
-        extra = 0
+    slots = slots_for(int(round(cells)), size) if slots is None else slots
+    extra = slots * bytes_per_slot() + sites * 4 * layers if backend == "cuda" else 0
     state = sites * bytes_per_site(layers, 0.0) + slots * bytes_per_slot() + extra
     total = int(state) + N_KINDS * 4 * 8 + layers  # the ledger, a flag per layer
     return {

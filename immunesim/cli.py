@@ -1166,9 +1166,9 @@ def _bench_dry_run(sizes: list[int], backends: tuple[str, ...], out_file: Path |
     table = Table(
         title="memory of the benchmark's state (estimated from the field tables, nothing "
         "allocated)",
-        caption="cells: about 0.26 per site after the run-in; state: cell slots (on the "
-        "CPU a quarter more than the cells, on a GPU one per site), sites, the molecular "
-        "layers (on a GPU also the spare cell arrays and a second copy of the layers)",
+        caption="cells: about 0.26 per site after the run-in; state: cell slots (a quarter "
+        "more than the cells), sites, the molecular layers (on a GPU also as many spare "
+        "cell slots and a second copy of the layers)",
         header_style="bold",
         box=box.SIMPLE_HEAD,
     )

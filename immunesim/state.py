@@ -146,14 +146,16 @@ def slots_for(cells: int, L: int) -> int:
     return min(L * L, cells + spare)
 
 
-def empty_cells(capacity: int) -> Cells:
-    """Cell arrays of ``capacity`` slots, every one unused (each field its fill value)."""
-    return Cells(*(np.full(capacity, f.fill, f.dtype) for f in CELL_FIELDS))
+def empty_cells(capacity: int, xp: Any = np) -> Cells:
+    """Cell arrays of ``capacity`` slots, every one unused (each field its fill value), made
+    by the array module ``xp`` (numpy, or CuPy on a GPU)."""
+    return Cells(*(xp.full(capacity, f.fill, f.dtype) for f in CELL_FIELDS))
 
 
-def with_capacity(cells: Cells, n: int, capacity: int) -> Cells:
-    """``cells`` with ``capacity`` slots: the first ``n`` slots copied, the others unused."""
-    out = empty_cells(capacity)
+def with_capacity(cells: Cells, n: int, capacity: int, xp: Any = np) -> Cells:
+    """``cells`` with ``capacity`` slots: the first ``n`` slots copied, the others unused
+    (arrays of ``xp``)."""
+    out = empty_cells(capacity, xp)
     for f in CELL_FIELDS:
         getattr(out, f.name)[:n] = getattr(cells, f.name)[:n]
     return out

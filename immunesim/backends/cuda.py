@@ -39,7 +39,7 @@ from numba import cuda
 
 from immunesim.kernels import molecules
 from immunesim.model.fields import Cells
-from immunesim.state import with_capacity
+from immunesim.state import empty_cells, slots_for, with_capacity
 
 #: Whether numba's CUDA simulator stands in for a GPU (set before numba is imported; numba
 #: makes its config attributes from the environment at import, unseen by type checkers).
@@ -150,11 +150,9 @@ def _on_device(tup):
 
 def prepare(st, p):
     """Copy a host state and its parameters to the device; returns ``(state, params)`` and
-    leaves the host ones as they were. The state gets a cell slot per site (so it never
-    needs to grow: :func:`reserve`), spare cell arrays for compaction and a second copy of
-    the layers for diffusion."""
-    sites = st.L * st.L
-    cells = _on_device(st.cells if st.capacity == sites else with_capacity(st.cells, st.n, sites))
+    leaves the host ones as they were. The state gets spare cell arrays for compaction (as
+    many slots as the cell arrays) and a second copy of the layers for diffusion."""
+    cells = _on_device(st.cells)
     out = dataclasses.replace(
         st,
         cells=cells,
@@ -174,8 +172,18 @@ def spare_mol(state):
 
 
 def reserve(state, count):
-    """Nothing to do: the state has a slot per site (:func:`prepare`), and no phase adds
-    more cells than there are free sites."""
+    """Grow the cell arrays and their spare ones when ``count`` more cells would not fit.
+    Only a count on the host (a Python int: the infused dose, or :func:`append`'s count
+    through its ``room``) is acted on; a map's tally (on the device; a numpy scalar in the
+    simulator, treated alike) is left alone, so as not to wait for the device: the append
+    that follows makes room once it has read its count."""
+    if not isinstance(count, int):
+        return
+    need = state.n + int(count)
+    if need > state.capacity:
+        capacity = slots_for(need, state.L)
+        state.cells = with_capacity(state.cells, state.n, capacity, xp)
+        state.aux["spare"] = empty_cells(capacity, xp)
 
 
 def spare_cells(state):
@@ -310,7 +318,9 @@ def scatter_min(n, c, s):
         _scatter_min[_blocks(n), TPB](n, c, s)
 
 
-def append(wins, place, n, t, c, s, p, bins=1):
+def append(wins, place, n, t, c, s, p, bins=1, room=None):
+    """Flags, their prefix sum, then a placing kernel; between them the count is read (the
+    one wait for the device) and ``room(count)`` gives the arrays to place into."""
     acc = xp.zeros((bins, SLOTS), np.int64)
     if n == 0:
         return 0, acc.sum(axis=1)
@@ -318,6 +328,8 @@ def append(wins, place, n, t, c, s, p, bins=1):
     _made(_winners, wins)[_blocks(n), TPB](n, flag, t, c, s, p)
     offset = xp.cumsum(flag, dtype=np.int64)
     count = int(offset[-1])
+    if count and room is not None:
+        c = room(count)
     if count:
         _made(_placing, place)[_blocks(n), TPB](n, flag, offset, acc, t, c, s, p)
     return count, acc.sum(axis=1)

@@ -327,7 +327,9 @@ def scatter_min(n, c, s):
     _scatter_min(n, c, s)
 
 
-def append(wins, place, n, t, c, s, p, bins=1):
+def append(wins, place, n, t, c, s, p, bins=1, room=None):
+    """A serial pass in index order, placing each winner as it is found (so ``room`` is not
+    called: the phase has reserved room for every cell it can add)."""
     tally = np.zeros(bins, np.int64)
     count = _direct(_ordered, wins, place)(n, t, c, s, p, tally)
     return int(count), tally

@@ -108,19 +108,23 @@ class Backend(Protocol):
         s: Sites,
         p: tuple,
         bins: int = 1,
+        room: Callable[[int], Cells] | None = None,
     ) -> tuple[int, Any]:
         """For every ``i < n`` with ``wins(i, ...)``, call ``place(i, j, ...)`` with ``j`` its
         rank among the winners (a prefix sum in index order). ``place`` must not change
         what ``wins`` reads of any other item (the CPU evaluates both in one pass, a GPU
-        every ``wins`` first). Returns the number of winners (a host int) and the tally,
-        int64[bins]."""
+        every ``wins`` first). A backend that counts the winners before placing them (a
+        GPU) calls ``room(count)`` then, and places into the cell arrays it returns (made
+        room for by :meth:`reserve`); one that places as it counts has had its room made
+        before. Returns the number of winners (a host int) and the tally, int64[bins]."""
         ...
 
     def reserve(self, state: Any, count: Any) -> None:
-        """Make room in ``state`` for ``count`` more cells (a host int, or the device scalar
-        a map's tally gives): a backend whose cell arrays grow replaces ``state.cells`` with
-        larger ones holding the same cells (:func:`~immunesim.state.slots_for`); one whose
-        arrays hold a slot per site has room already."""
+        """Make room in ``state`` for ``count`` more cells: replace ``state.cells`` (and any
+        spare arrays) with larger ones holding the same cells when they would not fit
+        (:func:`~immunesim.state.slots_for`). ``count`` is a host int, or the device scalar
+        a map's tally gives; a GPU leaves a device scalar alone rather than wait for the
+        device, and makes room in :meth:`append` (its ``room``) once it knows the count."""
         ...
 
     def spare_mol(self, state: Any) -> Any:

@@ -92,8 +92,19 @@ class Phases:
                 st.sites,
                 p.k,
                 N_KINDS,
+                self._room(st),
             ),
         )
+
+    def _room(self, st: State):
+        """What an append calls once it knows how many cells it adds: room made for them,
+        and the cell arrays to place them into."""
+
+        def room(count: int):
+            self.b.reserve(st, count)
+            return st.cells
+
+        return room
 
     def _born(self, st: State, count: int, tally) -> None:
         if st.n + count > st.capacity:  # a phase's room was wrong: slots were overwritten
@@ -159,7 +170,15 @@ class Phases:
         self.b.reserve(st, self._propose_resolve(contact.propose_division, st, p, t)[0])
         births = Births(seed, step, st.L, st.n, st.next_uid, np.uint64(0))
         born = self.b.append(
-            slots.wins_site, slots.place_daughter, st.n, births, st.cells, st.sites, p.k, N_KINDS
+            slots.wins_site,
+            slots.place_daughter,
+            st.n,
+            births,
+            st.cells,
+            st.sites,
+            p.k,
+            N_KINDS,
+            self._room(st),
         )
         self._release(st, p, t)
         self._born(st, *born)

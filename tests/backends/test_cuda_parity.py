@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+import immunesim.state as state_module
 from immunesim.backends import BackendError, get_backend
 from immunesim.engine import Simulation
 from immunesim.engine.phases import Phases
@@ -149,12 +150,14 @@ def test_each_phase_matches_the_cpu(mid_course, phase):
 
 
 @pytest.mark.slow
-def test_a_short_sle_cd19_cart_run_and_a_second_product_match_the_cpu():
+def test_a_short_sle_cd19_cart_run_and_a_second_product_match_the_cpu(monkeypatch):
     """The whole default scenario, shortened: conditioning, infusion, expansion, and a BCMA
     product after the CD19 one (from its infusion on, the kill in blood counts the CAR-T
     cells by receptor, read from the cell arrays, on the device for CUDA); the time series,
     the events and the final state are identical on both backends. (One run covers both:
-    the simulator takes half a minute a run.)"""
+    the simulator takes half a minute a run.) The CUDA run keeps no spare cell slot, so its
+    arrays grow whenever cells are born (room made inside the appends, once their count is
+    read), while the CPU's hold a slot per site at this size: the slots change no bit."""
     data = read_toml(SCENARIOS / "sle_cd19_cart.toml")
     data.pop("variability", None)
     first = next(t for t in data["therapy"] if t["type"] == "car_t")
@@ -163,7 +166,20 @@ def test_a_short_sle_cd19_cart_run_and_a_second_product_match_the_cpu():
     )
     s = load_scenario(data, SHORT)
     cpu = Simulation(s, seed=3, backend="numba").run()
+    monkeypatch.setattr(state_module, "SLOT_HEADROOM", 0.0)
+    monkeypatch.setattr(state_module, "MIN_SPARE_SLOTS", 0)
+    grown = []
+    reserve = cuda_backend.reserve
+
+    def counted(state, count):
+        capacity = state.capacity
+        reserve(state, count)
+        grown.append(state.capacity > capacity)
+
+    monkeypatch.setattr(cuda_backend, "reserve", counted)
     gpu = Simulation(s, seed=3, backend="cuda").run()
+    assert cpu.state.capacity == 16 * 16 > gpu.state.capacity
+    assert sum(grown) > 10 and gpu.state.aux["spare"].uid.shape == (gpu.state.capacity,)
     assert cpu.backend_name == "numba" and gpu.backend_name == "cuda"
     assert max(r["car_t"] for r in cpu.rows) > 0 and sum(r["kills"] for r in cpu.rows) > 0
     assert set(cpu.count_car_t()) == {marker_mask(["CD19"]), marker_mask(["BCMA"])}

@@ -108,10 +108,10 @@ def test_mesa_comparison_times_both_engines_on_the_same_cells():
 def test_memory_estimate_is_the_bytes_a_simulation_allocates(backend, size):
     """The dry-run estimate (no allocation) equals the state's own byte count, on the CPU and
     on the CUDA backend (here in numba's simulator, whose arrays are counted the same way),
-    spare compaction buffers included. The CPU keeps a quarter more cell slots than cells
-    (at least 1024 more, at most one per site: at 60^2 fewer slots than sites); the GPU a
-    slot per site, spare ones, and a second copy of the molecular layers (the CPU diffuses
-    in place)."""
+    spare compaction buffers included. Both keep a quarter more cell slots than cells (at
+    least 1024 more, at most one per site: at 60^2 fewer slots than sites); the GPU as
+    many spare ones, and a second copy of the molecular layers (the CPU diffuses in
+    place)."""
     from immunesim.bench import _scenario, memory_estimate
     from immunesim.engine import Simulation
     from immunesim.state import slots_for
@@ -121,11 +121,8 @@ def test_memory_estimate_is_the_bytes_a_simulation_allocates(backend, size):
     est = memory_estimate(size, backend, slots=st.capacity)
     assert est["state_bytes"] == st.nbytes()
     assert est["sites"] == size * size
-    if backend == "numba":
-        assert st.capacity == slots_for(st.n, size) == min(size * size, st.n + 1024)
-        assert (st.capacity < size * size) == (size == 60)
-    else:
-        assert st.capacity == size * size
+    assert st.capacity == slots_for(st.n, size) == min(size * size, st.n + 1024)
+    assert (st.capacity < size * size) == (size == 60)
     sim.step()  # diffusion swaps copies of the layers on the GPU, none on the CPU
     assert memory_estimate(size, backend, slots=sim.state.capacity)["state_bytes"] == (
         sim.state.nbytes()
