@@ -170,12 +170,13 @@ CELLS_PER_SITE = 0.26
 def memory_estimate(size: int, backend: str = "numba", slots: int | None = None) -> dict[str, Any]:
     """Bytes of state the benchmark's scenario allocates on an ``size`` x ``size`` lattice,
     computed from the field tables without allocating anything: the cell slots, the site
-    arrays, every molecular layer and the ledger. The slots follow the cells
-    (:func:`~immunesim.state.slots_for` of :data:`CELLS_PER_SITE` per site, unless ``slots``
-    says how many); the CUDA backend also keeps as many spare slots, that compaction writes
-    into, and a second copy of the layers that diffusion writes into. Equal to
+    arrays, every molecular layer, the buffer for diffusing them in place and the ledger.
+    The slots follow the cells (:func:`~immunesim.state.slots_for` of
+    :data:`CELLS_PER_SITE` per site, unless ``slots`` says how many); the CUDA backend also
+    keeps as many spare slots, that compaction writes into. Equal to
     :meth:`~immunesim.state.State.nbytes` of such a simulation with as many slots (tests
     check it on the CPU and in the CUDA simulator)."""
+    from immunesim.kernels.molecules import DIFFUSE_ROWS, gpu_diffuse_rows
     from immunesim.model.cells import N_KINDS
     from immunesim.model.fields import bytes_per_site, bytes_per_slot
     from immunesim.model.layers import n_layers
@@ -189,7 +190,11 @@ def memory_estimate(size: int, backend: str = "numba", slots: int | None = None)
     layers = n_layers(len(spec.vaccines), len(spec.autoantibodies))
     cells = CELLS_PER_SITE * sites
     slots = slots_for(int(round(cells)), size) if slots is None else slots
-    extra = slots * bytes_per_slot() + sites * 4 * layers if backend == "cuda" else 0
+    if backend == "cuda":  # spare slots; per block of rows of a layer, five int32 rows
+        rows = gpu_diffuse_rows(_cuda_simulated())
+        extra = slots * bytes_per_slot() + layers * -(-size // rows) * 5 * size * 4
+    else:  # per block of rows of a layer, two int32 rows
+        extra = layers * -(-size // DIFFUSE_ROWS) * 2 * size * 4
     state = sites * bytes_per_site(layers, 0.0) + slots * bytes_per_slot() + extra
     total = int(state) + N_KINDS * 4 * 8 + layers  # the ledger, a flag per layer
     return {
@@ -201,6 +206,14 @@ def memory_estimate(size: int, backend: str = "numba", slots: int | None = None)
         "state_bytes": total,
         "bytes_per_site_plus_cell": total / (sites + cells),
     }
+
+
+def _cuda_simulated() -> bool:
+    """Whether the CUDA backend would run in numba's simulator (its smaller blocks of rows),
+    read without importing the backend."""
+    import numba
+
+    return bool(numba.config.ENABLE_CUDASIM)  # type: ignore[attr-defined]
 
 
 def timed_steps(

@@ -1167,8 +1167,8 @@ def _bench_dry_run(sizes: list[int], backends: tuple[str, ...], out_file: Path |
         title="memory of the benchmark's state (estimated from the field tables, nothing "
         "allocated)",
         caption="cells: about 0.26 per site after the run-in; state: cell slots (a quarter "
-        "more than the cells), sites, the molecular layers (on a GPU also as many spare "
-        "cell slots and a second copy of the layers)",
+        "more than the cells), sites, the molecular layers and the buffer that diffuses "
+        "them in place (on a GPU also as many spare cell slots)",
         header_style="bold",
         box=box.SIMPLE_HEAD,
     )

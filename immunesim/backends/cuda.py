@@ -39,6 +39,7 @@ from numba import cuda
 
 from immunesim.kernels import molecules
 from immunesim.model.fields import Cells
+from immunesim.model.params import MOL_MAX
 from immunesim.state import empty_cells, slots_for, with_capacity
 
 #: Whether numba's CUDA simulator stands in for a GPU (set before numba is imported; numba
@@ -151,7 +152,7 @@ def _on_device(tup):
 def prepare(st, p):
     """Copy a host state and its parameters to the device; returns ``(state, params)`` and
     leaves the host ones as they were. The state gets spare cell arrays for compaction (as
-    many slots as the cell arrays) and a second copy of the layers for diffusion."""
+    many slots as the cell arrays) and its diffusion buffer (:func:`diffusion_scratch`)."""
     cells = _on_device(st.cells)
     out = dataclasses.replace(
         st,
@@ -161,14 +162,40 @@ def prepare(st, p):
         aux={},
     )
     out.aux["spare"] = Cells(*(xp.empty_like(a) for a in cells))
-    out.aux["mol_next"] = xp.empty_like(out.sites.mol)
+    diffusion_scratch(out)
     return out, dataclasses.replace(p, k=_on_device(p.k))
 
 
 def spare_mol(state):
-    """The layers a diffusion sub-step writes into (each site reads its neighbours, so not
-    the ones it reads); swapped with them after it."""
-    return state.aux["mol_next"]
+    """The GPU diffuses in place (:func:`diffuse`): no second copy of the layers."""
+    return state.sites.mol
+
+
+_MOL_MAX = np.int64(MOL_MAX)
+
+#: Rows of one layer that a block of threads diffuses in place (:func:`diffuse`).
+DIFFUSE_ROWS = molecules.gpu_diffuse_rows(SIMULATED)
+#: Threads of such a block. They wait for each other at every row, which the simulator's
+#: Python threads do slowly (some milliseconds a wait): there one thread does a block's
+#: work without waiting, except in a test that sets more.
+ROW_THREADS = 1 if SIMULATED else TPB
+
+
+def _scratch(tasks: int, L: int):
+    return xp.empty((tasks, 5, L), np.int32)
+
+
+def diffusion_scratch(state):
+    """int32[tasks, 5, L], a task per :data:`DIFFUSE_ROWS` rows of a layer: rows 0 and 1
+    what the rows just above and below the task's rows send to their neighbours (read
+    before any task writes), rows 2-4 what three consecutive rows of the task send, as it
+    goes down its rows; kept in the state (``aux.halo``). A portion never exceeds the int32
+    value it comes from."""
+    tasks = state.mol.shape[0] * -(-state.L // DIFFUSE_ROWS)
+    buf = state.aux.get("halo")
+    if buf is None or buf.shape != (tasks, 5, state.L):
+        buf = state.aux["halo"] = _scratch(tasks, state.L)
+    return buf
 
 
 def reserve(state, count):
@@ -308,9 +335,91 @@ def for_sites(body, layers, t, c, s, p, bins=1):
 
 
 def diffuse(t, c, s, p, layers):
-    """One diffusion sub-step of every layer: :func:`immunesim.kernels.molecules.diffuse` on
-    every site, a thread each; returns what each layer gives to the circulation."""
-    return for_sites(molecules.diffuse, layers, t, c, s, p, layers)
+    """One diffusion sub-step of every layer, written in place when ``t.dst`` is ``s.mol``:
+    a kernel saves what the rows around each task's rows send (:func:`_rows_halo`), then a
+    block of threads per task walks down its rows (:func:`_rows_diffuse`), the bits of
+    :func:`immunesim.kernels.molecules.diffuse`. Returns what each layer gives to the
+    circulation."""
+    blocks = -(-t.L // DIFFUSE_ROWS)
+    tasks = layers * blocks
+    if t.scratch.shape != (tasks, 5, t.L):
+        t = t._replace(scratch=_scratch(tasks, t.L))
+    acc = xp.zeros((layers, SLOTS), np.int64)
+    _rows_halo[(_blocks(t.L), tasks), TPB](t, s, p, blocks)
+    _rows_diffuse[tasks, ROW_THREADS](t, s, p, blocks, acc)
+    return acc.sum(axis=1)
+
+
+@cuda.jit
+def _rows_halo(t, s, p, blocks):
+    """Rows 0 and 1 of each task's scratch: what the row above and the row below its rows
+    send to each neighbour (0 beyond the lattice)."""
+    task = cuda.blockIdx.y
+    layer = task // blocks
+    y0 = (task - layer * blocks) * DIFFUSE_ROWS
+    y1 = min(t.L, y0 + DIFFUSE_ROWS)
+    L = t.L
+    d = t.diffusion if p.diffuses[layer] != 0 else 0
+    start = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x  # type: ignore[operator]
+    for x in range(start, L, cuda.blockDim.x * cuda.gridDim.x):  # type: ignore[operator]
+        t.scratch[task, 0, x] = molecules.portion(s.mol[layer, (y0 - 1) * L + x], d) if y0 else 0
+        t.scratch[task, 1, x] = molecules.portion(s.mol[layer, y1 * L + x], d) if y1 < L else 0
+
+
+@cuda.jit
+def _rows_diffuse(t, s, p, blocks, acc):
+    """A task's rows, one after the other, each written in place by the block's threads
+    (a column each, in strides): what a row sends is saved before the row is written (rows
+    2-4 of the scratch, in turn), and the threads wait for each other between the rows."""
+    task = cuda.blockIdx.x
+    layer = task // blocks
+    y0 = (task - layer * blocks) * DIFFUSE_ROWS
+    y1 = min(t.L, y0 + DIFFUSE_ROWS)
+    L = t.L
+    buf = t.scratch
+    d = t.diffusion if p.diffuses[layer] != 0 else 0
+    decay = p.decay[layer] if t.last != 0 else 0
+    circulate = p.circulate[layer] if t.last != 0 else 0
+    tid: Any = cuda.threadIdx.x
+    stride: Any = cuda.blockDim.x
+    for x in range(tid, L, stride):
+        buf[task, 2, x] = molecules.portion(s.mol[layer, y0 * L + x], d)
+    if stride > 1:  # the same for every thread of the block
+        cuda.syncthreads()  # type: ignore[call-arg]
+    gift = nb.int64(0)
+    peak = nb.int64(0)
+    for y in range(y0, y1):
+        here = 2 + (y - y0) % 3
+        below = 2 + (y - y0 + 1) % 3
+        above = 2 + (y - y0 + 2) % 3 if y > y0 else 0
+        for x in range(tid, L, stride):
+            if y + 1 < y1:
+                buf[task, below, x] = molecules.portion(s.mol[layer, (y + 1) * L + x], d)
+            else:
+                buf[task, below, x] = buf[task, 1, x]
+        if stride > 1:
+            cuda.syncthreads()  # type: ignore[call-arg]
+        vertical = (1 if y > 0 else 0) + (1 if y < L - 1 else 0)
+        for x in range(tid, L, stride):
+            got = nb.int64(buf[task, above, x]) + nb.int64(buf[task, below, x])
+            if x > 0:
+                got += nb.int64(buf[task, here, x - 1])
+            if x < L - 1:
+                got += nb.int64(buf[task, here, x + 1])
+            n_nb = vertical + (1 if x > 0 else 0) + (1 if x < L - 1 else 0)
+            site = y * L + x
+            q = molecules.site_after(
+                nb.int64(s.mol[layer, site]), nb.int64(buf[task, here, x]), n_nb, got, decay
+            )
+            peak = max(peak, q)
+            q = min(q, _MOL_MAX)
+            t.dst[layer, site] = q
+            gift += molecules.portion(q, circulate)
+        if stride > 1:
+            cuda.syncthreads()  # type: ignore[call-arg]
+    if peak > _MOL_MAX:
+        s.saturated[layer] = 1
+    _flush(acc, layer, gift, tid % SLOTS)
 
 
 def scatter_min(n, c, s):
@@ -341,6 +450,7 @@ __all__ = [
     "auto_eligible",
     "describe",
     "diffuse",
+    "diffusion_scratch",
     "for_cells",
     "for_sites",
     "is_available",
@@ -349,6 +459,7 @@ __all__ = [
     "reserve",
     "scatter_min",
     "spare_cells",
+    "spare_mol",
     "synchronize",
     "to_host",
     "xp",

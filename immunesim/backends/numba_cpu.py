@@ -288,15 +288,15 @@ def _rows_parallel(rows_body):
     return nb.njit(parallel=_PRANGE_ONLY)(kernel)  # type: ignore[call-overload]
 
 
-_halos = threading.local()
-
-
-def _halo(tasks: int, L: int) -> np.ndarray:
-    """int64[tasks, 2, L]: the rows around each block of rows, kept between sub-steps (one
-    per Python thread, like the tallies of :class:`_Map`)."""
-    halo = getattr(_halos, "halo", None)
-    if halo is None or halo.shape != (tasks, 2, L):
-        halo = _halos.halo = np.empty((tasks, 2, L), np.int64)
+def diffusion_scratch(state):
+    """int32[tasks, 2, L], a task per block of :data:`~immunesim.kernels.molecules.
+    DIFFUSE_ROWS` rows of a layer: what the rows just above and below each block send to
+    their neighbours (:func:`~immunesim.kernels.molecules.rows_halo`), kept in the state
+    (``aux.halo``: a portion never exceeds the int32 value it comes from)."""
+    tasks = state.mol.shape[0] * -(-state.L // DIFFUSE_ROWS)
+    halo = state.aux.get("halo")
+    if halo is None or halo.shape != (tasks, 2, state.L):
+        halo = state.aux["halo"] = np.empty((tasks, 2, state.L), np.int32)
     return halo
 
 
@@ -304,12 +304,16 @@ def diffuse(t, c, s, p, layers):
     """One diffusion sub-step of every layer (:func:`immunesim.kernels.molecules.diffuse`)
     in blocks of :data:`~immunesim.kernels.molecules.DIFFUSE_ROWS` rows, written in place
     when ``t.dst`` is ``s.mol`` (:func:`~immunesim.kernels.molecules.diffuse_rows`, the same
-    bits): first every block's neighbouring rows are read
-    (:func:`~immunesim.kernels.molecules.rows_halo`), then the blocks are diffused. Returns
+    bits): first every block's neighbouring rows are read into ``t.scratch``
+    (:func:`diffusion_scratch`; made here when it is not of that shape) by
+    :func:`~immunesim.kernels.molecules.rows_halo`, then the blocks are diffused. Returns
     what each layer gives to the circulation."""
     blocks = -(-t.L // DIFFUSE_ROWS)
     tasks = layers * blocks
-    halo = _halo(tasks, t.L)
+    halo = t.scratch
+    if halo.shape != (tasks, 2, t.L):
+        halo = np.empty((tasks, 2, t.L), np.int32)
+        t = t._replace(scratch=halo)
     gifts = np.empty(tasks, np.int64)
     serial = layers * t.L * t.L <= CHUNK or nb.get_num_threads() == 1
     factory = _rows_serial if serial else _rows_parallel
@@ -369,7 +373,9 @@ def describe() -> str:
 
 
 def prepare(st, p):
-    """The state and parameters as the kernels take them: on the CPU, as they are."""
+    """The state and parameters as the kernels take them: on the CPU, as they are (the
+    state gets its diffusion buffer, :func:`diffusion_scratch`)."""
+    diffusion_scratch(st)
     return st, p
 
 

@@ -87,10 +87,17 @@ class Backend(Protocol):
         ...
 
     def diffuse(self, t: tuple, c: Cells, s: Sites, p: tuple, layers: int) -> Any:
-        """One diffusion sub-step of ``layers`` layers into ``t.dst`` (:meth:`spare_mol`):
-        what :func:`immunesim.kernels.molecules.diffuse` does on every site (a backend may
-        do it another way with the same bits); returns what each layer gives to the
-        circulation, int64[layers]."""
+        """One diffusion sub-step of ``layers`` layers into ``t.dst`` (:meth:`spare_mol`),
+        with ``t.scratch`` (:meth:`diffusion_scratch`): what
+        :func:`immunesim.kernels.molecules.diffuse` does on every site (a backend may do it
+        another way with the same bits); returns what each layer gives to the circulation,
+        int64[layers]."""
+        ...
+
+    def diffusion_scratch(self, state: Any) -> Any:
+        """The buffer :meth:`diffuse` needs to write the layers in place (the portions the
+        rows around each block of rows send), kept in ``state.aux`` so that it counts in
+        the state's bytes."""
         ...
 
     def scatter_min(self, n: int, c: Cells, s: Sites) -> None:

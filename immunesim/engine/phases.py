@@ -195,9 +195,10 @@ class Phases:
         b.for_cells(lifecycle.secrete, st.n, Tick(0, 0, st.L), st.cells, st.sites, p.k)
         none = b.xp.zeros(n_layers, np.int64)
         n = p.substeps.diffuse
+        scratch = b.diffusion_scratch(st)
         for sub in range(n):
             dst = b.spare_mol(st)
-            t = Transport(st.L, p.diffusion, dst, none, none, int(sub == n - 1))
+            t = Transport(st.L, p.diffusion, dst, none, none, int(sub == n - 1), scratch)
             pool = b.diffuse(t, st.cells, st.sites, p.k, n_layers)
             if dst is not st.mol:
                 st.aux["mol_next"], st.sites = st.mol, st.sites._replace(mol=dst)

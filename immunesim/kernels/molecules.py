@@ -36,8 +36,14 @@ TISSUE = 2
 #: int32[n_layers, L*L] the layers after it; ``last`` is 1 on a step's last diffusion
 #: sub-step, which also decays the layers and gives to the circulation (0 on the others);
 #: ``share`` and ``rest`` int64[n_layers] what each site gets back from the circulation pool
-#: (``share``, plus one unit at the ``rest`` lowest sites).
-Transport = namedtuple("Transport", "L diffusion dst share rest last")
+#: (``share``, plus one unit at the ``rest`` lowest sites); ``scratch`` the backend's
+#: buffer for diffusing in place (its ``diffusion_scratch``; by default an empty array,
+#: of the same type, so that compiled kernels see one signature).
+Transport = namedtuple(
+    "Transport",
+    "L diffusion dst share rest last scratch",
+    defaults=(np.empty((0, 0, 0), np.int32),),
+)
 
 
 _FRAC_BITS = np.int64(FRAC_BITS)
@@ -67,6 +73,15 @@ def diffuse_decay(q, q_w, q_e, q_n, q_s, n_neighbours, d, decay):
         + portion(q_n, d)
         + portion(q_s, d)
     )
+    return q - portion(q, decay)
+
+
+@nb.njit(inline="always", cache=True)
+def site_after(q, sent, n_neighbours, received, decay):
+    """:func:`diffuse_decay` from portions: the new value of a site holding ``q`` that sends
+    ``sent`` (its ``portion(q, d)``) to each of its ``n_neighbours`` neighbours and receives
+    ``received`` from them in all, then loses ``portion(q, decay)`` (not capped)."""
+    q = q - n_neighbours * sent + received
     return q - portion(q, decay)
 
 
@@ -143,6 +158,12 @@ def diffuse(layer, site, x, y, t, c, s, p):
 DIFFUSE_ROWS = 16
 
 
+def gpu_diffuse_rows(simulated: bool) -> int:
+    """Rows of one layer that a block of GPU threads diffuses in place: 64, and 8 in numba's
+    CUDA simulator, so that tests on small lattices cross blocks of rows."""
+    return 8 if simulated else 64
+
+
 @nb.njit(inline="always", cache=True)
 def _row_portions(src, base, L, d, out):
     for x in range(L):
@@ -184,7 +205,7 @@ def diffuse_rows(layer, y0, y1, t, s, p, halo):  # pragma: no cover - compiled
     d = t.diffusion if p.diffuses[layer] != 0 else 0
     decay = p.decay[layer] if t.last != 0 else 0
     circulate = p.circulate[layer] if t.last != 0 else 0
-    above = halo[0].copy()  # what the row above sends (0 above the lattice)
+    above = halo[0].astype(np.int64)  # what the row above sends (0 above the lattice)
     here = np.empty(L, np.int64)
     below = np.empty(L, np.int64)
     row = np.empty(L, np.int64)  # the row's own values, read before it is written

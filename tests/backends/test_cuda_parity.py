@@ -232,3 +232,41 @@ def test_a_checkpoint_goes_on_with_the_same_bits_on_either_backend(mid_course, t
         ]
         assert sim.course.factor == whole.course.factor
         assert_same_state(whole.state, sim.state)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+@pytest.mark.parametrize("L", [1, 3, 17])
+@pytest.mark.parametrize("last", [0, 1])
+def test_the_gpu_diffuses_in_place_as_the_stencil_says(L, last, threads, monkeypatch):
+    """The CUDA backend's diffusion in place (a block of threads per few rows of a layer,
+    the rows around them saved first) gives the 5-point stencil and each layer's gift to
+    the circulation written in numpy: at sides with one site, one block of rows (3) and
+    several, the last one shorter (17, blocks of 8 rows in the simulator); sparse layers,
+    one empty, one that does not diffuse; with one thread a block (the simulator's runs)
+    and with several, which wait for each other at each row (as on a GPU)."""
+    monkeypatch.setattr(cuda_backend, "ROW_THREADS", threads)
+    from immunesim.kernels import molecules
+    from immunesim.model.params import fixed
+    from tests.invariants.test_invariants import _diffuse_by_hand
+
+    sim = Simulation(short_scenario(), seed=1)
+    st, p = sim.state, sim.params
+    n_layers = st.mol.shape[0]
+    rng = np.random.default_rng(L)
+    mol = rng.integers(0, 10**9, (n_layers, L * L)) * (rng.random((n_layers, L * L)) < 0.3)
+    mol = mol.astype(st.mol.dtype)
+    mol[2] = 0
+    decay = np.array([fixed(0.01 * (i + 1)) for i in range(n_layers)], np.int64)
+    circulate = np.array([fixed(0.02 * (i % 3)) for i in range(n_layers)], np.int64)
+    diffuses = (np.arange(n_layers) % 4 != 1).astype(np.uint8)
+    k = p.k._replace(decay=decay, circulate=circulate, diffuses=diffuses)
+    _, on_device = cuda_backend.prepare(st, dataclasses.replace(p, k=k))
+    dev = cuda_backend.asarray
+    zero = dev(np.zeros(n_layers, np.int64))
+    layers = dev(mol.copy())  # diffused in place (the simulator's arrays are numpy's)
+    t = molecules.Transport(L, fixed(0.2), layers, zero, zero, last)
+    sites = st.sites._replace(mol=layers, saturated=dev(np.zeros(n_layers, np.uint8)))
+    pool = cuda_backend.diffuse(t, st.cells, sites, on_device.k, n_layers)
+    want, want_pool = _diffuse_by_hand(mol, L, fixed(0.2), diffuses, decay, circulate, last)
+    np.testing.assert_array_equal(cuda_backend.to_host(layers), want)
+    np.testing.assert_array_equal(cuda_backend.to_host(pool), want_pool)
