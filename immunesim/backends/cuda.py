@@ -334,7 +334,7 @@ def for_sites(body, layers, t, c, s, p, bins=1):
     return acc.sum(axis=1)
 
 
-def diffuse(t, c, s, p, layers):
+def diffuse(t, c, s, p, layers, scratch=None):
     """One diffusion sub-step of every layer, written in place when ``t.dst`` is ``s.mol``:
     a kernel saves what the rows around each task's rows send (:func:`_rows_halo`), then a
     block of threads per task walks down its rows (:func:`_rows_diffuse`), the bits of
@@ -342,17 +342,16 @@ def diffuse(t, c, s, p, layers):
     circulation."""
     blocks = -(-t.L // DIFFUSE_ROWS)
     tasks = layers * blocks
-    if t.scratch.shape != (tasks, 5, t.L):
-        t = t._replace(scratch=_scratch(tasks, t.L))
+    buf = _scratch(tasks, t.L) if scratch is None else scratch
     acc = xp.zeros((layers, SLOTS), np.int64)
-    _rows_halo[(_blocks(t.L), tasks), TPB](t, s, p, blocks)
-    _rows_diffuse[tasks, ROW_THREADS](t, s, p, blocks, acc)
+    _rows_halo[(_blocks(t.L), tasks), TPB](t, s, p, buf, blocks)
+    _rows_diffuse[tasks, ROW_THREADS](t, s, p, buf, blocks, acc)
     return acc.sum(axis=1)
 
 
 @cuda.jit
-def _rows_halo(t, s, p, blocks):
-    """Rows 0 and 1 of each task's scratch: what the row above and the row below its rows
+def _rows_halo(t, s, p, buf, blocks):
+    """Rows 0 and 1 of each task's buffer: what the row above and the row below its rows
     send to each neighbour (0 beyond the lattice)."""
     task = cuda.blockIdx.y
     layer = task // blocks
@@ -362,21 +361,20 @@ def _rows_halo(t, s, p, blocks):
     d = t.diffusion if p.diffuses[layer] != 0 else 0
     start = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x  # type: ignore[operator]
     for x in range(start, L, cuda.blockDim.x * cuda.gridDim.x):  # type: ignore[operator]
-        t.scratch[task, 0, x] = molecules.portion(s.mol[layer, (y0 - 1) * L + x], d) if y0 else 0
-        t.scratch[task, 1, x] = molecules.portion(s.mol[layer, y1 * L + x], d) if y1 < L else 0
+        buf[task, 0, x] = molecules.portion(s.mol[layer, (y0 - 1) * L + x], d) if y0 else 0
+        buf[task, 1, x] = molecules.portion(s.mol[layer, y1 * L + x], d) if y1 < L else 0
 
 
 @cuda.jit
-def _rows_diffuse(t, s, p, blocks, acc):
+def _rows_diffuse(t, s, p, buf, blocks, acc):
     """A task's rows, one after the other, each written in place by the block's threads
     (a column each, in strides): what a row sends is saved before the row is written (rows
-    2-4 of the scratch, in turn), and the threads wait for each other between the rows."""
+    2-4 of the buffer, in turn), and the threads wait for each other between the rows."""
     task = cuda.blockIdx.x
     layer = task // blocks
     y0 = (task - layer * blocks) * DIFFUSE_ROWS
     y1 = min(t.L, y0 + DIFFUSE_ROWS)
     L = t.L
-    buf = t.scratch
     d = t.diffusion if p.diffuses[layer] != 0 else 0
     decay = p.decay[layer] if t.last != 0 else 0
     circulate = p.circulate[layer] if t.last != 0 else 0

@@ -300,20 +300,17 @@ def diffusion_scratch(state):
     return halo
 
 
-def diffuse(t, c, s, p, layers):
+def diffuse(t, c, s, p, layers, scratch=None):
     """One diffusion sub-step of every layer (:func:`immunesim.kernels.molecules.diffuse`)
     in blocks of :data:`~immunesim.kernels.molecules.DIFFUSE_ROWS` rows, written in place
     when ``t.dst`` is ``s.mol`` (:func:`~immunesim.kernels.molecules.diffuse_rows`, the same
-    bits): first every block's neighbouring rows are read into ``t.scratch``
-    (:func:`diffusion_scratch`; made here when it is not of that shape) by
+    bits): first every block's neighbouring rows are read into ``scratch``
+    (:func:`diffusion_scratch`; made here when none is given) by
     :func:`~immunesim.kernels.molecules.rows_halo`, then the blocks are diffused. Returns
     what each layer gives to the circulation."""
     blocks = -(-t.L // DIFFUSE_ROWS)
     tasks = layers * blocks
-    halo = t.scratch
-    if halo.shape != (tasks, 2, t.L):
-        halo = np.empty((tasks, 2, t.L), np.int32)
-        t = t._replace(scratch=halo)
+    halo = np.empty((tasks, 2, t.L), np.int32) if scratch is None else scratch
     gifts = np.empty(tasks, np.int64)
     serial = layers * t.L * t.L <= CHUNK or nb.get_num_threads() == 1
     factory = _rows_serial if serial else _rows_parallel

@@ -86,12 +86,14 @@ class Backend(Protocol):
         order; returns the tally, int64[bins]."""
         ...
 
-    def diffuse(self, t: tuple, c: Cells, s: Sites, p: tuple, layers: int) -> Any:
+    def diffuse(
+        self, t: tuple, c: Cells, s: Sites, p: tuple, layers: int, scratch: Any = None
+    ) -> Any:
         """One diffusion sub-step of ``layers`` layers into ``t.dst`` (:meth:`spare_mol`),
-        with ``t.scratch`` (:meth:`diffusion_scratch`): what
-        :func:`immunesim.kernels.molecules.diffuse` does on every site (a backend may do it
-        another way with the same bits); returns what each layer gives to the circulation,
-        int64[layers]."""
+        with the buffer ``scratch`` (:meth:`diffusion_scratch`; a new one when ``None``):
+        what :func:`immunesim.kernels.molecules.diffuse` does on every site (a backend may
+        do it another way with the same bits); returns what each layer gives to the
+        circulation, int64[layers]."""
         ...
 
     def diffusion_scratch(self, state: Any) -> Any:

@@ -198,8 +198,8 @@ class Phases:
         scratch = b.diffusion_scratch(st)
         for sub in range(n):
             dst = b.spare_mol(st)
-            t = Transport(st.L, p.diffusion, dst, none, none, int(sub == n - 1), scratch)
-            pool = b.diffuse(t, st.cells, st.sites, p.k, n_layers)
+            t = Transport(st.L, p.diffusion, dst, none, none, int(sub == n - 1))
+            pool = b.diffuse(t, st.cells, st.sites, p.k, n_layers, scratch)
             if dst is not st.mol:
                 st.aux["mol_next"], st.sites = st.mol, st.sites._replace(mol=dst)
         share = pool // n_sites

@@ -36,14 +36,8 @@ TISSUE = 2
 #: int32[n_layers, L*L] the layers after it; ``last`` is 1 on a step's last diffusion
 #: sub-step, which also decays the layers and gives to the circulation (0 on the others);
 #: ``share`` and ``rest`` int64[n_layers] what each site gets back from the circulation pool
-#: (``share``, plus one unit at the ``rest`` lowest sites); ``scratch`` the backend's
-#: buffer for diffusing in place (its ``diffusion_scratch``; by default an empty array,
-#: of the same type, so that compiled kernels see one signature).
-Transport = namedtuple(
-    "Transport",
-    "L diffusion dst share rest last scratch",
-    defaults=(np.empty((0, 0, 0), np.int32),),
-)
+#: (``share``, plus one unit at the ``rest`` lowest sites).
+Transport = namedtuple("Transport", "L diffusion dst share rest last")
 
 
 _FRAC_BITS = np.int64(FRAC_BITS)
