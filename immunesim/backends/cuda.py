@@ -349,16 +349,23 @@ def diffuse(t, c, s, p, layers, scratch=None):
     return acc.sum(axis=1)
 
 
+@cuda.jit(device=True)
+def _task_rows(task, blocks, t, p):
+    """``(layer, y0, y1, d)`` of a task: its layer, its rows ``y0 .. y1 - 1`` and the
+    fraction of a site that layer sends to each neighbour."""
+    layer = task // blocks
+    y0 = (task - layer * blocks) * DIFFUSE_ROWS
+    d = t.diffusion if p.diffuses[layer] != 0 else 0
+    return layer, y0, min(t.L, y0 + DIFFUSE_ROWS), d
+
+
 @cuda.jit
 def _rows_halo(t, s, p, buf, blocks):
     """Rows 0 and 1 of each task's buffer: what the row above and the row below its rows
     send to each neighbour (0 beyond the lattice)."""
     task = cuda.blockIdx.y
-    layer = task // blocks
-    y0 = (task - layer * blocks) * DIFFUSE_ROWS
-    y1 = min(t.L, y0 + DIFFUSE_ROWS)
+    layer, y0, y1, d = _task_rows(task, blocks, t, p)
     L = t.L
-    d = t.diffusion if p.diffuses[layer] != 0 else 0
     start = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x  # type: ignore[operator]
     for x in range(start, L, cuda.blockDim.x * cuda.gridDim.x):  # type: ignore[operator]
         buf[task, 0, x] = molecules.portion(s.mol[layer, (y0 - 1) * L + x], d) if y0 else 0
@@ -371,11 +378,8 @@ def _rows_diffuse(t, s, p, buf, blocks, acc):
     (a column each, in strides): what a row sends is saved before the row is written (rows
     2-4 of the buffer, in turn), and the threads wait for each other between the rows."""
     task = cuda.blockIdx.x
-    layer = task // blocks
-    y0 = (task - layer * blocks) * DIFFUSE_ROWS
-    y1 = min(t.L, y0 + DIFFUSE_ROWS)
+    layer, y0, y1, d = _task_rows(task, blocks, t, p)
     L = t.L
-    d = t.diffusion if p.diffuses[layer] != 0 else 0
     decay = p.decay[layer] if t.last != 0 else 0
     circulate = p.circulate[layer] if t.last != 0 else 0
     tid: Any = cuda.threadIdx.x
