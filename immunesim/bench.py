@@ -29,6 +29,7 @@ Results are a list of dicts, written as JSON with the hardware and package versi
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -176,7 +177,13 @@ def memory_estimate(size: int, backend: str = "numba", slots: int | None = None)
     keeps as many spare slots, that compaction writes into. Equal to
     :meth:`~immunesim.state.State.nbytes` of such a simulation with as many slots (tests
     check it on the CPU and in the CUDA simulator)."""
-    from immunesim.kernels.molecules import DIFFUSE_ROWS, gpu_diffuse_rows
+    from immunesim.kernels.molecules import (
+        CPU_BUFFER_ROWS,
+        DIFFUSE_ROWS,
+        GPU_BUFFER_ROWS,
+        diffusion_buffer_shape,
+        gpu_diffuse_rows,
+    )
     from immunesim.model.cells import N_KINDS
     from immunesim.model.fields import bytes_per_site, bytes_per_slot
     from immunesim.model.layers import n_layers
@@ -190,11 +197,12 @@ def memory_estimate(size: int, backend: str = "numba", slots: int | None = None)
     layers = n_layers(len(spec.vaccines), len(spec.autoantibodies))
     cells = CELLS_PER_SITE * sites
     slots = slots_for(int(round(cells)), size) if slots is None else slots
-    if backend == "cuda":  # spare slots; per block of rows of a layer, five int32 rows
-        rows = gpu_diffuse_rows(_cuda_simulated())
-        extra = slots * bytes_per_slot() + layers * -(-size // rows) * 5 * size * 4
-    else:  # per block of rows of a layer, two int32 rows
-        extra = layers * -(-size // DIFFUSE_ROWS) * 2 * size * 4
+    if backend == "cuda":  # spare slots, and the GPU's diffusion buffer
+        rows = (gpu_diffuse_rows(_cuda_simulated()), GPU_BUFFER_ROWS)
+        extra = slots * bytes_per_slot()
+    else:
+        rows, extra = (DIFFUSE_ROWS, CPU_BUFFER_ROWS), 0
+    extra += 4 * math.prod(diffusion_buffer_shape(layers, size, *rows))  # int32
     state = sites * bytes_per_site(layers, 0.0) + slots * bytes_per_slot() + extra
     total = int(state) + N_KINDS * 4 * 8 + layers  # the ledger, a flag per layer
     return {

@@ -181,8 +181,11 @@ DIFFUSE_ROWS = molecules.gpu_diffuse_rows(SIMULATED)
 ROW_THREADS = 1 if SIMULATED else TPB
 
 
-def _scratch(tasks: int, L: int):
-    return xp.empty((tasks, 5, L), np.int32)
+def _scratch(layers: int, L: int):
+    return xp.empty(
+        molecules.diffusion_buffer_shape(layers, L, DIFFUSE_ROWS, molecules.GPU_BUFFER_ROWS),
+        np.int32,
+    )
 
 
 def diffusion_scratch(state):
@@ -191,10 +194,12 @@ def diffusion_scratch(state):
     before any task writes), rows 2-4 what three consecutive rows of the task send, as it
     goes down its rows; kept in the state (``aux.halo``). A portion never exceeds the int32
     value it comes from."""
-    tasks = state.mol.shape[0] * -(-state.L // DIFFUSE_ROWS)
     buf = state.aux.get("halo")
-    if buf is None or buf.shape != (tasks, 5, state.L):
-        buf = state.aux["halo"] = _scratch(tasks, state.L)
+    want = molecules.diffusion_buffer_shape(
+        state.mol.shape[0], state.L, DIFFUSE_ROWS, molecules.GPU_BUFFER_ROWS
+    )
+    if buf is None or buf.shape != want:
+        buf = state.aux["halo"] = _scratch(state.mol.shape[0], state.L)
     return buf
 
 
@@ -340,9 +345,9 @@ def diffuse(t, c, s, p, layers, scratch=None):
     block of threads per task walks down its rows (:func:`_rows_diffuse`), the bits of
     :func:`immunesim.kernels.molecules.diffuse`. Returns what each layer gives to the
     circulation."""
-    blocks = -(-t.L // DIFFUSE_ROWS)
-    tasks = layers * blocks
-    buf = _scratch(tasks, t.L) if scratch is None else scratch
+    buf = _scratch(layers, t.L) if scratch is None else scratch
+    tasks = buf.shape[0]
+    blocks = tasks // layers
     acc = xp.zeros((layers, SLOTS), np.int64)
     _rows_halo[(_blocks(t.L), tasks), TPB](t, s, p, buf, blocks)
     _rows_diffuse[tasks, ROW_THREADS](t, s, p, buf, blocks, acc)

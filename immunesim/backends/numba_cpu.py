@@ -293,11 +293,15 @@ def diffusion_scratch(state):
     DIFFUSE_ROWS` rows of a layer: what the rows just above and below each block send to
     their neighbours (:func:`~immunesim.kernels.molecules.rows_halo`), kept in the state
     (``aux.halo``: a portion never exceeds the int32 value it comes from)."""
-    tasks = state.mol.shape[0] * -(-state.L // DIFFUSE_ROWS)
+    shape = _buffer_shape(state.mol.shape[0], state.L)
     halo = state.aux.get("halo")
-    if halo is None or halo.shape != (tasks, 2, state.L):
-        halo = state.aux["halo"] = np.empty((tasks, 2, state.L), np.int32)
+    if halo is None or halo.shape != shape:
+        halo = state.aux["halo"] = np.empty(shape, np.int32)
     return halo
+
+
+def _buffer_shape(layers: int, L: int) -> tuple:
+    return molecules.diffusion_buffer_shape(layers, L, DIFFUSE_ROWS, molecules.CPU_BUFFER_ROWS)
 
 
 def diffuse(t, c, s, p, layers, scratch=None):
@@ -308,9 +312,9 @@ def diffuse(t, c, s, p, layers, scratch=None):
     (:func:`diffusion_scratch`; made here when none is given) by
     :func:`~immunesim.kernels.molecules.rows_halo`, then the blocks are diffused. Returns
     what each layer gives to the circulation."""
-    blocks = -(-t.L // DIFFUSE_ROWS)
-    tasks = layers * blocks
-    halo = np.empty((tasks, 2, t.L), np.int32) if scratch is None else scratch
+    halo = np.empty(_buffer_shape(layers, t.L), np.int32) if scratch is None else scratch
+    tasks = halo.shape[0]
+    blocks = tasks // layers
     gifts = np.empty(tasks, np.int64)
     serial = layers * t.L * t.L <= CHUNK or nb.get_num_threads() == 1
     factory = _rows_serial if serial else _rows_parallel

@@ -152,6 +152,18 @@ def diffuse(layer, site, x, y, t, c, s, p):
 DIFFUSE_ROWS = 16
 
 
+#: int32 rows of the CPU's and the GPU's diffusion buffers per block of rows of a layer (the
+#: rows around the block; the GPU also three rows of the block in turn).
+CPU_BUFFER_ROWS, GPU_BUFFER_ROWS = 2, 5
+
+
+def diffusion_buffer_shape(n_layers: int, L: int, block_rows: int, rows: int) -> tuple:
+    """``(tasks, rows, L)``: the int32 buffer that diffuses ``n_layers`` layers of ``L x L``
+    sites in place, ``rows`` rows of ``L`` for each block of ``block_rows`` rows of a layer
+    (a task)."""
+    return (n_layers * -(-L // block_rows), rows, L)
+
+
 def gpu_diffuse_rows(simulated: bool) -> int:
     """Rows of one layer that a block of GPU threads diffuses in place: 64, and 8 in numba's
     CUDA simulator, so that tests on small lattices cross blocks of rows."""
