@@ -373,8 +373,8 @@ def _rows_halo(t, s, p, buf, blocks):
     L = t.L
     start = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x  # type: ignore[operator]
     for x in range(start, L, cuda.blockDim.x * cuda.gridDim.x):  # type: ignore[operator]
-        buf[task, 0, x] = molecules.portion(s.mol[layer, (y0 - 1) * L + x], d) if y0 else 0
-        buf[task, 1, x] = molecules.portion(s.mol[layer, y1 * L + x], d) if y1 < L else 0
+        buf[task, 0, x] = molecules.portion_u32(s.mol[layer, (y0 - 1) * L + x], d) if y0 else 0
+        buf[task, 1, x] = molecules.portion_u32(s.mol[layer, y1 * L + x], d) if y1 < L else 0
 
 
 @cuda.jit
@@ -390,7 +390,7 @@ def _rows_diffuse(t, s, p, buf, blocks, acc):
     tid: Any = cuda.threadIdx.x
     stride: Any = cuda.blockDim.x
     for x in range(tid, L, stride):
-        buf[task, 2, x] = molecules.portion(s.mol[layer, y0 * L + x], d)
+        buf[task, 2, x] = molecules.portion_u32(s.mol[layer, y0 * L + x], d)
     if stride > 1:  # the same for every thread of the block
         cuda.syncthreads()  # type: ignore[call-arg]
     gift = nb.int64(0)
@@ -401,7 +401,7 @@ def _rows_diffuse(t, s, p, buf, blocks, acc):
         above = 2 + (y - y0 + 2) % 3 if y > y0 else 0
         for x in range(tid, L, stride):
             if y + 1 < y1:
-                buf[task, below, x] = molecules.portion(s.mol[layer, (y + 1) * L + x], d)
+                buf[task, below, x] = molecules.portion_u32(s.mol[layer, (y + 1) * L + x], d)
             else:
                 buf[task, below, x] = buf[task, 1, x]
         if stride > 1:
@@ -421,7 +421,7 @@ def _rows_diffuse(t, s, p, buf, blocks, acc):
             peak = max(peak, q)
             q = min(q, _MOL_MAX)
             t.dst[layer, site] = q
-            gift += molecules.portion(q, circulate)
+            gift += molecules.portion_u32(q, circulate)  # q <= MOL_MAX
         if stride > 1:
             cuda.syncthreads()  # type: ignore[call-arg]
     if peak > _MOL_MAX:

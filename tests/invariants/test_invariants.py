@@ -210,6 +210,47 @@ def test_the_site_map_diffuses_every_site_and_tallies_every_gift(L, last, how):
         assert np.count_nonzero(want_pool) >= n_layers // 2  # the tally had sums to make
 
 
+@pytest.mark.parametrize("L", [3, 17, 40])
+def test_diffusion_near_the_int32_limit_is_the_stencil(L):
+    """Layers at and near the int32 limit (``MOL_MAX``), where a site's value before decay
+    may exceed the limit by the rounding of the portions: the CPU's blocks of rows (in
+    place, with the 32-bit products of ``portion_u32``) store exactly the 5-point stencil's
+    values and gifts written in numpy, capped at the limit, and flag exactly the layers
+    that exceed it. Diffusion averages, so it cannot take a site far above the limit
+    (``molecules.site_after``)."""
+    from immunesim.backends import numba_cpu
+    from immunesim.kernels import molecules
+    from immunesim.model.params import MOL_MAX
+
+    sim = Simulation(load_scenario(small_cart(size=24)), seed=1)
+    st, p = sim.state, sim.params
+    n_layers = st.mol.shape[0]
+    rng = np.random.default_rng(L)
+    mol = np.full((n_layers, L * L), MOL_MAX, np.int64)
+    below = rng.random((n_layers, L * L)) < 0.5
+    mol[below] -= rng.integers(0, 2**30, below.sum())
+    mol = mol.astype(st.mol.dtype)
+    decay = np.array([fixed(0.002) * (i % 2) for i in range(n_layers)], np.int64)
+    circulate = np.full(n_layers, fixed(0.01), np.int64)
+    diffuses = np.ones(n_layers, np.uint8)
+    k = p.k._replace(decay=decay, circulate=circulate, diffuses=diffuses)
+    zero = np.zeros(n_layers, np.int64)
+    for d in (fixed(0.2), fixed(0.25)):
+        dst = mol.copy()
+        saturated = np.zeros_like(st.sites.saturated)
+        sites = st.sites._replace(mol=dst, saturated=saturated)
+        t = molecules.Transport(L, d, dst, zero, zero, 1)
+        pool = numba_cpu.diffuse(t, st.cells, sites, k, n_layers)
+        want, _ = _diffuse_by_hand(mol, L, d, diffuses, decay, circulate, 1)
+        capped = np.minimum(want, MOL_MAX)
+        assert np.array_equal(dst, capped)
+        assert np.array_equal(saturated[:n_layers] != 0, (want > MOL_MAX).any(axis=1))
+        gifts = (capped * circulate[:, None]) >> molecules.FRAC_BITS
+        assert np.array_equal(pool, gifts.sum(axis=1))
+        before_decay, _ = _diffuse_by_hand(mol, L, d, diffuses, 0 * decay, circulate, 1)
+        assert before_decay.max() > MOL_MAX - 2**20  # the test reaches the limit
+
+
 @pytest.mark.parametrize("dt_hours", [0.5, 1.0, 2.0, 6.0])
 def test_diffusion_spreads_by_its_coefficient_whatever_the_time_step(dt_hours):
     """A point release spreads with variance 2 D t per axis (in sites squared) after t days,
