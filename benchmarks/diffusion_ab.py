@@ -12,7 +12,10 @@ alternation from the same seed, each diffusing its own way:
   swapped in after each sub-step (what a step ran before the in-place diffusion);
 - **site map, two copies**: the per-site rule :func:`immunesim.kernels.molecules.diffuse`
   mapped over every site into a second copy (what the CUDA backend runs, and the CPU before
-  the row blocks).
+  the row blocks);
+- **in place, 64-bit products**: the in-place blocks of rows with every product a full
+  64-bit one (``molecules.portion``), as before the 32-bit products of
+  ``molecules.portion_u32`` (the same source, compiled here with ``portion`` in its place).
 
 Their states must stay equal bit for bit (checked at the end). Reported: the step's minimum
 and median time for each, the diffusion sub-step alone for each, and the ratios of each to
@@ -26,6 +29,7 @@ import argparse
 import json
 import platform
 import time
+import types
 from pathlib import Path
 
 import numba as nb
@@ -45,9 +49,46 @@ def _second_copy(st):
     return st.aux["mol_next"]
 
 
-def site_map(t, c, s, p, layers):
+def site_map(t, c, s, p, layers, scratch=None):
     """The diffusion sub-step as the site map of the per-site rule."""
     return numba_cpu.for_sites(molecules.diffuse, layers, t, c, s, p, layers)
+
+
+def _recompiled(rule, replace: dict, **options):
+    """``rule`` compiled again from its source with the globals in ``replace`` swapped, under
+    a name of its own (so that numba's disk cache keeps it apart)."""
+    src = rule.py_func
+    env = {**src.__globals__, **replace}
+    func = types.FunctionType(src.__code__, env, src.__name__, src.__defaults__, src.__closure__)
+    func.__qualname__ = f"{src.__qualname__}_64bit"
+    func.__module__ = __name__
+    return nb.njit(cache=False, **options)(func)
+
+
+_times = nb.njit(inline="always")(lambda a, b: a * b)
+_row_portions_64 = _recompiled(
+    molecules._row_portions, {"portion_u32": molecules.portion}, inline="always"
+)
+_ROWS_64 = {"_row_portions": _row_portions_64}
+_rows_halo_64 = _recompiled(molecules.rows_halo, _ROWS_64, nogil=True)
+_diffuse_rows_64 = _recompiled(
+    molecules.diffuse_rows,
+    {**_ROWS_64, "portion_u32": molecules.portion, "_product_i32": _times},
+    nogil=True,
+)
+
+
+def in_place_64bit(t, c, s, p, layers, scratch=None):
+    """:func:`immunesim.backends.numba_cpu.diffuse` with the 64-bit products."""
+    halo = np.empty(numba_cpu._buffer_shape(layers, t.L), np.int32)
+    tasks = halo.shape[0]
+    blocks = tasks // layers
+    gifts = np.empty(tasks, np.int64)
+    serial = layers * t.L * t.L <= numba_cpu.CHUNK or nb.get_num_threads() == 1
+    factory = numba_cpu._rows_serial if serial else numba_cpu._rows_parallel
+    numba_cpu._direct(factory, _rows_halo_64)(tasks, blocks, t, s, p, halo, gifts)
+    numba_cpu._direct(factory, _diffuse_rows_64)(tasks, blocks, t, s, p, halo, gifts)
+    return gifts.reshape(layers, blocks).sum(axis=1)
 
 
 #: name -> (the backend's ``diffuse``, its ``spare_mol``)
@@ -55,6 +96,7 @@ IMPLEMENTATIONS = {
     "in place": IN_PLACE,
     "row blocks, two copies": (numba_cpu.diffuse, _second_copy),
     "site map, two copies": (site_map, _second_copy),
+    "in place, 64-bit products": (in_place_64bit, numba_cpu.spare_mol),
 }
 
 

@@ -225,15 +225,20 @@ def _cuda_simulated() -> bool:
 
 
 def timed_steps(
-    step: Callable[[], None], count: Callable[[], int], steps: int
+    step: Callable[[], None],
+    count: Callable[[], int],
+    steps: int,
+    sync: Callable[[], None] = lambda: None,
 ) -> tuple[float, float]:
     """Run ``step()`` ``steps`` times; the mean of ``count()`` (live cells) after each step
-    and the wall seconds of the steps."""
+    and the wall seconds of the steps, up to ``sync()`` (a GPU's work is done)."""
     cells = []
+    sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
         cells.append(count())
+    sync()
     return float(np.mean(cells)), time.perf_counter() - t0
 
 
@@ -246,7 +251,7 @@ def bench_one(
     sim = Simulation(_scenario(size, run_in_days), seed=1, backend=backend)
     sim.run(until_step=sim.scenario.run_in_steps - steps)
     before = dict(sim.phase_seconds)
-    mean_cells, wall = timed_steps(sim.step, lambda: sim.state.n, steps)
+    mean_cells, wall = timed_steps(sim.step, lambda: sim.state.n, steps, sim.backend.synchronize)
     phases = {k: sim.phase_seconds[k] - before[k] for k in PHASES}
     full = mean_cells * steps / wall
     floor = floor_rate(sim, steps)
@@ -272,11 +277,15 @@ def bench_one(
 
 
 def _best_of(
-    repeats: int, step: Callable[[], None], count: Callable[[], int], steps: int
+    repeats: int,
+    step: Callable[[], None],
+    count: Callable[[], int],
+    steps: int,
+    sync: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """The fastest of ``repeats`` timings of ``steps`` steps (other processes on the machine
     only ever add time): its steps, mean live cells, wall seconds and cell-updates/s."""
-    runs = [timed_steps(step, count, steps) for _ in range(repeats)]
+    runs = [timed_steps(step, count, steps, sync) for _ in range(repeats)]
     cells, wall = min(runs, key=lambda r: r[1] / r[0])
     return {
         "steps": steps,
@@ -322,7 +331,7 @@ def mesa_comparison(
     fast = []
     for t in threads:
         numba.set_num_threads(t)
-        r = _best_of(repeats, sim.step, lambda: sim.state.n, steps)
+        r = _best_of(repeats, sim.step, lambda: sim.state.n, steps, sim.backend.synchronize)
         r["speedup_over_mesa"] = r["cell_updates_per_second"] / mesa["cell_updates_per_second"]
         fast.append({"engine": "numba", "threads": t, **r})
     numba.set_num_threads(_numba_threads())

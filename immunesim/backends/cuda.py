@@ -30,6 +30,7 @@ never picks the simulator.
 from __future__ import annotations
 
 import dataclasses
+import time
 from types import ModuleType
 from typing import Any
 
@@ -142,6 +143,25 @@ def synchronize() -> None:
     """Wait for every launched kernel (phase timings are only meaningful after it)."""
     if not SIMULATED:
         cuda.synchronize()
+
+
+def mark():
+    """An event on the default stream, which the GPU reaches once the kernels launched
+    before it are done (the host does not wait); the host's clock in the simulator, which
+    runs each kernel as it is launched."""
+    if _cp is None:
+        return time.perf_counter()
+    event = _cp.cuda.Event()
+    event.record()
+    return event
+
+
+def seconds_between(start, end) -> float:
+    """Seconds from mark ``start`` to mark ``end``, waiting for the GPU to reach ``end``."""
+    if _cp is None:
+        return end - start
+    end.synchronize()
+    return _cp.cuda.get_elapsed_time(start, end) / 1e3
 
 
 def _on_device(tup):
@@ -461,10 +481,12 @@ __all__ = [
     "for_cells",
     "for_sites",
     "is_available",
+    "mark",
     "prepare",
     "real_gpu",
     "reserve",
     "scatter_min",
+    "seconds_between",
     "spare_cells",
     "spare_mol",
     "synchronize",

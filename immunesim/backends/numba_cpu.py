@@ -15,6 +15,7 @@ A kernel is made once per body by a factory and cached on disk under the body's 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numba as nb
@@ -390,3 +391,12 @@ def to_host(a) -> np.ndarray:
 
 def synchronize() -> None:
     """Kernels return when they are done: nothing to wait for."""
+
+
+def mark() -> float:
+    """The host's clock (a CPU's work is done when its call returns)."""
+    return time.perf_counter()
+
+
+def seconds_between(start: float, end: float) -> float:
+    return end - start

@@ -72,6 +72,16 @@ class Backend(Protocol):
         """Wait for every launched kernel."""
         ...
 
+    def mark(self) -> Any:
+        """A point in the backend's work, to time phases without waiting for the device: the
+        host's clock on a CPU; on a GPU an event that the device reaches once the kernels
+        launched before it are done."""
+        ...
+
+    def seconds_between(self, start: Any, end: Any) -> float:
+        """Seconds from one :meth:`mark` to a later one (on a GPU, waits for ``end``)."""
+        ...
+
     def for_cells(
         self, body: CellBody, n: int, t: tuple, c: Cells, s: Sites, p: tuple, bins: int = 1
     ) -> Any:

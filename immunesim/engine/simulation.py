@@ -63,7 +63,9 @@ class Simulation(Clocked):
         course: clock and therapy schedule (:class:`~immunesim.engine.course.Course`).
         step_index: steps done so far (step 0 is the start of the run-in).
         rows: the sampled metrics, one dict per sampling step.
-        phase_seconds: wall seconds spent in each phase.
+        phase_seconds: wall seconds spent in each phase. On a GPU, the time between the
+            events recorded at the phases' ends (the host does not wait for the device at
+            each phase), collected at each sample.
         jit_seconds: seconds of kernel compilation before the run (set by the runner).
         run_in: how the run started, when it came through the run-in cache
             (:meth:`immunesim.runin.Fork.as_dict`; set by :func:`immunesim.runin.start`).
@@ -96,7 +98,9 @@ class Simulation(Clocked):
         self.rows: list[dict] = []
         self.kills_since_sample = 0
         self.infused_car_t = 0
-        self.phase_seconds = dict.fromkeys(PHASES, 0.0)
+        self._phase_seconds = dict.fromkeys(PHASES, 0.0)
+        #: Phases timed but not yet added up: ``(phase, start mark, end mark)``.
+        self._pending: list[tuple[str, Any, Any]] = []
         #: Seconds spent compiling kernels before the run, when the runner measured it.
         self.jit_seconds: float | None = None
         self.run_in: dict[str, Any] | None = None
@@ -249,11 +253,23 @@ class Simulation(Clocked):
         self.kills_since_sample = 0
 
     # ------------------------------------------------------------------ one step
-    def _timed(self, phase: str, t0: float) -> float:
-        self.backend.synchronize()
-        t1 = time.perf_counter()
-        self.phase_seconds[phase] += t1 - t0
-        return t1
+    def _timed(self, phase: str, start: Any) -> Any:
+        """Mark the end of ``phase`` begun at mark ``start`` (:meth:`Backend.mark`); returns
+        the end mark, the next phase's start."""
+        end = self.backend.mark()
+        self._pending.append((phase, start, end))
+        return end
+
+    def _add_up_phases(self) -> None:
+        for phase, start, end in self._pending:
+            self._phase_seconds[phase] += self.backend.seconds_between(start, end)
+        self._pending.clear()
+
+    @property
+    def phase_seconds(self) -> dict[str, float]:
+        """Seconds spent in each phase so far (the dict itself: it may be added to)."""
+        self._add_up_phases()
+        return self._phase_seconds
 
     def step(self) -> None:
         """Advance one step of ``dt`` hours."""
@@ -262,7 +278,7 @@ class Simulation(Clocked):
         ph, st = self.phases, self.state
         step = self.step_index + 1
         seed = self.seed
-        t = time.perf_counter()
+        t = self.backend.mark()
         self.course.apply(self, step)
         p = self.params
         t = self._timed("events", t)
@@ -285,6 +301,7 @@ class Simulation(Clocked):
         if step % self._sample_every == 0 or step == self.total_steps:
             self._record()
             self._check_saturation(step)
+            self._add_up_phases()  # the sample waited for the device: no wait here
         for every, first, fn in self._observers:
             if step >= first and (step - first) % every == 0:
                 fn(self)
