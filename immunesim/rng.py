@@ -57,6 +57,8 @@ S_INIT_SPEC = 20
 S_NICHE = 21
 S_HOMEO_DIVIDE = 22
 S_FLARE = 23
+S_DISPLACE = 24
+S_DISPLACE_PICK = 25
 
 
 @nb.njit(inline="always", cache=True)

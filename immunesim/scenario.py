@@ -375,8 +375,21 @@ class Activation(_Section):
     )
     llpc_rate_per_day: NonNeg = Field(
         0.05,
-        description="Rate at which a plasmablast on a marrow niche becomes a long-lived "
+        description="Rate at which a plasmablast on a free marrow niche becomes a long-lived "
         "plasma cell (per day).",
+    )
+    niche_displacement_per_day: NonNeg = Field(
+        0.0,
+        description="Rate at which a plasmablast of a response to a foreign antigen (a "
+        "vaccine class, or other) next to a long-lived plasma cell on a marrow niche "
+        "displaces it and settles there as a long-lived plasma cell (per day; the displaced "
+        "cell dies). 0: no competition for niches (docs/validation/niche_competition.md).",
+    )
+    autoreactive_niche_displacement: Fraction = Field(
+        0.0,
+        description="Niche-displacement rate of an autoreactive plasmablast (self and the "
+        "further autoantibodies) relative to niche_displacement_per_day: autoreactive "
+        "plasmablasts in lupus come mostly from extrafollicular responses.",
     )
 
 

@@ -35,6 +35,8 @@ from immunesim.model.params import (
     IP_THR_CAR_KILL_MEMORY,
     IP_THR_CAR_MEMORY,
     IP_THR_DIFFERENTIATE,
+    IP_THR_DISPLACE,
+    IP_THR_DISPLACE_SELF,
     IP_THR_GC_DIVIDE,
     IP_THR_LLPC,
     IP_THR_MEMORY_FATE,
@@ -176,6 +178,10 @@ def build_params(s: Scenario) -> Params:
     ip[IP_THR_DIFFERENTIATE] = rate_threshold(a.differentiation_rate_per_day, dt)
     ip[IP_THR_MEMORY_FATE] = threshold(a.memory_fraction)
     ip[IP_THR_LLPC] = rate_threshold(a.llpc_rate_per_day, dt)
+    ip[IP_THR_DISPLACE] = rate_threshold(a.niche_displacement_per_day, dt)
+    ip[IP_THR_DISPLACE_SELF] = rate_threshold(
+        a.niche_displacement_per_day * a.autoreactive_niche_displacement, dt
+    )
     ip[IP_THR_PRODUCE] = rate_threshold(s.production.naive_b_per_site_per_day, dt)
     n_kill = substeps([car.kill_rate_per_day] if car is not None else [], dt)
     if car is not None:
@@ -206,6 +212,7 @@ def build_params(s: Scenario) -> Params:
         dt_hours=dt,
         diffusion=int(fx[FX_DIFFUSION]),
         substeps=Substeps(move=n_move, kill=n_kill, diffuse=n_diffuse),
+        displaces=bool(ip[IP_THR_DISPLACE] or ip[IP_THR_DISPLACE_SELF]),
     )
     naive, memory = p.activation_luts(1.0)
     p.k = KernelParams(

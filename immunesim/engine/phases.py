@@ -163,6 +163,20 @@ class Phases:
         st.ledger[:, CONV_OUT] += tally.sum(axis=1)
         st.ledger[:, CONV_IN] += tally.sum(axis=0)
 
+    def displace(self, st: State, p: Params, seed: int, step: int) -> None:
+        """Competition for marrow niches: plasmablasts displace long-lived plasma cells from
+        neighbouring niches and settle there; each resident goes to the proposal with the
+        lowest key. A displacement is a conversion (plasmablast to long-lived plasma cell)
+        and the displaced cell's death (booked when it leaves, in :meth:`death`)."""
+        if not p.displaces:
+            return
+        t = Tick(seed, step, st.L)
+        self._propose_resolve(contact.propose_displace, st, p, t)
+        moved = self.b.for_cells(contact.apply_displace, st.n, t, st.cells, st.sites, p.k)[0]
+        self._release(st, p, t)
+        st.ledger[Kind.PLASMABLAST, CONV_OUT] += moved
+        st.ledger[Kind.LLPC, CONV_IN] += moved
+
     def divide(self, st: State, p: Params, seed: int, step: int) -> None:
         """Activated B cells, stimulated CAR-T and homeostatic divisions into free sites;
         daughters take slots and uids in parent order (room is made for every proposal)."""

@@ -6,7 +6,8 @@ One step (``dt`` hours) runs these phases in order (DESIGN section 2):
    standard-of-care immunosuppression);
 2. production of naive B cells and T-helper homeostasis;
 3. movement;
-4. contact: CAR-T killing, activation and differentiation, division;
+4. contact: CAR-T killing, activation and differentiation, competition for marrow
+   niches, division;
 5. molecules: secretion, diffusion and decay, circulation, reactions;
 6. death and removal of dead cells;
 7. observation (on sampling steps).
@@ -291,6 +292,7 @@ class Simulation(Clocked):
         t = self._timed("movement", t)
         self.kills_since_sample += ph.kill(st, p, seed, step)
         ph.activate(st, p, seed, step)
+        ph.displace(st, p, seed, step)
         ph.divide(st, p, seed, step)
         t = self._timed("contact", t)
         ph.molecules(st, p)

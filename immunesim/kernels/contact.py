@@ -1,5 +1,5 @@
 """Contact rules on the Moore neighbourhood: CAR-T killing, B-cell activation with T help,
-differentiation, and division into free neighbour sites."""
+differentiation, competition for marrow niches, and division into free neighbour sites."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ from immunesim.model.params import (
     IP_THR_CAR_KILL,
     IP_THR_CAR_KILL_MEMORY,
     IP_THR_DIFFERENTIATE,
+    IP_THR_DISPLACE,
+    IP_THR_DISPLACE_SELF,
     IP_THR_GC_DIVIDE,
     IP_THR_LLPC,
     IP_THR_MEMORY_FATE,
@@ -50,6 +52,8 @@ from immunesim.model.params import (
 from immunesim.rng import (
     S_ACTIVATE,
     S_DIFFERENTIATE,
+    S_DISPLACE,
+    S_DISPLACE_PICK,
     S_DIVIDE,
     S_DIVIDE_PICK,
     S_FATE,
@@ -107,6 +111,16 @@ def differentiated(fate_draw, ip):
     if fate_draw < nb.uint64(ip[IP_THR_MEMORY_FATE]):
         return MEMORY_B, nb.int16(0)
     return PLASMABLAST, nb.int16(0)
+
+
+@nb.njit(inline="always", cache=True)
+def displacement_threshold(spec, ip):
+    """Per-step threshold at which a plasmablast of class ``spec`` displaces a long-lived
+    plasma cell from a neighbouring niche: the autoreactive classes (below ``IP_N_SELF``)
+    at their own, lower rate."""
+    if spec < ip[IP_N_SELF]:
+        return nb.uint64(ip[IP_THR_DISPLACE_SELF])
+    return nb.uint64(ip[IP_THR_DISPLACE])
 
 
 @nb.njit(inline="always", cache=True)
@@ -183,6 +197,47 @@ def kill_proposal(i, t, c, s, p):
                 if pick == 0:
                     return j, priority_key(h, u)
                 pick -= 1
+    return -1, 0  # unreachable
+
+
+@nb.njit(inline="always", cache=True)
+def resident(j, site, c, s):
+    """Whether slot ``j`` (the cell on ``site``, or -1) is a live long-lived plasma cell on a
+    marrow niche."""
+    return j >= 0 and c.alive[j] != 0 and c.kind[j] == LLPC and s.niche[site] != 0
+
+
+@nb.njit(inline="always", cache=True)
+def displace_proposal(i, t, c, s, p):
+    """Resident plasma cell a plasmablast ``i`` displaces this step, and its key; ``(-1, 0)``
+    for none.
+
+    With its class's displacement probability the plasmablast picks at random one of the
+    long-lived plasma cells on niches among its Moore neighbours.
+    """
+    if c.alive[i] == 0 or c.kind[i] != PLASMABLAST:
+        return -1, 0
+    thr = displacement_threshold(c.spec[i], p.ip)
+    u = c.uid[i]
+    if thr == 0 or rand53(t.seed, t.step, u, S_DISPLACE) >= thr:
+        return -1, 0
+    xi = c.x[i]
+    yi = c.y[i]
+    count = 0
+    for d in range(8):
+        site = neighbour_site(xi, yi, d, t.L)
+        if site >= 0 and resident(s.occ[site], site, c, s):
+            count += 1
+    if count == 0:
+        return -1, 0
+    h = hash64(t.seed, t.step, u, S_DISPLACE_PICK)
+    pick = nb.int64((h & nb.uint64(0xFFFFFFFF)) % nb.uint64(count))
+    for d in range(8):
+        site = neighbour_site(xi, yi, d, t.L)
+        if site >= 0 and resident(s.occ[site], site, c, s):
+            if pick == 0:
+                return s.occ[site], priority_key(h, u)
+            pick -= 1
     return -1, 0  # unreachable
 
 
@@ -314,6 +369,34 @@ def apply_kill(i, t, c, s, p):
 
 
 @nb.njit(inline="always", cache=True)
+def propose_displace(i, t, c, s, p):
+    """Plasmablast ``i`` proposes the resident plasma cell it displaces."""
+    return record_proposal(c, i, displace_proposal(i, t, c, s, p))
+
+
+@nb.njit(inline="always", cache=True)
+def apply_displace(i, t, c, s, p):
+    """The plasmablast that won its resident takes its niche: the two cells exchange sites,
+    the plasmablast becomes a long-lived plasma cell there and the displaced cell dies (it
+    leaves the plasmablast's old site at compaction). Tallies one displacement."""
+    if not won(i, c, s):
+        return 0, 0
+    v = c.want[i]
+    here = c.y[i] * t.L + c.x[i]
+    there = c.y[v] * t.L + c.x[v]
+    c.x[v] = c.x[i]
+    c.y[v] = c.y[i]
+    c.alive[v] = 0
+    s.occ[here] = v
+    c.x[i] = there % t.L
+    c.y[i] = there // t.L
+    c.kind[i] = LLPC
+    c.counter[i] = 0
+    s.occ[there] = i
+    return 0, 1
+
+
+@nb.njit(inline="always", cache=True)
 def activate(i, t, c, s, p):
     """Cell ``i`` activates or differentiates (:func:`activation_rule`); a change of kind is
     tallied in bin ``old * N_KINDS + new`` (the ledger's conversions)."""
@@ -341,15 +424,20 @@ __all__ = [
     "activation_rule",
     "activation_threshold",
     "antigen_at",
+    "apply_displace",
     "apply_kill",
     "daughter_states",
     "differentiated",
+    "displace_proposal",
+    "displacement_threshold",
     "division_proposal",
     "division_threshold",
     "has_t_help",
     "kill_proposal",
     "kill_threshold",
+    "propose_displace",
     "propose_division",
     "propose_kill",
+    "resident",
     "stimulated",
 ]

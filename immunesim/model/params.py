@@ -65,7 +65,9 @@ IP_CAR_MAX_GENERATIONS = 19  #: divisions after which a CAR-T cell stops dividin
 IP_THR_PRODUCE = 20  #: naive-B production threshold of a free marrow site
 IP_N_SELF = 21  #: number of autoreactive classes (``self`` and the further autoantibodies)
 IP_AUTOAB_SHARE = 22  #: autoantigen share the further autoantibodies' B cells see (fixed point)
-N_IP = 23
+IP_THR_DISPLACE = 23  #: niche-displacement threshold of a plasmablast of a foreign-antigen class
+IP_THR_DISPLACE_SELF = 24  #: niche-displacement threshold of an autoreactive plasmablast
+N_IP = 25
 
 # Slots of ``KernelParams.fp`` (float factors used only in products truncated at once).
 FP_BINDING = 0  #: immune-complex formation per internal unit of antibody and antigen
@@ -131,6 +133,8 @@ class Params:
         diffusion: ``k.fx[FX_DIFFUSION]`` on the host (the molecular phase passes it to its
             kernels as a scalar): the fraction sent to each neighbour per diffusion sub-step.
         substeps: the sub-steps of a step (:class:`Substeps`).
+        displaces: whether any plasmablast can displace a plasma cell from its niche (the
+            phase is skipped when none can).
     """
 
     k: KernelParams
@@ -140,6 +144,7 @@ class Params:
     dt_hours: float
     diffusion: int
     substeps: Substeps = Substeps()
+    displaces: bool = False
 
     @property
     def spec_names(self) -> tuple[str, ...]:

@@ -172,6 +172,23 @@ class BCell(ImmuneCell):
             if self.cell.niche and self.draw() < ip[IP_THR_LLPC]:
                 self.kind, self.counter = _LLPC, 0
 
+    def displace(self) -> None:
+        """A plasmablast displaces a long-lived plasma cell on a neighbouring niche, at its
+        class's rate: the resident dies and the plasmablast settles on the niche as a
+        long-lived plasma cell."""
+        if self.kind != _PLASMABLAST:
+            return
+        if self.draw() >= rules.displacement_threshold(self.spec, self.model.params.k.ip):
+            return
+        residents = [a for a in self.cell.neighborhood.agents if a.kind == _LLPC and a.cell.niche]
+        if not residents:
+            return
+        resident = self.random.choice(residents)
+        niche = resident.cell
+        resident.remove()
+        self.move_to(niche)
+        self.kind, self.counter = _LLPC, 0
+
     def has_t_help(self) -> bool:
         """Whether a T helper sits on a Moore neighbour."""
         return any(isinstance(a, THelper) for a in self.cell.neighborhood.agents)

@@ -188,6 +188,8 @@ class ReferenceModel(Clocked, mesa.Model):
         for _ in range(n.kill):
             self._agents_of(CarTCell).shuffle_do("kill")
         self._agents_of(BCell).shuffle_do("activate")
+        if self.params.displaces:
+            self._agents_of(BCell).shuffle_do("displace")
         self.agents.shuffle_do("divide")
         self.molecules()
         self.agents.do("grow_old")  # independent draws: the order does not matter

@@ -68,6 +68,7 @@ activated = python_rule(contact.activated)
 differentiated = python_rule(contact.differentiated)
 division_threshold = python_rule(contact.division_threshold)
 daughter_states = python_rule(contact.daughter_states)
+displacement_threshold = python_rule(contact.displacement_threshold)
 
 # birth, death, secretion
 production = python_rule(lifecycle.production)
@@ -99,6 +100,7 @@ __all__ = [
     "cell_class",
     "countdown",
     "daughter_states",
+    "displacement_threshold",
     "differentiated",
     "diffuse_decay",
     "division_threshold",

@@ -149,6 +149,23 @@ def test_each_phase_matches_the_cpu(mid_course, phase):
     assert changed, f"phase {phase} did nothing here: the comparison would prove nothing"
 
 
+def test_niche_displacement_matches_the_cpu():
+    """Competition for marrow niches on a hand-made state in which many plasmablasts stand
+    next to resident plasma cells, some residents with several (conflicts), at 2 a day
+    (draws decide who proposes): three steps of the phase give the same bits, and plasma
+    cells were displaced."""
+    from tests.invariants.test_niche_competition import _contested
+
+    sim = _contested(2.0)
+    cpu, st_cpu, p_cpu, gpu, st_gpu, p_gpu = _pair(sim)
+    before = st_cpu.ledger.copy()
+    for k in range(3):
+        cpu.displace(st_cpu, p_cpu, sim.seed, sim.step_index + 1 + k)
+        gpu.displace(st_gpu, p_gpu, sim.seed, sim.step_index + 1 + k)
+        assert_same_state(st_cpu, st_gpu)
+    assert (st_cpu.ledger - before).sum() > 0
+
+
 @pytest.mark.slow
 def test_a_short_sle_cd19_cart_run_and_a_second_product_match_the_cpu(monkeypatch):
     """The whole default scenario, shortened: conditioning, infusion, expansion, and a BCMA
