@@ -162,6 +162,43 @@ def daughter_states(k, state, counter, joins_memory):
 
 # --------------------------------------------------------------------------- array rules
 
+#: What :func:`random_neighbour` looks for: a live cell bearing a marker of a mask (a CAR-T
+#: cell's victims), or a long-lived plasma cell on a niche (a plasmablast's rival).
+MARKED = 0
+RESIDENT = 1
+
+
+@nb.njit(inline="always", cache=True)
+def is_target(j, site, what, mask, c, s, p):
+    """Whether slot ``j`` (the cell on ``site``, or -1) is what :func:`random_neighbour`
+    looks for."""
+    if j < 0 or c.alive[j] == 0:
+        return False
+    if what == MARKED:
+        return bears(p.markers, c.kind[j], mask)
+    return c.kind[j] == LLPC and s.niche[site] != 0
+
+
+@nb.njit(inline="always", cache=True)
+def random_neighbour(xi, yi, h, what, mask, t, c, s, p):
+    """Slot of one of the Moore neighbours of ``(xi, yi)`` that are targets
+    (:func:`is_target`), chosen with the low 32 bits of the draw ``h``; -1 for none."""
+    count = 0
+    for d in range(8):
+        site = neighbour_site(xi, yi, d, t.L)
+        if site >= 0 and is_target(s.occ[site], site, what, mask, c, s, p):
+            count += 1
+    if count == 0:
+        return -1
+    pick = nb.int64((h & nb.uint64(0xFFFFFFFF)) % nb.uint64(count))
+    for d in range(8):
+        site = neighbour_site(xi, yi, d, t.L)
+        if site >= 0 and is_target(s.occ[site], site, what, mask, c, s, p):
+            if pick == 0:
+                return s.occ[site]
+            pick -= 1
+    return -1  # unreachable
+
 
 @nb.njit(inline="always", cache=True)
 def kill_proposal(i, t, c, s, p):
@@ -175,36 +212,9 @@ def kill_proposal(i, t, c, s, p):
     u = c.uid[i]
     if rand53(t.seed, t.step, u, S_KILL) >= kill_threshold(c.state[i], p.ip):
         return -1, 0
-    mask = c.car_mask[i]
-    xi = c.x[i]
-    yi = c.y[i]
-    count = 0
-    for d in range(8):
-        site = neighbour_site(xi, yi, d, t.L)
-        if site >= 0:
-            j = s.occ[site]
-            if j >= 0 and c.alive[j] != 0 and bears(p.markers, c.kind[j], mask):
-                count += 1
-    if count == 0:
-        return -1, 0
     h = hash64(t.seed, t.step, u, S_KILL_PICK)
-    pick = nb.int64((h & nb.uint64(0xFFFFFFFF)) % nb.uint64(count))
-    for d in range(8):
-        site = neighbour_site(xi, yi, d, t.L)
-        if site >= 0:
-            j = s.occ[site]
-            if j >= 0 and c.alive[j] != 0 and bears(p.markers, c.kind[j], mask):
-                if pick == 0:
-                    return j, priority_key(h, u)
-                pick -= 1
-    return -1, 0  # unreachable
-
-
-@nb.njit(inline="always", cache=True)
-def resident(j, site, c, s):
-    """Whether slot ``j`` (the cell on ``site``, or -1) is a live long-lived plasma cell on a
-    marrow niche."""
-    return j >= 0 and c.alive[j] != 0 and c.kind[j] == LLPC and s.niche[site] != 0
+    j = random_neighbour(c.x[i], c.y[i], h, MARKED, c.car_mask[i], t, c, s, p)
+    return (j, priority_key(h, u)) if j >= 0 else (-1, 0)
 
 
 @nb.njit(inline="always", cache=True)
@@ -221,24 +231,9 @@ def displace_proposal(i, t, c, s, p):
     u = c.uid[i]
     if thr == 0 or rand53(t.seed, t.step, u, S_DISPLACE) >= thr:
         return -1, 0
-    xi = c.x[i]
-    yi = c.y[i]
-    count = 0
-    for d in range(8):
-        site = neighbour_site(xi, yi, d, t.L)
-        if site >= 0 and resident(s.occ[site], site, c, s):
-            count += 1
-    if count == 0:
-        return -1, 0
     h = hash64(t.seed, t.step, u, S_DISPLACE_PICK)
-    pick = nb.int64((h & nb.uint64(0xFFFFFFFF)) % nb.uint64(count))
-    for d in range(8):
-        site = neighbour_site(xi, yi, d, t.L)
-        if site >= 0 and resident(s.occ[site], site, c, s):
-            if pick == 0:
-                return s.occ[site], priority_key(h, u)
-            pick -= 1
-    return -1, 0  # unreachable
+    j = random_neighbour(c.x[i], c.y[i], h, RESIDENT, 0, t, c, s, p)
+    return (j, priority_key(h, u)) if j >= 0 else (-1, 0)
 
 
 @nb.njit(cache=True)
@@ -438,6 +433,7 @@ __all__ = [
     "propose_displace",
     "propose_division",
     "propose_kill",
-    "resident",
+    "random_neighbour",
+    "is_target",
     "stimulated",
 ]
