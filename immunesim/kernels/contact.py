@@ -428,12 +428,12 @@ __all__ = [
     "division_proposal",
     "division_threshold",
     "has_t_help",
+    "is_target",
     "kill_proposal",
     "kill_threshold",
     "propose_displace",
     "propose_division",
     "propose_kill",
     "random_neighbour",
-    "is_target",
     "stimulated",
 ]
