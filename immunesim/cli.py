@@ -44,7 +44,7 @@ Scheduler = Annotated[
     str | None,
     typer.Option(
         help="Run the patients on the dask cluster at this address (tcp://host:8786; the "
-        "sweeps' executor, pip install 'immunesim[dist]') instead of local processes."
+        "sweeps' executor, pip install 'immunesim\\[dist]') instead of local processes."
     ),
 ]
 ClusterAddress = Annotated[
@@ -94,7 +94,7 @@ def run(
     patients: Annotated[
         int | None,
         typer.Option(
-            help="Run a cohort of this many virtual patients (see [[variability]]).", min=1
+            help="Run a cohort of this many virtual patients (see \\[\\[variability]]).", min=1
         ),
     ] = None,
     jobs: Annotated[
