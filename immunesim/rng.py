@@ -59,6 +59,8 @@ S_HOMEO_DIVIDE = 22
 S_FLARE = 23
 S_DISPLACE = 24
 S_DISPLACE_PICK = 25
+S_HOMING = 26
+S_HOMING_PICK = 27
 
 
 @nb.njit(inline="always", cache=True)

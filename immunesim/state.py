@@ -36,7 +36,7 @@ class State:
         cells: the cell arrays (:class:`~immunesim.model.fields.Cells`), each of length
             ``capacity`` (at most ``L*L``); slots ``>= n`` are unused.
         sites: the site arrays (:class:`~immunesim.model.fields.Sites`), length ``L*L``
-            (site index ``y*L + x``), with ``toward`` int8[3, L*L], ``mol``
+            (site index ``y*L + x``), with ``toward`` uint8[3, L*L], ``mol``
             int32[n_layers, L*L] and ``saturated`` uint8[n_layers].
         ledger: int64[N_KINDS, 4], cumulative born, died, converted in, converted out per
             kind (columns ``BORN``, ``DIED``, ``CONV_IN``, ``CONV_OUT``).
@@ -93,7 +93,7 @@ class State:
         @property
         def claim(self) -> NDArray[np.int64]: ...
         @property
-        def toward(self) -> NDArray[np.int8]: ...
+        def toward(self) -> NDArray[np.uint8]: ...
 
     @property
     def capacity(self) -> int:
@@ -175,7 +175,7 @@ def allocate(
         L: sites per side.
         n_layers: rows of the molecular layers.
         zone: uint8[L, L] zone map; niche: uint8[L, L] LLPC niche flags.
-        toward: int8[3, L*L] homing directions (:func:`immunesim.engine.geometry.Geometry`).
+        toward: uint8[3, L*L] homing direction masks (:func:`immunesim.engine.geometry.Geometry`).
         capacity: cell slots (at most ``L*L``, the default).
     """
     cap = L * L
@@ -191,7 +191,7 @@ def allocate(
     }
     sites = Sites(
         **site_arrays,
-        toward=np.ascontiguousarray(toward, dtype=np.int8),
+        toward=np.ascontiguousarray(toward, dtype=np.uint8),
         mol=np.zeros((n_layers, cap), MOL_DTYPE),
         saturated=np.zeros(n_layers, np.uint8),
     )

@@ -30,8 +30,8 @@ class Geometry:
         L: sites per side.
         zone: uint8[L, L] zone code per site (row ``y``, column ``x``).
         niche: uint8[L, L], 1 on a long-lived plasma cell niche (marrow only).
-        toward: int8[3, L*L] Moore direction toward the nearest site of each zone, -1 inside
-            it (or where the zone does not exist).
+        toward: uint8[3, L*L] the Moore steps toward the nearest site of each zone, as a
+            bit mask (:func:`homing_directions`; 0 inside it or where it does not exist).
     """
 
     L: int
@@ -95,31 +95,30 @@ def build_zones(s: Scenario, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def homing_directions(zone: np.ndarray) -> np.ndarray:
-    """For each zone, the Moore step toward the nearest site of that zone.
+    """For each zone, the Moore steps that bring a cell closest to that zone.
 
     Args:
         zone: uint8[L, L] zone map.
 
     Returns:
-        int8[3, L*L]: direction index 0..7, or -1 on sites of that zone (or where the zone
-        does not exist).
+        uint8[3, L*L]: bit ``d`` set when the neighbour in direction ``d`` is nearest (in
+        Moore steps) to the zone; 0 on sites of that zone (or where the zone does not
+        exist). A cell picks among them at random (:func:`immunesim.kernels.move.homeward`).
     """
     L = zone.shape[0]
-    out = np.full((len(ZONE_NAMES), L * L), -1, np.int8)
+    out = np.zeros((len(ZONE_NAMES), L * L), np.uint8)
     for z in range(len(ZONE_NAMES)):
         dist = _chebyshev_distance(zone == z)
         if not np.isfinite(dist).any():
             continue
-        best = np.full((L, L), np.inf)
-        bestd = np.full((L, L), -1, np.int8)
         padded = np.pad(dist, 1, constant_values=np.inf)
+        nbs = [padded[1 + DY[d] : 1 + DY[d] + L, 1 + DX[d] : 1 + DX[d] + L] for d in range(8)]
+        best = np.minimum.reduce(nbs)
+        mask = np.zeros((L, L), np.uint8)
         for d in range(8):
-            nb = padded[1 + DY[d] : 1 + DY[d] + L, 1 + DX[d] : 1 + DX[d] + L]
-            better = nb < best
-            best = np.where(better, nb, best)
-            bestd = np.where(better, d, bestd).astype(np.int8)
-        bestd[zone == z] = -1
-        out[z] = bestd.reshape(-1)
+            mask |= ((nbs[d] == best) & np.isfinite(best)).astype(np.uint8) << np.uint8(d)
+        mask[zone == z] = 0
+        out[z] = mask.reshape(-1)
     return out
 
 

@@ -1,7 +1,8 @@
 """Movement: a random walk on the Moore neighbourhood with homing to a zone.
 
 A cell attempts a move with its kind's move probability. Outside its home zone it heads
-toward the home zone with probability ``homing`` (along ``toward``); otherwise it picks one of
+toward the home zone with probability ``homing``, along one of the steps that bring it
+closest to that zone (``toward``), picked at random among them; otherwise it picks one of
 the 8 directions at random. A move that would leave the home zone is refused with
 probability ``stay``. Only sites empty at the start of the phase can be entered; when two
 cells want one site the lowest :func:`priority_key` wins (the backend's scatter-min).
@@ -11,22 +12,40 @@ from __future__ import annotations
 
 import numba as nb
 
-from immunesim.kernels.common import S11, direction, neighbour_site, priority_key
+from immunesim.kernels.common import direction, neighbour_site, priority_key
 from immunesim.model.fields import CLAIM_FREE
-from immunesim.rng import S_DIR, S_MOVE, S_STAY, hash64, rand53
+from immunesim.rng import S_DIR, S_HOMING, S_HOMING_PICK, S_MOVE, S_STAY, hash64, rand53
 
 
 @nb.njit(inline="always", cache=True)
-def heading(k, site, here, d_random, homing_draw, toward, thr_homing, home):
-    """Moore direction (0..7) of a move attempt by a cell of kind ``k`` at ``site`` in zone
-    ``here``: outside its home zone it heads home along ``toward`` when ``homing_draw`` (a
-    uniform 53-bit integer) falls below its homing threshold; otherwise ``d_random``."""
+def away_from_home(k, here, home):
+    """The home zone of a cell of kind ``k`` standing in zone ``here``, or -1 when it is in
+    its home zone or has none (then it does not home)."""
     hz = home[k]
-    if hz >= 0 and here != hz and homing_draw < thr_homing[k]:
-        td = toward[hz, site]
-        if td >= 0:
-            return td
-    return d_random
+    if hz >= 0 and here != hz:
+        return hz
+    return -1
+
+
+@nb.njit(inline="always", cache=True)
+def homeward(mask, pick_draw):
+    """One of the Moore directions set in ``mask`` (bit ``d`` for direction ``d``: the steps
+    that bring a cell closest to its home zone), chosen uniformly by ``pick_draw`` (a uniform
+    53-bit integer); -1 for an empty mask.
+
+    A vertical band of a zone is as near after a step west as after one north-west or
+    south-west: always taking the first of them drifted every homing cell north, and piled
+    cells against the lattice's top edge."""
+    n = 0
+    for d in range(8):
+        n += (mask >> d) & 1
+    j = (nb.uint64(pick_draw) * nb.uint64(n)) >> nb.uint64(53)
+    for d in range(8):
+        if (mask >> d) & 1:
+            if j == 0:
+                return d
+            j -= 1
+    return -1
 
 
 @nb.njit(inline="always", cache=True)
@@ -51,7 +70,12 @@ def move_proposal(i, t, c, s, p):
     yi = c.y[i]
     site = yi * t.L + xi
     here = s.zone[site]
-    d = heading(k, site, here, direction(h), h >> S11, s.toward, p.thr_homing, p.home)
+    d = direction(h)
+    hz = away_from_home(k, here, p.home)
+    if hz >= 0 and rand53(t.seed, t.step, u, S_HOMING) < p.thr_homing[k]:
+        mask = s.toward[hz, site]
+        if mask != 0:
+            d = homeward(mask, rand53(t.seed, t.step, u, S_HOMING_PICK))
     target = neighbour_site(xi, yi, d, t.L)
     if target < 0 or s.occ[target] >= 0:
         return -1, 0

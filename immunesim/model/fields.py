@@ -111,7 +111,7 @@ if TYPE_CHECKING:
         zone: NDArray[np.uint8]
         niche: NDArray[np.uint8]
         claim: NDArray[np.int64]
-        toward: NDArray[np.int8]
+        toward: NDArray[np.uint8]
         mol: NDArray[np.int32]
         saturated: NDArray[np.uint8]
 
@@ -120,8 +120,8 @@ else:
     #: ``i``.
     Cells = namedtuple("Cells", [f.name for f in CELL_FIELDS])
 
-    #: The site arrays as one argument of a kernel. ``toward`` is int8[3, L*L] (Moore
-    #: direction toward the nearest site of each zone, -1 inside it); ``mol`` is
+    #: The site arrays as one argument of a kernel. ``toward`` is uint8[3, L*L] (a bit
+    #: mask of the Moore steps toward the nearest site of each zone, 0 inside it); ``mol`` is
     #: int32[n_layers, L*L] (molecular layers in internal units, see
     #: :mod:`immunesim.model.layers`); ``saturated`` uint8[n_layers] flags a layer that
     #: reached :data:`~immunesim.model.params.MOL_MAX` somewhere.

@@ -94,16 +94,12 @@ class ImmuneCell(CellAgent):
             return
         here = self.cell
         zone = here.zone
-        d = rules.heading(
-            k,
-            self.site,
-            zone,
-            self.random.randrange(8),
-            self.draw(),
-            self.model.state.toward,
-            p.thr_homing,
-            p.home,
-        )
+        d = self.random.randrange(8)
+        hz = rules.away_from_home(k, zone, p.home)
+        if hz >= 0 and self.draw() < p.thr_homing[k]:
+            mask = self.model.state.toward[hz, self.site]
+            if mask != 0:
+                d = rules.homeward(mask, self.draw())
         target = here.connections.get(DIRECTIONS[d])  # None off the lattice
         if target is None or not target.is_empty:
             return

@@ -47,7 +47,8 @@ class Lattice:
     Attributes:
         L: sites per side.
         zone: uint8[L*L], 0 marrow, 1 lymphoid, 2 tissue.
-        toward: int8[3, L*L], Moore direction toward the nearest site of each zone.
+        toward: uint8[3, L*L], bit masks of the Moore steps toward the nearest site of each
+            zone.
         mol: int64[n_layers, L*L], molecular layers in internal units.
     """
 

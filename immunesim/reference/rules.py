@@ -56,7 +56,8 @@ def python_rule(
 bears = python_rule(common.bears)
 
 # movement
-heading = python_rule(move.heading)
+away_from_home = python_rule(move.away_from_home)
+homeward = python_rule(move.homeward)
 leaves_home = python_rule(move.leaves_home)
 
 # contact
@@ -95,6 +96,7 @@ __all__ = [
     "activated",
     "activation_threshold",
     "antigen_at",
+    "away_from_home",
     "bears",
     "circulate_site",
     "cell_class",
@@ -104,7 +106,7 @@ __all__ = [
     "differentiated",
     "diffuse_decay",
     "division_threshold",
-    "heading",
+    "homeward",
     "kill_threshold",
     "leaves_home",
     "portion",

@@ -120,7 +120,6 @@ def test_the_python_rules_decide_as_the_compiled_ones():
     p = host.k
     rng = np.random.default_rng(0)
     draw = lambda: int(rng.integers(0, 1 << 53))  # noqa: E731
-    toward = rng.integers(-1, 8, size=(3, 64)).astype(np.int8)
     lut_n, lut_m = host.activation_luts(0.7)
     mol = rng.integers(0, 1 << 30, size=(host.layers.n_layers, 64))
     cases = [
@@ -130,19 +129,11 @@ def test_the_python_rules_decide_as_the_compiled_ones():
             lambda: (p.markers, int(rng.integers(7)), int(rng.integers(32))),
         ),
         (
-            move.heading,
-            rules.heading,
-            lambda: (
-                int(rng.integers(7)),
-                int(rng.integers(64)),
-                int(rng.integers(3)),
-                int(rng.integers(8)),
-                draw(),
-                toward,
-                p.thr_homing,
-                p.home,
-            ),
+            move.away_from_home,
+            rules.away_from_home,
+            lambda: (int(rng.integers(7)), int(rng.integers(3)), p.home),
         ),
+        (move.homeward, rules.homeward, lambda: (int(rng.integers(256)), draw())),
         (
             move.leaves_home,
             rules.leaves_home,

@@ -93,7 +93,7 @@ def test_declared_cell_and_site_fields_match_the_tables():
     assert _named_tuple_fields(fields, "Cells") == CELLS
     assert _named_tuple_fields(fields, "Sites") == [
         *SITES,
-        ("toward", "int8"),
+        ("toward", "uint8"),
         ("mol", "int32"),
         ("saturated", "uint8"),
     ]
@@ -105,7 +105,7 @@ def test_declared_state_views_match_the_tables():
         for f in _type_checking_body(ROOT / "immunesim" / "state.py", "State")
         if isinstance(f, ast.FunctionDef)
     ]
-    assert views == [*CELLS, *SITES, ("toward", "int8")]
+    assert views == [*CELLS, *SITES, ("toward", "uint8")]
 
 
 def test_declared_kinds_match_the_table():
