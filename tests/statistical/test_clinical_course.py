@@ -6,7 +6,8 @@ run-in; here the follow-up is 400 days. Each assertion is a qualitative fact of 
 published course with a wide band, checked for every seed, so a failure means the biology
 broke, not that a seed was unlucky: on one unit the CAR-T dose is 18 agents, which is where
 seeds differ most. The bands were checked against seeds 1-3 before being fixed here
-(margins noted per test)."""
+(margins noted per test; the figures are from before homing lost its preferred direction
+on 2026-12-03, and the three seeds still pass every band)."""
 
 from __future__ import annotations
 
