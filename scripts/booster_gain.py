@@ -28,9 +28,11 @@ import pandas as pd
 from scipy import stats
 
 
-def _titres(path: Path, column: str, baseline_day: float) -> pd.Series:
-    s = pd.read_parquet(path / "timeseries.parquet").set_index("day")[column]
-    return s / s[s.index <= baseline_day + 1e-9].iloc[-1]
+def _titres(path: Path, columns: list[str], baseline_day: float) -> pd.DataFrame:
+    """A run's titre columns relative to their values on the baseline day."""
+    df = pd.read_parquet(path / "timeseries.parquet", columns=["day", *columns])
+    df = df.set_index("day")
+    return df / df[df.index <= baseline_day + 1e-9].iloc[-1]
 
 
 def per_patient(run: Path, a: argparse.Namespace) -> pd.DataFrame:
@@ -40,9 +42,11 @@ def per_patient(run: Path, a: argparse.Namespace) -> pd.DataFrame:
         raise SystemExit(f"{run / a.booster}: no patient_* run directories")
     rows = []
     for p in patients:
-        ref = run / a.reference / p.name
-        tb, tr = _titres(p, a.antibody, a.baseline_day), _titres(ref, a.antibody, a.baseline_day)
-        ob, orf = _titres(p, a.other, a.baseline_day), _titres(ref, a.other, a.baseline_day)
+        cols = [a.antibody, a.other]
+        booster = _titres(p, cols, a.baseline_day)
+        reference = _titres(run / a.reference / p.name, cols, a.baseline_day)
+        tb, tr = booster[a.antibody], reference[a.antibody]
+        ob, orf = booster[a.other], reference[a.other]
         window = tb[(tb.index > a.booster_day) & (tb.index <= a.booster_day + 56)]
         rise = window.max() - tb[tb.index <= a.booster_day].iloc[-1]
         gain = tb.loc[a.day] - tr.loc[a.day]
