@@ -379,11 +379,12 @@ class Activation(_Section):
         "plasma cell (per day).",
     )
     niche_displacement_per_day: NonNeg = Field(
-        0.0,
+        1.0,
         description="Rate at which a plasmablast of a response to a foreign antigen (a "
         "vaccine class, or other) next to a long-lived plasma cell on a marrow niche "
         "displaces it and settles there as a long-lived plasma cell (per day; the displaced "
-        "cell dies). 0: no competition for niches (docs/validation/niche_competition.md).",
+        "cell dies; an assumption: docs/validation/niche_competition.md). 0: no competition "
+        "for niches.",
     )
     autoreactive_niche_displacement: Fraction = Field(
         0.0,
