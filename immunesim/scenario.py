@@ -675,7 +675,7 @@ class FlareTriggers(_Therapy):
         50.0,
         gt=0.0,
         description="Autoantigen units added per tissue site on each day of a trigger (the "
-        "untreated disease holds about 50-70).",
+        "untreated disease holds about 55-85 with the usual clearance).",
     )
 
 
