@@ -3,8 +3,9 @@
 Reduced size as in test_clinical_course (one anatomical unit at a 2-hour step, full
 run-in). Seeds 1-3 were checked before fixing the bands below (all pass, with margins noted
 per test); CI runs two. After homing lost its preferred direction (2026-12-03) every test
-here passed again for seeds 1-3; the figures quoted per seed were measured before that
-change unless a docstring says otherwise.
+here passed again for seeds 1-3, and again after competition for marrow niches was turned
+on (the same day); the figures quoted per seed were measured before those changes unless a
+docstring says otherwise.
 """
 
 from __future__ import annotations
