@@ -97,7 +97,7 @@ def floor_rate(sim: Simulation, steps: int) -> float:
     for i in range(steps):
         ph.move(st, walk, sim.seed, 10**7 + i)
     b.synchronize()
-    return st.n * steps / (time.perf_counter() - t0)
+    return st.live * steps / (time.perf_counter() - t0)
 
 
 #: Elements of each STREAM triad array: 3 x 128 MB of float64, far beyond any cache.
@@ -251,7 +251,7 @@ def bench_one(
     sim = Simulation(_scenario(size, run_in_days), seed=1, backend=backend)
     sim.run(until_step=sim.scenario.run_in_steps - steps)
     before = dict(sim.phase_seconds)
-    mean_cells, wall = timed_steps(sim.step, lambda: sim.state.n, steps, sim.backend.synchronize)
+    mean_cells, wall = timed_steps(sim.step, lambda: sim.state.live, steps, sim.backend.synchronize)
     phases = {k: sim.phase_seconds[k] - before[k] for k in PHASES}
     full = mean_cells * steps / wall
     floor = floor_rate(sim, steps)
@@ -331,7 +331,7 @@ def mesa_comparison(
     fast = []
     for t in threads:
         numba.set_num_threads(t)
-        r = _best_of(repeats, sim.step, lambda: sim.state.n, steps, sim.backend.synchronize)
+        r = _best_of(repeats, sim.step, lambda: sim.state.live, steps, sim.backend.synchronize)
         r["speedup_over_mesa"] = r["cell_updates_per_second"] / mesa["cell_updates_per_second"]
         fast.append({"engine": "numba", "threads": t, **r})
     numba.set_num_threads(_numba_threads())

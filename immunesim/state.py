@@ -41,6 +41,9 @@ class State:
         ledger: int64[N_KINDS, 4], cumulative born, died, converted in, converted out per
             kind (columns ``BORN``, ``DIED``, ``CONV_IN``, ``CONV_OUT``).
         n: number of used slots. next_uid: next uid to hand out.
+        dead: how many of the slots below ``n`` hold cells that died in an earlier step
+            (they have left their sites; compaction, when they are more than
+            ``1 / COMPACT_SHARE`` of the slots, gives their slots back).
         aux: the backend's own buffers (the CUDA backend's spare cell arrays, for instance).
 
     Every field of ``cells`` and ``sites`` can also be read as an attribute of the state
@@ -54,6 +57,7 @@ class State:
     ledger: np.ndarray
     n: int = 0
     next_uid: int = 0
+    dead: int = 0
     aux: dict[str, Any] = field(default_factory=dict)
 
     if TYPE_CHECKING:
@@ -100,6 +104,11 @@ class State:
         return self.cells.uid.shape[0]
 
     @property
+    def live(self) -> int:
+        """Live cells at a step's end (the used slots less the dead ones)."""
+        return self.n - self.dead
+
+    @property
     def mol(self) -> np.ndarray:
         """int32[n_layers, L*L]: the molecular layers (``sites.mol``)."""
         return self.sites.mol
@@ -133,6 +142,13 @@ for _name in (*(f.name for f in SITE_FIELDS), "toward"):
     setattr(State, _name, _field_view("sites", _name))
 
 
+#: Compaction runs when more than ``1 / COMPACT_SHARE`` of the used slots hold cells that
+#: died in earlier steps (:meth:`immunesim.engine.phases.Phases.death`); until then the
+#: maps skip them. Nothing depends on a cell's slot but the slot itself (draws and priority
+#: keys come from uids and sites, new cells take uids in the order of their parents or
+#: sites, which compaction keeps), so when it runs changes no result.
+COMPACT_SHARE = 16
+
 #: Slots a state keeps beyond its cells, as a fraction of them (:func:`slots_for`).
 SLOT_HEADROOM = 0.25
 #: Least number of slots beyond the cells (small lattices get a slot per site).
@@ -140,10 +156,12 @@ MIN_SPARE_SLOTS = 1024
 
 
 def slots_for(cells: int, L: int) -> int:
-    """Slots for ``cells`` cells on an ``L x L`` lattice: a quarter more, at least
-    :data:`MIN_SPARE_SLOTS` more, and never more than the sites."""
+    """Slots for ``cells`` cells (or used slots) on an ``L x L`` lattice: a quarter more, at
+    least :data:`MIN_SPARE_SLOTS` more, and no more than the sites unless ``cells`` itself
+    is more (live cells never outnumber the sites, but slots of cells that died and await
+    compaction come on top of them: at most ``1 / COMPACT_SHARE`` more)."""
     spare = max(int(cells * SLOT_HEADROOM), MIN_SPARE_SLOTS)
-    return min(L * L, cells + spare)
+    return max(cells, min(L * L, cells + spare))
 
 
 def empty_cells(capacity: int, xp: Any = np) -> Cells:

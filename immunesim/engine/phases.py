@@ -22,7 +22,7 @@ from immunesim.kernels.molecules import Transport
 from immunesim.kernels.slots import Compaction, Infusion
 from immunesim.model.cells import N_CLASSES, N_KINDS, Kind
 from immunesim.model.params import Params
-from immunesim.state import BORN, CONV_IN, CONV_OUT, DIED, State
+from immunesim.state import BORN, COMPACT_SHARE, CONV_IN, CONV_OUT, DIED, State
 
 
 class Phases:
@@ -222,18 +222,25 @@ class Phases:
 
     # ------------------------------------------------------------------ death
     def death(self, st: State, p: Params, seed: int, step: int) -> None:
-        """Deaths by lifespan; every cell that died this step leaves its site and its slot
-        (compaction keeps slot order), and its death goes to the ledger."""
-        st.ledger[:, DIED] += self.b.for_cells(
+        """Deaths by lifespan; every cell that died this step leaves its site, and its death
+        goes to the ledger. Its slot is given back at the next compaction, which runs once
+        more than ``1 / COMPACT_SHARE`` of the used slots hold dead cells (it keeps slot
+        order; see :data:`~immunesim.state.COMPACT_SHARE`)."""
+        died = self.b.for_cells(
             lifecycle.age, st.n, Tick(seed, step, st.L), st.cells, st.sites, p.k, N_KINDS
         )
-        self._compact(st, p)
+        st.ledger[:, DIED] += died
+        st.dead += int(died.sum())
+        if st.dead * COMPACT_SHARE > st.n:
+            self.compact(st, p)
 
-    def _compact(self, st: State, p: Params) -> None:
+    def compact(self, st: State, p: Params) -> None:
+        """Every live cell to the lowest free slot, in slot order."""
         dst = self.b.spare_cells(st)
         st.n, _ = self.b.append(
             slots.is_alive, slots.move_to_slot, st.n, Compaction(st.L, dst), st.cells, st.sites, p.k
         )
+        st.dead = 0
         if dst is not st.cells:
             st.aux["spare"], st.cells = st.cells, dst
 

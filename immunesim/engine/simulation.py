@@ -365,6 +365,7 @@ def _restored_state(g: Geometry, p: Params, meta: dict, arrays: dict) -> State:
             target[...] = a
     st.ledger[...] = arrays["ledger"]
     st.n, st.next_uid = n, int(meta["next_uid"])
+    st.dead = int(np.count_nonzero(st.cells.alive[:n] == 0))  # cells that await compaction
     return st
 
 

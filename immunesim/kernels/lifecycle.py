@@ -184,14 +184,19 @@ def makes_cell(site, t, c, s, p):
 def age(i, t, c, s, p):
     """Cell ``i`` dies at its lifespan's rate, or grows one step older and its stimulation
     wears off (:func:`countdown`); a cell that died this step, of age or earlier, leaves its
-    site, and its death is tallied by kind."""
-    if dies(i, t.seed, t.step, c.uid, c.kind, c.state, c.alive, p.thr_death):
+    site, and its death is tallied by kind. A cell dead since an earlier step (its slot
+    awaits compaction) has left its site already: it no longer holds it."""
+    site = c.y[i] * t.L + c.x[i]
+    if c.alive[i] == 0:
+        if s.occ[site] != i:
+            return 0, 0
+    elif dies(i, t.seed, t.step, c.uid, c.kind, c.state, c.alive, p.thr_death):
         c.alive[i] = 0
-    c.age[i] += 1
-    c.counter[i] = countdown(c.kind[i], c.counter[i])
-    if c.alive[i] != 0:
+    else:
+        c.age[i] += 1
+        c.counter[i] = countdown(c.kind[i], c.counter[i])
         return 0, 0
-    s.occ[c.y[i] * t.L + c.x[i]] = -1
+    s.occ[site] = -1
     return nb.int64(c.kind[i]), 1
 
 

@@ -45,11 +45,12 @@ def lattice_picture(sim) -> tuple[np.ndarray, np.ndarray]:
     (:func:`cell_map`) and tissue damage float64[L, L] in user units."""
     st, host = sim.state, sim.backend.to_host
     n, L = st.n, st.L
+    live = host(st.alive[:n]) != 0  # slots of dead cells await compaction
     cells = cell_map(
-        host(st.kind[:n]),
-        host(st.spec[:n]),
-        host(st.x[:n]),
-        host(st.y[:n]),
+        host(st.kind[:n])[live],
+        host(st.spec[:n])[live],
+        host(st.x[:n])[live],
+        host(st.y[:n])[live],
         L,
         sim.params.layers.n_self,
     )

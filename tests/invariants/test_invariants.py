@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import immunesim.engine.phases as phases_module
 import immunesim.state as state_module
 from immunesim.engine import Simulation
 from immunesim.model.cells import N_KINDS
@@ -19,23 +20,29 @@ from tests.conftest import small_cart
 def check_state(sim: Simulation) -> None:
     st = sim.state
     n, L = st.n, st.L
-    # every cell has a slot, never more slots than sites; no claim is left over (the
-    # production phase keeps its per-site codes in the claims)
-    assert n <= st.capacity <= L * L
+    live = st.alive[:n] != 0
+    idx = np.flatnonzero(live)
+    m = idx.size
+    # every cell has a slot, never more live cells than sites; slots of cells that died in
+    # earlier steps are counted and compacted once they are more than 1/COMPACT_SHARE of
+    # the used slots; no claim is left over (the production phase keeps its per-site codes
+    # in the claims)
+    assert n <= st.capacity and m <= L * L
+    assert n - m == st.dead, "the count of dead slots is wrong"
+    assert st.dead * state_module.COMPACT_SHARE <= n, "compaction is overdue"
     assert all(a.shape == (st.capacity,) for a in st.cells)
     assert np.all(st.claim == CLAIM_FREE), "a claim outlived its phase"
-    sites = st.y[:n].astype(np.int64) * L + st.x[:n]
+    sites = st.y[idx].astype(np.int64) * L + st.x[idx]
     # never two cells on a site, and the occupancy map agrees with the cell arrays
-    assert np.unique(sites).size == n, "two cells share a site"
-    assert np.array_equal(st.occ[sites], np.arange(n)), "occupancy map disagrees with cells"
-    assert np.count_nonzero(st.occ >= 0) == n, "occupied sites without a cell"
-    assert np.all(st.alive[:n] == 1), "a dead cell survived compaction"
+    assert np.unique(sites).size == m, "two cells share a site"
+    assert np.array_equal(st.occ[sites], idx), "occupancy map disagrees with cells"
+    assert np.count_nonzero(st.occ >= 0) == m, "occupied sites without a live cell"
     assert np.unique(st.uid[:n]).size == n, "duplicate uid"
     assert np.all((st.x[:n] >= 0) & (st.x[:n] < L) & (st.y[:n] >= 0) & (st.y[:n] < L))
     # molecular quantities never go negative
     assert st.mol.min() >= 0, "negative molecular quantity"
     # births - deaths + conversions in - out == live count, per kind
-    counts = np.bincount(st.kind[:n], minlength=N_KINDS)
+    counts = np.bincount(st.kind[idx], minlength=N_KINDS)
     led = st.ledger
     assert np.array_equal(led[:, 0] - led[:, 1] + led[:, 2] - led[:, 3], counts), (
         f"ledger {led.tolist()} does not balance counts {counts.tolist()}"
@@ -99,6 +106,54 @@ def test_the_number_of_cell_slots_changes_no_result(stepped):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), name)
     pd.testing.assert_frame_equal(pd.DataFrame(tight.rows), pd.DataFrame(full.rows))
     assert tight.events == full.events
+
+
+def _by_uid(sim: Simulation) -> dict[str, np.ndarray]:
+    """The live cells' persistent fields in uid order, and the occupancy map as uids."""
+    st = sim.state
+    live = np.flatnonzero(st.alive[: st.n] != 0)
+    order = live[np.argsort(st.uid[live])]
+    out = {name: getattr(st, name)[order] for name in PERSISTENT_CELL_FIELDS}
+    out["occ"] = np.where(st.occ >= 0, st.uid[np.maximum(st.occ, 0)], -1)
+    return out
+
+
+def test_when_compaction_runs_changes_no_result(stepped):
+    """The short course compacting after every step with a death, and compacting only when
+    half the used slots hold dead cells, gives the same live cells (by uid, with the same
+    fields and sites), layers, ledger, series and events as the default (compaction when
+    more than a sixteenth of the slots are dead): a cell's slot is seen by nothing but
+    itself."""
+    default, _ = stepped
+    runs, compactions = {}, {}
+    compact = phases_module.Phases.compact
+    for share in (10**9, 2):
+        calls = []
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(phases_module, "COMPACT_SHARE", share)
+            mp.setattr(state_module, "COMPACT_SHARE", share)
+            mp.setattr(
+                phases_module.Phases, "compact", lambda *a, calls=calls: calls.append(compact(*a))
+            )
+            runs[share] = sim = _course()
+            while not sim.finished:
+                sim.step()
+                check_state(sim)
+        compactions[share] = len(calls)
+    # compaction after every step with a death (hundreds), and a few times with dead slots
+    # lingering between
+    assert compactions[10**9] > 100 > 10 * compactions[2] > 0
+    assert runs[10**9].state.dead == 0 and runs[2].state.dead > 0
+    ref = _by_uid(default)
+    for share, sim in runs.items():
+        got = _by_uid(sim)
+        for name, a in ref.items():
+            np.testing.assert_array_equal(got[name], a, f"{name} (share {share})")
+        for name in ("mol", "ledger"):
+            np.testing.assert_array_equal(getattr(sim.state, name), getattr(default.state, name))
+        assert sim.state.next_uid == default.state.next_uid
+        pd.testing.assert_frame_equal(pd.DataFrame(sim.rows), pd.DataFrame(default.rows))
+        assert sim.events == default.events
 
 
 def test_diffusion_conserves_mass():

@@ -118,14 +118,15 @@ def test_a_displacing_plasmablast_takes_the_niche_and_the_resident_dies():
         "uid": st.uid[: st.n].copy(),
         "site": st.y[: st.n].astype(np.int64) * L + st.x[: st.n],
         "kind": st.kind[: st.n].copy(),
+        "alive": st.alive[: st.n] != 0,  # slots of cells dead since earlier steps linger
         "ledger": st.ledger.copy(),
     }
     neighbours = _pb_neighbours(sim)
     contested = sum(len(v) >= 2 for v in neighbours.values())
     sought = {j for j, v in neighbours.items() if v}
     assert len(sought) >= 20 and contested >= 5, "the hand-made state tests too little"
-    n_llpc = int(np.count_nonzero(before["kind"] == Kind.LLPC))
-    n_pb = int(np.count_nonzero(before["kind"] == Kind.PLASMABLAST))
+    n_llpc = int(np.count_nonzero(before["alive"] & (before["kind"] == Kind.LLPC)))
+    n_pb = int(np.count_nonzero(before["alive"] & (before["kind"] == Kind.PLASMABLAST)))
 
     _displace(sim, step=1)
 

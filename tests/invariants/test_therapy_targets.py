@@ -17,7 +17,8 @@ def diseased() -> Simulation:
     s = load_scenario(small_cart(size=48, run_in=60, follow_up=10))
     sim = Simulation(s, seed=5)
     sim.run(until_step=s.run_in_steps - 7 * 24)  # before any therapy
-    kinds = set(sim.state.kind[: sim.state.n].tolist())
+    st = sim.state
+    kinds = set(st.kind[: st.n][st.alive[: st.n] != 0].tolist())
     assert {
         Kind.NAIVE_B,
         Kind.ACTIVATED_B,
@@ -30,12 +31,15 @@ def diseased() -> Simulation:
 
 
 def _deplete_all(sim: Simulation, targets: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The kinds of the live cells, and which of them a certain depletion kills (slots of
+    cells dead since earlier steps, which await compaction, are left out)."""
     st = sim.state
-    kinds = st.kind[: st.n].copy()
+    live = st.alive[: st.n] != 0
+    kinds = st.kind[: st.n][live]
     alive = st.alive.copy()
     thr = np.full(3, 1 << 53, np.uint64)  # probability 1 in every zone
     sim.deplete(10**6, marker_mask(targets), thr)
-    killed = st.alive[: st.n] == 0
+    killed = (st.alive[: st.n] == 0)[live]
     st.alive[:] = alive  # undo, so the fixture can be reused
     return kinds, killed
 
