@@ -153,6 +153,30 @@ def _first_day(days: pd.Series, cond: pd.Series) -> float | None:
     return float(days.iloc[hit[0]]) if hit.size else None
 
 
+def _first_lasting(days: pd.Series, cond: pd.Series, min_days: float) -> float | None:
+    """The first day of the first stretch of rows where ``cond`` holds that lasts at least
+    ``min_days`` (from its first row to the first row after it where ``cond`` fails; a
+    stretch that runs to the last row lasts to that row), or None. With ``min_days`` 0,
+    the first day ``cond`` holds."""
+    d = days.to_numpy(dtype=float)
+    c = cond.to_numpy(dtype=bool)
+    if min_days <= 0:
+        return _first_day(days, cond)
+    i = 0
+    while i < c.size:
+        if not c[i]:
+            i += 1
+            continue
+        j = i
+        while j < c.size and c[j]:
+            j += 1
+        end = d[j] if j < c.size else d[-1]
+        if end - d[i] >= min_days - 1e-9:
+            return float(d[i])
+        i = j
+    return None
+
+
 #: Days after a vaccination over which its fold rise is measured (the peak of a primary
 #: or booster IgG response falls within 2-6 weeks).
 VACCINE_RESPONSE_DAYS = 56.0
@@ -306,7 +330,9 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
         relapse = None
         if rem is not None:
             later = after[after["day"] > rem]
-            relapse = _first_day(later["day"], later["disease_score"] > e.remission_score)
+            relapse = _first_lasting(
+                later["day"], later["disease_score"] > e.remission_score, e.relapse_min_days
+            )
         out["relapse_day"] = relapse
         out["remission_durable"] = rem is not None and relapse is None
         out["remission_duration_days"] = (

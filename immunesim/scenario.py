@@ -859,6 +859,15 @@ class Endpoints(_Section):
         description="Disease score at or below which a patient is in remission "
         "(SLEDAI-like scale, baseline disease near 16).",
     )
+    relapse_min_days: NonNeg = Field(
+        7.0,
+        description="Days the disease score must stay above `remission_score` for a relapse: "
+        "the relapse day is the first day of the first such stretch after remission (a "
+        "stretch cut short by the end of the run counts only if it lasted this long). A "
+        "flare a clinic records is confirmed at a visit; a score above the threshold for a "
+        "day or two (a flare trigger's pulse, an antibody crossing its cut-off) is not one. "
+        "0 counts any day above the threshold.",
+    )
     car_t_detection_per_ul: Pos = Field(
         1.0,
         description="Detection limit of CAR-T cells in blood (cells per microlitre; flow "

@@ -107,7 +107,8 @@ def test_a_trigger_after_the_reset_relapses_only_a_patient_with_slow_autoantigen
     clearance (2 days) the same trigger wakes an autoreactive response that dies out.
     Seeds 1-3 (measured before the homing change): relapse on days 254, 259 and 254 at
     3.5 days (score 11.9-12.3 on day 330); none at 2 days (score 0.04-0.06 on day 330; a
-    relapse is a score above 4). One seed runs here. (The scenario's
+    relapse was then the first day above 4, and is now the first of at least 7 days above
+    4, which can only move it later). One seed runs here. (The scenario's
     own triggers are half as strong: one of them restarts the disease in some slow
     clearers only, docs/validation/failed_reset_sle.md.)"""
     slow, usual = _two_hits(seed, 3.5), _two_hits(seed, 2.0)

@@ -146,3 +146,36 @@ def test_a_later_car_t_infusion_is_judged_by_the_expansion_of_its_cells():
     assert e["car_t_peak_day"] < 300 and e["car_t_fold_expansion"] == pytest.approx(10 / n)
     short = _series(DAYS[DAYS < 360], car_t=car[DAYS < 360])
     assert endpoints(short, s, infused_car_t=50)["car_t_day340_fold_expansion"] is None
+
+
+def _score(stretches) -> np.ndarray:
+    """A disease score of 12 before treatment, 1 from day 40 (remission), and 6 on the days
+    of each ``(first, last)`` stretch."""
+    score = np.where(DAYS < 40, 12.0, 1.0)
+    for first, last in stretches:
+        score[(DAYS >= first) & (DAYS <= last)] = 6.0
+    return score
+
+
+@pytest.mark.parametrize(
+    ("stretches", "min_days", "relapse"),
+    [
+        # blips of 2 and 6 days above the threshold, then 21 days: the 21 days relapse
+        ([(150, 151), (200, 205), (300, 320)], 7, 300.0),
+        ([(150, 151), (200, 205), (300, 320)], 3, 200.0),
+        ([(150, 151), (200, 205), (300, 320)], 0, 150.0),
+        # exactly 7 days above (days 200-206) is one
+        ([(200, 206)], 7, 200.0),
+        # a stretch cut by the end of the run counts only once it lasted long enough
+        ([(150, 151), (394, 399)], 7, None),
+        ([(150, 151), (390, 399)], 7, 390.0),
+    ],
+)
+def test_a_relapse_is_the_first_stretch_above_remission_that_lasts(stretches, min_days, relapse):
+    s = load_scenario({"endpoints": {"relapse_min_days": min_days}})
+    e = endpoints(_series(DAYS, disease_score=_score(stretches)), s)
+    assert e["remission_day"] == 40.0
+    assert e["relapse_day"] == relapse
+    assert e["remission_durable"] is (relapse is None)
+    last = 399.0 if relapse is None else relapse
+    assert e["remission_duration_days"] == last - 40.0
