@@ -347,7 +347,7 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
         lost = None
         if resp is not None:
             later = after["day"] > resp
-            lost = _first_day(after["day"][later], ~responding[later])
+            lost = _first_lasting(after["day"][later], ~responding[later], e.relapse_min_days)
         out["response_lost_day"] = lost
 
     cyto0 = base["cytokine"]

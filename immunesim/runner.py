@@ -199,10 +199,33 @@ def _is_run_dir(d: Path) -> bool:
         return False
 
 
+#: Files at the top of what ``cohort``, ``compare``, ``sweep``, ``fit`` and ``calibrate``
+#: write: a directory with one of them is an earlier immunesim output when every directory
+#: in it is one too (:func:`_is_output_dir`).
+_OUTPUT_TABLES = (
+    "cohort.csv",
+    "compare_summary.json",
+    "sweep.json",
+    "fit.json",
+    "calibration.json",
+)
+
+
+def _is_output_dir(d: Path) -> bool:
+    """An earlier run, or a cohort, comparison, sweep or fit of them (its table at the top,
+    and nothing but such outputs in its directories)."""
+    if _is_run_dir(d):
+        return True
+    if not any((d / name).is_file() for name in _OUTPUT_TABLES):
+        return False
+    return all(_is_output_dir(e) for e in d.iterdir() if e.is_dir() and not e.is_symlink())
+
+
 def prepare_out(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Make ``out_dir`` ready for a new run before any work is done: create it, refuse a
     directory that already holds files (unless ``overwrite``, which empties a directory
-    that holds an earlier run or a cohort of them), and check that it can be written.
+    that holds an earlier run, or a cohort, comparison, sweep or fit of runs), and check that
+    it can be written.
 
     Raises:
         ScenarioError: naming ``--out`` and what was expected.
@@ -225,10 +248,7 @@ def prepare_out(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Pat
                 f"an empty or new directory; it holds {len(entries)} entries (an earlier "
                 "run?): choose another or pass --overwrite to replace its contents",
             )
-        cohort = (out / "cohort.csv").exists() and all(
-            _is_run_dir(e) for e in entries if e.is_dir()
-        )
-        if not (_is_run_dir(out) or cohort):
+        if not _is_output_dir(out):
             raise ScenarioError(
                 where,
                 "",

@@ -861,12 +861,13 @@ class Endpoints(_Section):
     )
     relapse_min_days: NonNeg = Field(
         7.0,
-        description="Days the disease score must stay above `remission_score` for a relapse: "
-        "the relapse day is the first day of the first such stretch after remission (a "
-        "stretch cut short by the end of the run counts only if it lasted this long). A "
-        "flare a clinic records is confirmed at a visit; a score above the threshold for a "
-        "day or two (a flare trigger's pulse, an antibody crossing its cut-off) is not one. "
-        "0 counts any day above the threshold.",
+        description="Days the disease score must stay above `remission_score` for a relapse "
+        "(and back within `response_points` of its baseline for a lost response): the "
+        "relapse day is the first day of the first such stretch after remission (a stretch "
+        "cut short by the end of the run counts only if it lasted this long). A flare a "
+        "clinic records is confirmed at a visit; a score above the threshold for a day or "
+        "two (a flare trigger's pulse, an antibody crossing its cut-off) is not one. 0 "
+        "counts any day above the threshold.",
     )
     car_t_detection_per_ul: Pos = Field(
         1.0,

@@ -90,6 +90,12 @@ def test_a_response_is_a_fall_of_response_points_and_is_lost_in_a_flare():
     assert e["remission_day"] is None
     e = endpoints(_series(DAYS, disease_score=np.where(DAYS < 30, 13.0, 9.5)), s)
     assert e["response_day"] is None and e["response_lost_day"] is None
+    # a flare of 3 days (days 100-102) is not a lost response; one that lasts a week is
+    blip = np.where((DAYS >= 100) & (DAYS <= 102), 11.0, score)
+    e = endpoints(_series(DAYS, disease_score=blip), s)
+    assert e["response_day"] == 30.0 and e["response_lost_day"] == 200.0
+    s0 = load_scenario({"endpoints": {"relapse_min_days": 0}})
+    assert endpoints(_series(DAYS, disease_score=blip), s0)["response_lost_day"] == 100.0
 
 
 def test_total_igg_is_judged_against_its_baseline_when_it_is_recorded():
