@@ -199,21 +199,15 @@ def _is_run_dir(d: Path) -> bool:
         return False
 
 
-#: Files at the top of what ``cohort``, ``compare``, ``sweep``, ``fit`` and ``calibrate``
-#: write: a directory with one of them is an earlier immunesim output when every directory
-#: in it is one too (:func:`_is_output_dir`).
-_OUTPUT_TABLES = (
-    "cohort.csv",
-    "compare_summary.json",
-    "sweep.json",
-    "fit.json",
-    "calibration.json",
-)
+#: Files at the top of what a cohort, ``compare``, ``calibrate`` and ``fit`` write: a
+#: directory with one of them is an earlier immunesim output when every directory in it is
+#: one too (:func:`_is_output_dir`).
+_OUTPUT_TABLES = ("cohort.csv", "compare_summary.json", "calibration.json", "fit.json")
 
 
 def _is_output_dir(d: Path) -> bool:
-    """An earlier run, or a cohort, comparison, sweep or fit of them (its table at the top,
-    and nothing but such outputs in its directories)."""
+    """An earlier run, or a cohort, comparison, calibration or fit of runs (its table at the
+    top, and nothing but such outputs in its directories)."""
     if _is_run_dir(d):
         return True
     if not any((d / name).is_file() for name in _OUTPUT_TABLES):
@@ -224,8 +218,8 @@ def _is_output_dir(d: Path) -> bool:
 def prepare_out(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Make ``out_dir`` ready for a new run before any work is done: create it, refuse a
     directory that already holds files (unless ``overwrite``, which empties a directory
-    that holds an earlier run, or a cohort, comparison, sweep or fit of runs), and check that
-    it can be written.
+    that holds an earlier run, or a cohort, comparison, calibration or fit of runs), and
+    check that it can be written.
 
     Raises:
         ScenarioError: naming ``--out`` and what was expected.
