@@ -29,15 +29,27 @@ def _comparison(root: Path) -> None:
             _run(root / arm / f"patient_{k:03d}")
 
 
-@pytest.mark.parametrize("kind", ["run", "cohort", "comparison"])
+def _cohort(d: Path) -> None:
+    d.mkdir()
+    (d / "cohort.csv").write_text("patient\n0\n")
+    _run(d / "patient_000")
+
+
+@pytest.mark.parametrize("kind", ["run", "cohort", "comparison", "calibration", "fit"])
 def test_an_earlier_output_is_replaced_with_overwrite(tmp_path, kind):
     out = tmp_path / "out"
     if kind == "run":
         _run(out)
     elif kind == "cohort":
+        _cohort(out)
+    elif kind == "calibration":  # its table, and a cohort per point of its grid
         out.mkdir()
-        (out / "cohort.csv").write_text("patient\n0\n")
-        _run(out / "patient_000")
+        (out / "calibration.json").write_text("{}")
+        _cohort(out / "point_00")
+    elif kind == "fit":  # tables only
+        out.mkdir()
+        for name in ("fit.json", "trials.csv", "runs.csv"):
+            (out / name).write_text("{}")
     else:
         _comparison(out)
     with pytest.raises(ScenarioError, match="--overwrite"):
