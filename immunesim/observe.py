@@ -9,8 +9,9 @@ Time-series columns (counts are agents on the lattice unless the name says other
   ``lymph_node_b_cells``: those in the lymphoid zone;
 - blood, cells per microlitre (:mod:`immunesim.model.blood`: the cells crossing it, in
   quasi-steady state with the lattice, through the scenario's ``[scale]``):
-  ``b_cells_per_ul`` (CD19+), ``naive_b_per_ul``, ``plasmablasts_per_ul``, ``cd4_per_ul``
-  (T helpers) and ``car_t_per_ul``;
+  ``b_cells_per_ul`` (CD19+), ``naive_b_per_ul``, ``plasmablasts_per_ul`` and
+  ``car_t_per_ul``; ``cd4_per_ul`` is the body's CD4 T-cell pool
+  (:mod:`immunesim.model.cd4`), whose share in the follicles is the ``t_helper`` agents;
 - ``naive_fraction``: naive B among CD20+ B cells;
 - one column per molecular layer whose ``metric`` says so (:data:`~immunesim.model.layers.
   LAYERS`), in user units: ``antibody_<spec>``, ``autoantigen``, ``immune_complex``,
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from immunesim.model import blood
+from immunesim.model import blood, cd4
 from immunesim.model.cells import (
     CAR_T_MEMORY_CLASS,
     KIND_NAMES,
@@ -83,7 +84,7 @@ def metrics_row(sim: Simulation) -> dict[str, Any]:
     row["b_cells_per_ul"] = float(sum(in_blood[k] for k in cd19))
     row["naive_b_per_ul"] = float(in_blood[Kind.NAIVE_B])
     row["plasmablasts_per_ul"] = float(in_blood[Kind.PLASMABLAST])
-    row["cd4_per_ul"] = float(sum(in_blood[k] for k in kinds_bearing("CD4")))
+    row["cd4_per_ul"] = cd4.pool_per_ul(s, sim.day)
     row["car_t_per_ul"] = float(in_blood[Kind.CAR_T])
     L = s.lattice.size
     cd20 = sum(by_class[k] for k in kinds_bearing("CD20"))
@@ -245,6 +246,18 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
         if ln is not None and len(ln)
         else None
     )
+    # CD4 T cells in blood after the baseline day (a conditioning course comes before day
+    # 0): the lowest count, and the first day back at the recovery threshold after it
+    treated = df[df["day"] > e.baseline_day + 1e-9]
+    if "cd4_per_ul" in treated and len(treated):
+        t_cells = treated["cd4_per_ul"]
+        low = int(np.argmin(t_cells.to_numpy()))
+        out["cd4_lowest_per_ul"] = float(t_cells.iloc[low])
+        out["cd4_recovery_day"] = (
+            _first_day(treated["day"].iloc[low:], t_cells.iloc[low:] >= e.cd4_recovered_per_ul)
+            if t_cells.iloc[low] < e.cd4_recovered_per_ul
+            else None
+        )
     if recon is not None:
         nf = _value_at(df, "naive_fraction", recon)
         out["returning_b_naive_fraction"] = nf

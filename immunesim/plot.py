@@ -171,6 +171,7 @@ PANELS = (
     ("anti_dsdna_relative", "anti-dsDNA / baseline", True, 1e-3),
     ("protective_relative", "protective titre / baseline", False, None),
     ("disease_score", "disease score", False, None),
+    ("cd4_per_ul", "CD4 T cells per µL blood", False, None),
 )
 #: Colours of the groups of a figure (Okabe-Ito).
 GROUP_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -179,7 +180,7 @@ GROUP_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9
 def relative_course(ts: pd.DataFrame, scenario: dict) -> pd.DataFrame:
     """Per run and day: CAR-T per µL, and B cells in blood, anti-dsDNA and the protective
     (mean vaccine) titre relative to the run's own baseline (its last day up to the
-    baseline day), and the disease score."""
+    baseline day), the disease score and CD4 T cells per µL."""
     baseline_day = scenario["endpoints"]["baseline_day"]
     vaccines = scenario["specificities"]["vaccines"]
     b = "b_cells_per_ul" if "b_cells_per_ul" in ts else "b_cells"  # blood, as endpoints
@@ -205,6 +206,7 @@ def relative_course(ts: pd.DataFrame, scenario: dict) -> pd.DataFrame:
             "anti_dsdna_relative": relative("anti_dsdna"),
             "protective_relative": sum(titres) / len(titres) if titres else np.nan,
             "disease_score": df["disease_score"].to_numpy(),
+            "cd4_per_ul": df["cd4_per_ul"].to_numpy() if "cd4_per_ul" in df else np.nan,
         }
         parts.append(pd.DataFrame(out))
     return pd.concat(parts, ignore_index=True)

@@ -161,7 +161,7 @@ def target_rows(runs: list[RunSummary], targets: list[Target]) -> list[list[str]
 
 
 def plot_courses(runs: list[RunSummary], targets: list[Target], out: Path) -> Path:
-    """Five panels of the time course of every column (a group of runs as its median and
+    """Six panels of the time course of every column (a group of runs as its median and
     5-95% band), with the published points."""
     from immunesim.plot import plot_bands
 
@@ -191,6 +191,11 @@ def plot_courses(runs: list[RunSummary], targets: list[Target], out: Path) -> Pa
                 label="published: unchanged (+/-20%)" if day == 90 else None,
             )  # fmt: skip
         axes[4].errorbar([90], [0.0], fmt="D", color=grey, label="published: SLEDAI 0 at month 3")
+        axes[5].axhline(200.0, color=grey, lw=0.8, ls=":")
+        axes[5].errorbar(
+            [365], [155.0], fmt="v", color=grey,
+            label="published, CAR-T for lymphoma: median 155/µL at 1 year",
+        )  # fmt: skip
 
     courses = [(r.label, r.course) for r in runs if r.course is not None]
     return plot_bands(courses, out, -30.0, decorate=published)

@@ -827,6 +827,38 @@ class Blood(_Section):
     )
 
 
+class Cd4(_Section):
+    """The body's CD4 T cells outside the follicles, as CD4 T cells per microlitre of blood
+    (see ``immunesim.model.cd4``): a pool that a lymphodepletion whose targets CD4 T cells
+    bear cuts by its kill fraction on each day of its course, and that grows back toward its
+    baseline by thymic output and homeostatic proliferation,
+    ``dP/dt = (thymic + homeostatic_rate * P) * (1 - P / baseline)``. It is the
+    ``cd4_per_ul`` output, and T-helper production in the follicles follows it
+    (``help_follows_pool``)."""
+
+    baseline_per_ul: Pos = Field(
+        840.0,
+        description="CD4 T cells per microlitre of blood before therapy (normal adult "
+        "reference range).",
+    )
+    homeostatic_rate_per_day: NonNeg = Field(
+        0.02,
+        description="Rate at which the CD4 T cells left after a depletion multiply back "
+        "toward the baseline (per day, at a low count).",
+    )
+    thymic_per_ul_per_day: NonNeg = Field(
+        0.1,
+        description="New CD4 T cells from the thymus, per microlitre of blood per day, when "
+        "the pool is empty (falls to 0 at the baseline).",
+    )
+    help_follows_pool: Fraction = Field(
+        1.0,
+        description="How far T-helper production in the follicles follows the pool: the "
+        "T helpers' target density is scaled by 1 - f + f * pool / baseline (0: follicular "
+        "helpers come back at their own rate whatever the pool).",
+    )
+
+
 class Endpoints(_Section):
     """Thresholds that turn the time series into clinical endpoints."""
 
@@ -873,6 +905,12 @@ class Endpoints(_Section):
         1.0,
         description="Detection limit of CAR-T cells in blood (cells per microlitre; flow "
         "cytometry): CAR-T count as detected while car_t_per_ul is at least this.",
+    )
+    cd4_recovered_per_ul: Pos = Field(
+        200.0,
+        description="CD4 T cells per microlitre of blood at or above which they count as "
+        "recovered after their lowest count (cd4_recovery_day; below 200/uL prophylaxis "
+        "against opportunistic infections is usual).",
     )
     crs_grade_cytokine: list[NonNeg] = Field(
         default_factory=lambda: [0.5, 3.0, 10.0],
@@ -975,6 +1013,7 @@ class Scenario(_Section):
     initial: InitialTable = Field(default_factory=InitialTable)
     scale: Scale = Field(default_factory=Scale)
     blood: Blood = Field(default_factory=Blood)
+    cd4: Cd4 = Field(default_factory=Cd4)
     endpoints: Endpoints = Field(default_factory=Endpoints)
     output: Output = Field(default_factory=Output)
     run: RunSettings = Field(default_factory=RunSettings)

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from immunesim.model import cd4
 from immunesim.model.cells import KIND_NAMES, MARKERS, specificity_names
 from immunesim.model.layers import LAYERS, Layers
 from immunesim.model.params import (
@@ -239,11 +240,13 @@ def build_params(s: Scenario) -> Params:
     return p
 
 
-def t_helper_threshold(s: Scenario, n_lymphoid_sites: int, count: int) -> int:
+def t_helper_threshold(s: Scenario, n_lymphoid_sites: int, count: int, day: float) -> int:
     """Per-step T-helper production threshold of a free lymphoid site when ``count`` T
-    helpers live: homeostasis drives production toward the target density."""
+    helpers live on ``day``: homeostasis drives production toward the target density, scaled
+    by the CD4 pool's :func:`~immunesim.model.cd4.help_factor` (after lymphodepletion the
+    follicles' helpers come back as the body's CD4 T cells do)."""
     pr = s.production
-    target = pr.t_helper_target_density * n_lymphoid_sites
+    target = pr.t_helper_target_density * n_lymphoid_sites * cd4.help_factor(s, day)
     if target <= 0:
         return 0
     drive = max(0.0, 1.0 - count / target)

@@ -284,9 +284,9 @@ class Simulation(Clocked):
         p = self.params
         t = self._timed("events", t)
         th_count = int(st.ledger[Kind.T_HELPER, BORN] - st.ledger[Kind.T_HELPER, DIED])
-        ph.produce(
-            st, p, seed, step, t_helper_threshold(self.scenario, self._n_lymphoid_sites, th_count)
-        )
+        day = self.scenario.day_of_step(step)
+        thr = t_helper_threshold(self.scenario, self._n_lymphoid_sites, th_count, day)
+        ph.produce(st, p, seed, step, thr)
         t = self._timed("production", t)
         ph.move(st, p, seed, step)
         t = self._timed("movement", t)

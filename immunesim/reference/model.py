@@ -182,7 +182,7 @@ class ReferenceModel(Clocked, mesa.Model):
         t0 = time.perf_counter()
         step = self.step_index + 1
         self.course.apply(self, step)
-        self.produce()
+        self.produce(step)
         n = self.params.substeps
         for _ in range(n.move):  # fast rates: several draws a step (the engine's sub-steps)
             self.agents.shuffle_do("move")
@@ -200,11 +200,14 @@ class ReferenceModel(Clocked, mesa.Model):
         self.running = not self.finished
         self.wall_seconds += time.perf_counter() - t0
 
-    def produce(self) -> None:
+    def produce(self, step: int) -> None:
         """New naive B cells at free marrow sites and T helpers at free lymphoid sites."""
         p = self.params
         thr_t_helper = t_helper_threshold(
-            self.scenario, self._n_lymphoid_sites, len(self._agents_of(THelper))
+            self.scenario,
+            self._n_lymphoid_sites,
+            len(self._agents_of(THelper)),
+            self.scenario.day_of_step(step),
         )
         other = p.layers.n_spec - 1
         for cell in self._producing:

@@ -287,8 +287,8 @@ class FrameRenderer:
             [np.asarray(prot, float), np.asarray(df["anti_dsdna"] / base["anti_dsdna"], float)]
         )
         ax2.legend(fontsize=fs("legend"), loc="upper right", frameon=False)
-        for ax in (ax1, ax2):
-            ax.tick_params(labelsize=fs("tick"))
+        for ax in (ax1, ax2):  # minor ticks too: a log axis spanning less than a decade
+            ax.tick_params(which="both", labelsize=fs("tick"))  # labels them
         self.cursors = [ax.axvline(0, color="#333333", lw=1) for ax in (ax1, ax2)]
         self.ax_ts = (ax1, ax2)
         # the curves are drawn up to the frame's day (the axes were fitted to the whole run)

@@ -720,7 +720,7 @@ def course_chart(
     targets: Sequence[ChartTarget] = (),
 ) -> dict[str, Any]:
     """The ECharts option of the clinical course of one or more runs from ``first_day``:
-    B cells and CAR-T per µL of blood (log axis, zeros as gaps), anti-dsDNA and the
+    B cells, CAR-T and CD4 T cells per µL of blood (log axis, zeros as gaps), anti-dsDNA and the
     protective vaccine titre relative to each run's baseline, and the disease score; the
     published ``targets`` as shaded bands and lines, named with their source; the therapy
     events of the first run as dashed vertical lines. Each run (label, frame, scenario) is
@@ -799,7 +799,10 @@ def course_chart(
         for col, name, colour in (
             ("b_cells_per_ul", "B cells", COLOURS["b_cells"]),
             ("car_t_per_ul", "CAR-T", COLOURS["car_t"]),
+            ("cd4_per_ul", "CD4 T cells", COLOURS["t_helper"]),
         ):
+            if col not in df:  # a run written before the CD4 pool
+                continue
             values = df[col].to_numpy(dtype=float)
             line(f"{name}{suffix}", 0, _points(days, values, log=True), colour, style)
         dsdna = rel["anti_dsdna_relative"].to_numpy(dtype=float)

@@ -252,8 +252,12 @@ def test_course_chart_draws_the_series_with_gaps_and_the_targets(scenario, targe
     dsdna = [v for d, v in series["anti-dsDNA"]["data"] if d == -7.0]
     assert dsdna == [pytest.approx(1.0)]  # relative to the baseline day
     assert option["legend"]["data"] == [
-        "B cells", "CAR-T", "anti-dsDNA", "vaccine titre", "disease score"
+        "B cells", "CAR-T", "CD4 T cells", "anti-dsDNA", "vaccine titre", "disease score"
     ]  # fmt: skip
+    # the CD4 pool in blood, on the cells' log axis: the baseline before conditioning
+    cd4 = dict(series["CD4 T cells"]["data"])
+    assert cd4[-7.0] == pytest.approx(run.scenario.cd4.baseline_per_ul)
+    assert cd4[-7.0] > cd4[0.0] > 0
     areas = [s for s in option["series"] if "markArea" in s]
     assert len(areas) == len(targets)
     labels = [s["markArea"]["label"]["formatter"] for s in areas]
@@ -271,7 +275,7 @@ def test_chart_json_splits_the_lines_data_from_the_rest(scenario, targets):
     skeleton, lines = (json.loads(text) for text in chart_json(option))
     n = len(lines)
     assert [s["name"] for s in option["series"][:n]] == [
-        "B cells", "CAR-T", "anti-dsDNA", "vaccine titre", "disease score"
+        "B cells", "CAR-T", "CD4 T cells", "anti-dsDNA", "vaccine titre", "disease score"
     ]  # fmt: skip
     assert lines == [s["data"] for s in option["series"][:n]]  # gaps stay null
     assert all(s["data"] == [] for s in skeleton["series"][:n])
@@ -294,11 +298,13 @@ def test_course_chart_of_two_runs_dashes_the_second(scenario):
         150,
     )
     names = [s["name"] for s in option["series"] if s["data"]]
-    assert names[:5] == ["B cells", "CAR-T", "anti-dsDNA", "vaccine titre", "disease score"]
+    assert names[:6] == [
+        "B cells", "CAR-T", "CD4 T cells", "anti-dsDNA", "vaccine titre", "disease score"
+    ]  # fmt: skip
     assert "B cells (rituximab)" in names
     styles = {s["name"]: s["lineStyle"]["type"] for s in option["series"] if s["data"]}
     assert styles["B cells"] == "solid" and styles["B cells (rituximab)"] == "dashed"
-    assert len(option["legend"]["data"]) == 5  # the quantities, once
+    assert len(option["legend"]["data"]) == 6  # the quantities, once
 
 
 def test_short_source_is_first_author_and_year():

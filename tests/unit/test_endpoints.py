@@ -185,3 +185,15 @@ def test_a_relapse_is_the_first_stretch_above_remission_that_lasts(stretches, mi
     assert e["remission_durable"] is (relapse is None)
     last = 399.0 if relapse is None else relapse
     assert e["remission_duration_days"] == last - 40.0
+
+
+def test_cd4_nadir_and_recovery_are_read_after_the_baseline_day():
+    s = load_scenario({"endpoints": {"cd4_recovered_per_ul": 200.0}})
+    # conditioning on day -5 (after the baseline day -7): 800 -> 100, then +2/uL a day
+    cd4 = np.where(DAYS < -5, 800.0, 100.0 + 2.0 * np.maximum(0.0, DAYS + 5))
+    e = endpoints(_series(DAYS, cd4_per_ul=cd4), s)
+    assert e["cd4_lowest_per_ul"] == 100.0
+    assert e["cd4_recovery_day"] == 45.0  # 100 + 2 * 50 = 200 on day 45
+    # a count that never falls below the threshold has no recovery day
+    e = endpoints(_series(DAYS, cd4_per_ul=np.full(DAYS.size, 500.0)), s)
+    assert e["cd4_lowest_per_ul"] == 500.0 and e["cd4_recovery_day"] is None
