@@ -271,8 +271,10 @@ def plot_bands(
                     ax.set_yscale("log")
     if decorate is not None:
         decorate(axes)
-    for ax in axes:
+    for ax, (_, _, log, _) in zip(axes, PANELS, strict=True):
         ax.grid(alpha=0.25)
+        if not log and ax.get_ylim()[0] > 0:  # counts, titres and scores from zero
+            ax.set_ylim(bottom=0)
     axes[0].legend(fontsize=7, loc="best")
     for ax in axes[1:]:
         handles, labels = ax.get_legend_handles_labels()
