@@ -4,11 +4,12 @@ Each argument is a cohort directory written by ``immunesim run --patients N`` (i
 ``cohort.csv``) or an arm of ``immunesim compare`` (a directory of ``patient_NNN`` runs with
 ``endpoints.json``); the first is the reference. Patients are paired by index. For each
 endpoint, a markdown row per later directory: the median in each, the median of the
-per-patient differences (later minus reference) with its sign-test interval (the order
-statistics that cover the median with at least ``--level`` probability), how many patients
-moved up and down, and the Wilcoxon signed-rank p of the differences (scipy; zero
-differences dropped). Besides the endpoints, ``b_cells_day<D>_relative`` (blood B cells on
-day D over their baseline) and ``cd4_day<D>_per_ul`` are read from the time series.
+per-patient differences (later minus reference; with ``--ratio``, of the ratios) with
+its sign-test interval (the order statistics that cover the median with at least
+``--level`` probability), how many patients moved up and down, and the Wilcoxon
+signed-rank p of the differences (scipy; zero differences dropped). Besides the
+endpoints, ``b_cells_day<D>_relative`` (blood B cells on day D over their baseline) and
+``cd4_day<D>_per_ul`` are read from the time series.
 
     python scripts/paired_change.py runs/pre_cd4/cohort20_L100 runs/cohort20_L100 \\
         b_cell_reconstitution_day car_t_fold_expansion b_cells_day365_relative
@@ -81,6 +82,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="reference directory, later directories, endpoints")
     ap.add_argument("--level", type=float, default=0.95, help="sign-test interval coverage")
+    ap.add_argument(
+        "--ratio",
+        action="store_true",
+        help="per-patient ratios (later over reference), not differences",
+    )
     a = ap.parse_args()
     dirs = [Path(r) for r in a.runs if Path(r).is_dir()]
     names = [r for r in a.runs if not Path(r).is_dir()]
@@ -99,11 +105,13 @@ def main() -> None:
             if len(diff) == 0:
                 print(f"| {name} | {d} | - | - | - | - | - |")
                 continue
-            lo, hi = sign_interval(diff, a.level)
+            change = (both["b"] / both["a"]).to_numpy() if a.ratio else diff
+            lo, hi = sign_interval(change, a.level)
             p = stats.wilcoxon(diff).pvalue if np.any(diff != 0) else 1.0
+            mid = f"{np.median(change):.3g}" if a.ratio else f"{np.median(change):+.3g}"
             print(
                 f"| {name} | {d} | {_fmt(ref[name].median())} | {_fmt(tables[d][name].median())} "
-                f"| {np.median(diff):+.3g} [{_fmt(lo)}, {_fmt(hi)}] | {int((diff > 0).sum())} / "
+                f"| {mid} [{_fmt(lo)}, {_fmt(hi)}] | {int((diff > 0).sum())} / "
                 f"{int((diff < 0).sum())} (of {len(diff)}) | {p:.2g} |"
             )
 
