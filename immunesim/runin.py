@@ -10,7 +10,9 @@ is all there is to store; :mod:`immunesim.checkpoint` holds it).
 What a run-in depends on, and therefore its key, is
 
 - the scenario without ``name``, ``description``, ``[[therapy]]``, ``[[variability]]``,
-  ``output``, ``endpoints``, ``run`` and ``time.follow_up_days`` (none of them touches the
+  ``output``, ``endpoints``, ``run``, ``time.follow_up_days`` and the CD4 pool's rates
+  (``cd4.homeostatic_rate_per_day``, ``thymic_per_ul_per_day``, ``help_follows_pool``:
+  the pool stays at its baseline until the first lymphodepletion) (none of them touches the
   state or the rows before the fork: tests/integration/test_runin_cache.py checks that a
   forked run equals a run from scratch, bit for bit);
 - the factor on B-cell activation in force before the fork (standard-of-care
@@ -58,6 +60,10 @@ if TYPE_CHECKING:  # pragma: no cover
 _PKG = Path(__file__).resolve().parent
 #: Scenario sections that do not touch the state before the fork.
 _OUTSIDE = ("name", "description", "therapy", "variability", "output", "endpoints", "run")
+#: Keys of ``[cd4]`` that act only from the first lymphodepletion, a therapy's first action:
+#: before it the CD4 pool is at its baseline (:mod:`immunesim.model.cd4`), whatever its
+#: rates, so runs that differ only in them share a run-in (a sweep over the recovery rate).
+_CD4_AFTER = ("homeostatic_rate_per_day", "thymic_per_ul_per_day", "help_follows_pool")
 DEFAULT_MAX_MB = 2048.0
 
 
@@ -124,6 +130,8 @@ def content(s: Scenario) -> dict[str, Any]:
     for name in _OUTSIDE:
         out.pop(name, None)
     out["time"].pop("follow_up_days", None)
+    for name in _CD4_AFTER:
+        out["cd4"].pop(name, None)
     out["activation_factor_in_run_in"] = _factor(s, s.day_of_step(1))
     return out
 

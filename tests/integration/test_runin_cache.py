@@ -88,6 +88,19 @@ def test_another_seed_or_disease_content_does_not_share(tmp_path):
     assert same.manifest["run_in"]["cache"] == "hit"
 
 
+def test_the_cd4_pools_rates_share_a_run_in_and_give_the_bits_of_a_run_from_scratch(tmp_path):
+    """The pool is at its baseline until the first lymphodepletion (day -5, after the
+    fork), so its rates do not touch the run-in; its baseline is in the rows, so it does."""
+    cache = RunInCache(tmp_path)
+    _run("sle_cd19_cart", cache)
+    rates = ["cd4.homeostatic_rate_per_day=0.05", "cd4.help_follows_pool=0.5"]
+    forked = _run("sle_cd19_cart", cache, extra=rates)
+    assert forked.manifest["run_in"]["cache"] == "hit"
+    _same(forked, _run("sle_cd19_cart", False, extra=rates))
+    other = _run("sle_cd19_cart", cache, extra=["cd4.baseline_per_ul=600"])
+    assert other.manifest["run_in"]["cache"] == "miss"
+
+
 def test_key_ignores_therapies_and_outputs_but_not_the_run_in():
     s = load_scenario(SCENARIOS / "sle_cd19_cart.toml", TINY)
     assert runin.key(s) == runin.key(load_scenario(s, ["therapy.2.dose_per_kg=5e6"]))
