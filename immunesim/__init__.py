@@ -31,6 +31,7 @@ _LAZY = {
     "load_run": "immunesim.results",
     "load_scenario": "immunesim.scenario",
     "load_sweep": "immunesim.sweep",
+    "rescore": "immunesim.rescore",
     "run_sweep": "immunesim.sweep",
     "run": "immunesim.runner",
     "write_run": "immunesim.runner",
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from immunesim.compare import compare
     from immunesim.engine import Simulation
     from immunesim.mesa_model import ImmuneModel
+    from immunesim.rescore import rescore
     from immunesim.results import Results, load_run
     from immunesim.runner import RunResult, run, write_run
     from immunesim.scenario import Scenario, ScenarioError, load_scenario
@@ -66,6 +68,7 @@ __all__ = [
     "load_run",
     "load_scenario",
     "load_sweep",
+    "rescore",
     "run",
     "run_sweep",
     "write_run",

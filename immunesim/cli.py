@@ -1,4 +1,4 @@
-"""The ``immunesim`` command: run, resume, compare, validate, plot, report, calibrate,
+"""The ``immunesim`` command: run, resume, compare, validate, plot, report, rescore, calibrate,
 sweep, sensitivity, animate, app, bench, cache, schema, info.
 
 Exit status: 0 success; 2 bad input (scenario, override, option, run directory,
@@ -591,6 +591,68 @@ def report(
         _fail(f"--out {out_file}: a file name ending in .md or .html")
     write_report(run_dirs, out_file)
     out.print(f"wrote {out_file}")
+
+
+@app.command()
+def rescore(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run, cohort or comparison directories.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="endpoints.KEY=VALUE to score with, e.g. "
+            "'endpoints.crs_grade_cytokine=[0.4, 3.0, 10.0]' (repeatable).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+    ] = False,
+) -> None:
+    """Score stored runs again: compute their endpoints from the stored time series with
+    the endpoints.* overrides given, and rewrite endpoints.json, the manifests and a
+    cohort's or comparison's tables. Other keys change the simulation: make those runs
+    again."""
+    from immunesim.rescore import rescore as rescore_dir
+    from immunesim.scenario import ScenarioError
+
+    results = []
+    try:  # every directory is checked and scored before any is written
+        for d in run_dirs:
+            results.append(rescore_dir(d, set_ or [], dry_run=True))
+        if not dry_run:
+            results = [rescore_dir(d, set_ or []) for d in run_dirs]
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _io_failed(exc)
+    for r in results:
+        changes = r.changes()
+        title = f"{r.path} ({r.kind}, {len(r.runs)} run{'s' if len(r.runs) != 1 else ''})"
+        if not len(changes):
+            out.print(f"{escape(title)}: no endpoint changed")
+            continue
+        table = Table(title=escape(title), show_header=True, header_style="bold")
+        for col, justify in (
+            ("endpoint", "left"),
+            ("runs changed", "right"),
+            ("median before", "right"),
+            ("median after", "right"),
+        ):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for row in changes.itertuples():
+            table.add_row(
+                row.endpoint,
+                f"{row.runs_changed} of {row.of}",
+                _fmt(row.median_before),
+                _fmt(row.median_after),
+            )
+        out.print(table)
+    out.print(
+        "dry run: nothing written"
+        if dry_run
+        else f"rescored {sum(len(r.runs) for r in results)} runs in {len(results)} "
+        f"director{'ies' if len(results) != 1 else 'y'}"
+    )
 
 
 @app.command()
