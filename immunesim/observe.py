@@ -363,13 +363,19 @@ def endpoints(df: pd.DataFrame, s: Scenario, infused_car_t: int = 0) -> dict[str
             lost = _first_lasting(after["day"][later], ~responding[later], e.relapse_min_days)
         out["response_lost_day"] = lost
 
+    # CRS proxy: over days 0-28, the CAR-T burst in blood and the cytokine its kills raise
     cyto0 = base["cytokine"]
     window = after[after["day"] <= 28.0]
     peak = float(window["cytokine"].max()) if len(window) else None
     out["crs_proxy_peak_cytokine_relative"] = _ratio(peak, cyto0) if cyto0 else None
     rise = None if peak is None else max(0.0, peak - cyto0)
     out["crs_proxy_cytokine_rise"] = rise
-    out["crs_proxy_grade"] = (
-        None if rise is None else int(sum(rise >= g for g in e.crs_grade_cytokine))
+    car_peak = float(window["car_t_per_ul"].max()) if len(window) else None
+    out["crs_proxy_car_t_peak_per_ul"] = car_peak
+    value, cuts = (
+        (car_peak, e.crs_grade_car_t_per_ul)
+        if e.crs_grade_by == "car_t"
+        else (rise, e.crs_grade_cytokine)
     )
+    out["crs_proxy_grade"] = None if value is None else int(sum(value >= g for g in cuts))
     return out

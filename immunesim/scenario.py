@@ -912,21 +912,41 @@ class Endpoints(_Section):
         "recovered after their lowest count (cd4_recovery_day; below 200/uL prophylaxis "
         "against opportunistic infections is usual).",
     )
+    crs_grade_by: Literal["car_t", "cytokine"] = Field(
+        "car_t",
+        description="What grades the CRS proxy: `car_t`, the peak of CAR-T cells per "
+        "microlitre of blood over days 0-28 against `crs_grade_car_t_per_ul` (CRS follows "
+        "CAR-T expansion; Hay et al., Blood 2017), or `cytokine`, the rise of the tissue "
+        "cytokine from CAR-T kills against `crs_grade_cytokine`. Both values are written "
+        "whichever grades.",
+    )
+    crs_grade_car_t_per_ul: list[NonNeg] = Field(
+        default_factory=lambda: [14.4, 29.3, 144.0],
+        min_length=3,
+        max_length=3,
+        description="Peak CAR-T cells per microlitre of blood (days 0-28) at which the CRS "
+        "proxy reaches grades 1, 2 and 3. Grades 1 and 2 are fitted to the Erlangen series "
+        "after CD19 CAR-T (CRS in 11 of 15 patients, grade 2 in 1; "
+        "scripts/fit_crs_cutoff.py); grade 3 is an assumption, ten times grade 1 (no lupus "
+        "patient had it).",
+    )
     crs_grade_cytokine: list[NonNeg] = Field(
-        default_factory=lambda: [0.5, 3.0, 10.0],
+        default_factory=lambda: [0.41, 3.0, 10.0],
         min_length=3,
         max_length=3,
         description="Rise of the cytokine level over its baseline (units per tissue site, "
-        "peak of days 0-28) at which the CRS proxy reaches grades 1, 2 and 3: an absolute "
-        "scale, so the same CAR-T burst gets the same grade whatever the disease's own "
-        "cytokine.",
+        "peak of days 0-28) at which the CRS proxy reaches grades 1, 2 and 3 when "
+        "`crs_grade_by` is `cytokine`: an absolute scale, so the same CAR-T burst gets the "
+        "same grade whatever the disease's own cytokine. Grade 1 is fitted to CRS in 11 of "
+        "15 patients after CD19 CAR-T; grades 2 and 3 are assumptions.",
     )
 
     @model_validator(mode="after")
     def _ascending(self) -> Endpoints:
-        g = self.crs_grade_cytokine
-        if not g[0] <= g[1] <= g[2]:
-            raise _KeyedError("endpoints.crs_grade_cytokine", f"ascending values (got {g})")
+        for key in ("crs_grade_car_t_per_ul", "crs_grade_cytokine"):
+            g = getattr(self, key)
+            if not g[0] <= g[1] <= g[2]:
+                raise _KeyedError(f"endpoints.{key}", f"ascending values (got {g})")
         return self
 
 

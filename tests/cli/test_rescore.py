@@ -23,7 +23,7 @@ TINY = [
     "time.run_in_days=60",
     "time.follow_up_days=40",
 ]
-CUTS = "endpoints.crs_grade_cytokine"
+CUTS = "endpoints.crs_grade_car_t_per_ul"
 
 
 @pytest.fixture(scope="module")
@@ -63,19 +63,19 @@ def test_scoring_again_unchanged_gives_the_same_files(stored, tmp_path, name):
     assert _outputs(d) == before  # endpoints, tables and summaries byte for byte
 
 
-def test_a_new_crs_cut_off_regrades_every_run_from_its_stored_rise(stored, tmp_path):
+def test_a_new_crs_cut_off_regrades_every_run_from_its_stored_peak(stored, tmp_path):
     d = _copy(stored, "cohort", tmp_path)
     old = pd.read_csv(d / "cohort.csv")
-    rises = old["crs_proxy_cytokine_rise"].to_numpy(float)
-    cut = float(np.median(rises))  # some runs on each side (or on it)
+    peaks = old["crs_proxy_car_t_peak_per_ul"].to_numpy(float)
+    cut = float(np.median(peaks))  # some runs on each side (or on it)
     res = rescore(d, [f"{CUTS}=[{cut!r}, 1e6, 1e7]"])
 
     new = pd.read_csv(d / "cohort.csv")
-    np.testing.assert_array_equal(new["crs_proxy_grade"], (rises >= cut).astype(int))
+    np.testing.assert_array_equal(new["crs_proxy_grade"], (peaks >= cut).astype(int))
     assert list(new.columns) == list(old.columns)
     others = [c for c in old.columns if c != "crs_proxy_grade"]
     pd.testing.assert_frame_equal(new[others], old[others])  # nothing else moved
-    assert set(new["crs_proxy_grade"]) == {0, 1}  # the lowest rise below the cut, the median on it
+    assert set(new["crs_proxy_grade"]) == {0, 1}  # the lowest peak below the cut, the median on it
     changed = (old["crs_proxy_grade"] != new["crs_proxy_grade"]).any()
     assert list(res.changes()["endpoint"]) == (["crs_proxy_grade"] if changed else [])
     summary = json.loads((d / "cohort_summary.json").read_text())["endpoints"]
@@ -85,12 +85,12 @@ def test_a_new_crs_cut_off_regrades_every_run_from_its_stored_rise(stored, tmp_p
         ends = json.loads((run / "endpoints.json").read_text())
         assert ends["crs_proxy_grade"] == row["crs_proxy_grade"]
         manifest = json.loads((run / "manifest.json").read_text())
-        assert manifest["scenario"]["endpoints"]["crs_grade_cytokine"] == [cut, 1e6, 1e7]
+        assert manifest["scenario"]["endpoints"]["crs_grade_car_t_per_ul"] == [cut, 1e6, 1e7]
         assert manifest["rescored"][-1]["set"] == [f"{CUTS}=[{cut!r}, 1e6, 1e7]"]
 
     # and back: the cut-offs the runs were made with give the files they were made with
     first = json.loads((stored / "cohort" / "patient_000" / "manifest.json").read_text())
-    cuts = first["scenario"]["endpoints"]["crs_grade_cytokine"]
+    cuts = first["scenario"]["endpoints"]["crs_grade_car_t_per_ul"]
     rescore(d, [f"{CUTS}={cuts!r}"])
     assert _outputs(d) == _outputs(stored / "cohort")
 
@@ -129,7 +129,7 @@ def test_a_dry_run_writes_nothing(stored, tmp_path):
     res = rescore(d, [f"{CUTS}=[0.0, 1e6, 1e7]"], dry_run=True)
     assert _digests(d) == before
     assert res.written == []
-    assert all(e["crs_proxy_grade"] == 1 for e in res.after.values())  # every rise >= 0
+    assert all(e["crs_proxy_grade"] == 1 for e in res.after.values())  # every peak >= 0
 
 
 @pytest.mark.parametrize(

@@ -44,10 +44,10 @@ def test_car_t_detection_uses_the_blood_detection_limit():
 
 
 @pytest.mark.parametrize("baseline", [0.1, 1.0, 20.0])
-def test_crs_grade_is_absolute_whatever_the_disease_cytokine(baseline):
+def test_crs_grade_by_cytokine_is_absolute_whatever_the_disease_cytokine(baseline):
     """The same rise over baseline gets the same grade for a mild and a severe disease (the
     grade of a relative scale fell as the disease's own cytokine rose)."""
-    s = load_scenario({})
+    s = load_scenario({"endpoints": {"crs_grade_by": "cytokine"}})
     g1, g2, _ = s.endpoints.crs_grade_cytokine
     for rise, grade in ((0.5 * g1, 0), (0.5 * (g1 + g2), 1), (g2 * 1.01, 2)):
         burst = np.where((DAYS >= 5) & (DAYS <= 9), baseline + rise, baseline)
@@ -56,12 +56,30 @@ def test_crs_grade_is_absolute_whatever_the_disease_cytokine(baseline):
         assert e["crs_proxy_grade"] == grade
 
 
+def test_crs_grade_follows_the_car_t_peak_in_blood_over_the_first_four_weeks():
+    """By default the CAR-T peak per microlitre of blood on days 0-28 grades the CRS proxy;
+    a larger peak after day 28 (a later infusion) does not count, nor does the cytokine."""
+    s = load_scenario({})
+    assert s.endpoints.crs_grade_by == "car_t"
+    g1, g2, g3 = s.endpoints.crs_grade_car_t_per_ul
+    for peak, grade in ((0.5 * g1, 0), (0.5 * (g1 + g2), 1), (g2, 2), (0.5 * (g2 + g3), 2)):
+        per_ul = np.where((DAYS >= 6) & (DAYS <= 10), peak, np.where(DAYS >= 0, 1.0, 0.0))
+        per_ul = np.where((DAYS >= 40) & (DAYS <= 45), 10 * g3, per_ul)  # after the window
+        cyto = np.where(
+            (DAYS >= 5) & (DAYS <= 9), 1.0 + 10 * s.endpoints.crs_grade_cytokine[2], 1.0
+        )
+        e = endpoints(_series(DAYS, car_t_per_ul=per_ul, car_t=per_ul, cytokine=cyto), s, 1)
+        assert e["crs_proxy_car_t_peak_per_ul"] == peak
+        assert e["crs_proxy_grade"] == grade
+
+
 def test_crs_grades_must_ascend():
     from immunesim.scenario import ScenarioError
 
-    with pytest.raises(ScenarioError) as info:
-        load_scenario({"endpoints": {"crs_grade_cytokine": [1.0, 0.5, 3.0]}})
-    assert info.value.key == "endpoints.crs_grade_cytokine"
+    for key in ("crs_grade_cytokine", "crs_grade_car_t_per_ul"):
+        with pytest.raises(ScenarioError) as info:
+            load_scenario({"endpoints": {key: [1.0, 0.5, 3.0]}})
+        assert info.value.key == f"endpoints.{key}"
 
 
 def test_every_autoantibody_is_judged_against_its_own_baseline():
