@@ -31,7 +31,7 @@ _LAZY = {
     "load_run": "immunesim.results",
     "load_scenario": "immunesim.scenario",
     "load_sweep": "immunesim.sweep",
-    "rescore": "immunesim.rescore",
+    "rescore": "immunesim.rescoring",
     "run_sweep": "immunesim.sweep",
     "run": "immunesim.runner",
     "write_run": "immunesim.runner",
@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from immunesim.compare import compare
     from immunesim.engine import Simulation
     from immunesim.mesa_model import ImmuneModel
-    from immunesim.rescore import rescore
+    from immunesim.rescoring import rescore
     from immunesim.results import Results, load_run
     from immunesim.runner import RunResult, run, write_run
     from immunesim.scenario import Scenario, ScenarioError, load_scenario

@@ -601,7 +601,7 @@ def rescore(
         typer.Option(
             "--set",
             help="endpoints.KEY=VALUE to score with, e.g. "
-            "'endpoints.crs_grade_cytokine=[0.4, 3.0, 10.0]' (repeatable).",
+            "endpoints.car_t_detection_per_ul=2 (repeatable).",
         ),
     ] = None,
     dry_run: Annotated[
@@ -612,7 +612,7 @@ def rescore(
     the endpoints.* overrides given, and rewrite endpoints.json, the manifests and a
     cohort's or comparison's tables. Other keys change the simulation: make those runs
     again."""
-    from immunesim.rescore import rescore as rescore_dir
+    from immunesim.rescoring import rescore as rescore_dir
     from immunesim.scenario import ScenarioError
 
     results = []

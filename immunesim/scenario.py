@@ -915,8 +915,8 @@ class Endpoints(_Section):
     crs_grade_by: Literal["car_t", "cytokine"] = Field(
         "car_t",
         description="What grades the CRS proxy: `car_t`, the peak of CAR-T cells per "
-        "microlitre of blood over days 0-28 against `crs_grade_car_t_per_ul` (CRS follows "
-        "CAR-T expansion; Hay et al., Blood 2017), or `cytokine`, the rise of the tissue "
+        "microlitre of blood over days 0-28 against `crs_grade_car_t_per_ul` (CRS comes "
+        "with CAR-T expansion; docs/model.md), or `cytokine`, the rise of the tissue "
         "cytokine from CAR-T kills against `crs_grade_cytokine`. Both values are written "
         "whichever grades.",
     )

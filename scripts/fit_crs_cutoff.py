@@ -8,10 +8,11 @@ value over the cohorts given (the same virtual patients at several lattice sizes
 steps) and puts each cut-off where the pooled share of runs at or above it is the published
 share: ``--grade1 K/N`` runs at grade 1 or above (default 11/15: CRS in 11 of 15 patients
 after CD19 CAR-T, Müller et al., NEJM 2024) and ``--grade2 K/N`` at grade 2 or above
-(default 1/15, the same series; ``--grade2 none`` leaves grade 2 unfitted), each rounded to
-``--digits`` decimals. Then it prints, for each cohort and for each ``--check DIR=K/N[,K2/N]``
-(runs not used in the fit, against their own published shares), the runs at each grade and
-Fisher's exact p against the published counts.
+(default 1/15, the same series), each rounded to ``--digits`` decimals; grade 3, which no
+lupus patient had, is not fitted (``--grade3``; default ten times grade 1). Then it
+prints, for each cohort and for each ``--check DIR=K/N[,K2/N2]`` (runs not used in the fit,
+against their own published shares), the runs at each grade and Fisher's exact p against
+the published counts.
 
     python scripts/fit_crs_cutoff.py runs/cohort20_L100 runs/cohort20_L100_dt1 \\
         runs/cohort20_L200 runs/cohort20_L200_dt1 \\
@@ -74,7 +75,7 @@ def row(label: str, v: np.ndarray, cuts: list[float], published: list[tuple[int,
     for g, (k, n) in enumerate(published, start=1):
         m = int((grades >= g).sum())
         cells.append(f"{m} of {v.size} vs {k} of {n} (p {_fisher(m, v.size, k, n)})")
-    cells += ["-"] * (2 - len(published))
+    cells += ["-"] * (2 - len(published))  # a check with no grade-2 share
     return (
         f"| {label} | {counts} | {' | '.join(cells)} |"
         f" {np.median(v):.3g} ({np.min(v):.3g}-{np.max(v):.3g}) |"
@@ -86,7 +87,7 @@ def main() -> None:
     ap.add_argument("cohorts", nargs="+", type=Path, help="cohort directories to fit to")
     ap.add_argument("--endpoint", default="crs_proxy_car_t_peak_per_ul")
     ap.add_argument("--grade1", type=share, default=(11, 15), help="published K/N at grade >= 1")
-    ap.add_argument("--grade2", default="1/15", help="published K/N at grade >= 2, or none")
+    ap.add_argument("--grade2", type=share, default=(1, 15), help="published K/N at grade >= 2")
     ap.add_argument(
         "--grade3",
         type=float,
@@ -98,13 +99,8 @@ def main() -> None:
     args = ap.parse_args()
     data = {str(c): values(c, args.endpoint) for c in args.cohorts}
     pooled = np.concatenate(list(data.values()))
-    published = [args.grade1]
-    cuts = [cut_for_share(pooled, args.grade1[0] / args.grade1[1], args.digits)]
-    if args.grade2 != "none":
-        published.append(share(args.grade2))
-        cuts.append(cut_for_share(pooled, published[1][0] / published[1][1], args.digits))
-    else:
-        cuts.append(float("inf"))  # no grade 2
+    published = [args.grade1, args.grade2]
+    cuts = [cut_for_share(pooled, k / n, args.digits) for k, n in published]
     # grade 3: no lupus patient had it, so it is not fitted (default: ten times grade 1)
     full = [*cuts, args.grade3 if args.grade3 is not None else round(10 * cuts[0], args.digits)]
     print(f"{args.endpoint}: fitted cut-offs {cuts} over {pooled.size} runs")

@@ -13,7 +13,7 @@ import pytest
 
 from immunesim.cohort import run_cohort
 from immunesim.compare import compare
-from immunesim.rescore import rescore
+from immunesim.rescoring import rescore
 from immunesim.scenario import ScenarioError, load_scenario
 from tests.conftest import SCENARIOS
 

@@ -25,15 +25,18 @@ def test_public_namespace_is_pinned():
             "load_run",
             "load_scenario",
             "load_sweep",
+            "rescore",
             "run",
             "run_sweep",
             "write_run",
         ]
     )
     # every public name resolves (lazily), to the object of its module
+    from immunesim.rescoring import rescore
     from immunesim.sweep import load_sweep
 
     assert immunesim.load_sweep is load_sweep
+    assert immunesim.rescore is rescore
 
 
 def test_run_returns_timeseries_and_endpoints(tmp_path):
