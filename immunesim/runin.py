@@ -63,7 +63,12 @@ _OUTSIDE = ("name", "description", "therapy", "variability", "output", "endpoint
 #: Keys of ``[cd4]`` that act only from the first lymphodepletion, a therapy's first action:
 #: before it the CD4 pool is at its baseline (:mod:`immunesim.model.cd4`), whatever its
 #: rates, so runs that differ only in them share a run-in (a sweep over the recovery rate).
-_CD4_AFTER = ("homeostatic_rate_per_day", "thymic_per_ul_per_day", "help_follows_pool")
+_CD4_AFTER = (
+    "homeostatic_rate_per_day",
+    "thymic_per_ul_per_day",
+    "help_follows_pool",
+    "anti_car_follows_pool",
+)
 DEFAULT_MAX_MB = 2048.0
 
 

@@ -528,9 +528,10 @@ class CarT(_Therapy):
         "clearance rate after its onset.",
     )
     anti_car_kill_rate_per_day: NonNeg = Field(
-        0.1,
+        0.2,
         description="Full clearance rate of CAR-T cells by host immunity against the CAR "
-        "(per day; 0: none). It lasts: CAR-T cells against the same marker infused again "
+        "(per day; 0: none), with the host's CD4 T cells at their baseline (see "
+        "`cd4.anti_car_follows_pool`). It lasts: CAR-T cells against the same marker infused again "
         "later are cleared at it; a CAR against other markers only (BCMA after CD19) meets "
         "none until its own onset.",
     )
@@ -833,8 +834,9 @@ class Cd4(_Section):
     bear cuts by its kill fraction on each day of its course, and that grows back toward its
     baseline by thymic output and homeostatic proliferation,
     ``dP/dt = (thymic + homeostatic_rate * P) * (1 - P / baseline)``. It is the
-    ``cd4_per_ul`` output, and T-helper production in the follicles follows it
-    (``help_follows_pool``)."""
+    ``cd4_per_ul`` output; T-helper production in the follicles follows it
+    (``help_follows_pool``), and so does host immunity against the CAR
+    (``anti_car_follows_pool``)."""
 
     baseline_per_ul: Pos = Field(
         840.0,
@@ -856,6 +858,26 @@ class Cd4(_Section):
         description="How far T-helper production in the follicles follows the pool: the "
         "T helpers' target density is scaled by 1 - f + f * pool / baseline (0: follicular "
         "helpers come back at their own rate whatever the pool).",
+    )
+    anti_car_follows_pool: Fraction = Field(
+        1.0,
+        description="How far host immunity against the CAR follows the pool: its clearance "
+        "rate (`anti_car_kill_rate_per_day` of each CAR-T entry) is scaled by "
+        "1 - f + f * pool / baseline. The host's T cells make that immunity (and help the "
+        "B cells that make antibodies against the CAR), so while lymphodepletion holds them "
+        "low it is weak, and a patient whose CD4 T cells come back sooner clears the CAR-T "
+        "sooner (0: the immunity keeps its own course whatever the pool). Its recall by a "
+        "later infusion of the same binder does not follow the pool.",
+    )
+
+
+def _grade_cutoffs(default: tuple[float, float, float], description: str) -> Any:
+    """A field of the three ascending values at which a graded endpoint reaches grades 1-3."""
+    return Field(
+        default_factory=lambda: list(default),
+        min_length=3,
+        max_length=3,
+        description=description,
     )
 
 
@@ -920,21 +942,17 @@ class Endpoints(_Section):
         "cytokine from CAR-T kills against `crs_grade_cytokine`. Both values are written "
         "whichever grades.",
     )
-    crs_grade_car_t_per_ul: list[NonNeg] = Field(
-        default_factory=lambda: [14.4, 29.3, 144.0],
-        min_length=3,
-        max_length=3,
-        description="Peak CAR-T cells per microlitre of blood (days 0-28) at which the CRS "
+    crs_grade_car_t_per_ul: list[NonNeg] = _grade_cutoffs(
+        (14.4, 29.3, 144.0),
+        "Peak CAR-T cells per microlitre of blood (days 0-28) at which the CRS "
         "proxy reaches grades 1, 2 and 3. Grades 1 and 2 are fitted to the Erlangen series "
         "after CD19 CAR-T (CRS in 11 of 15 patients, grade 2 in 1; "
         "scripts/fit_crs_cutoff.py); grade 3 is an assumption, ten times grade 1 (no lupus "
         "patient had it).",
     )
-    crs_grade_cytokine: list[NonNeg] = Field(
-        default_factory=lambda: [0.41, 3.0, 10.0],
-        min_length=3,
-        max_length=3,
-        description="Rise of the cytokine level over its baseline (units per tissue site, "
+    crs_grade_cytokine: list[NonNeg] = _grade_cutoffs(
+        (0.41, 3.0, 10.0),
+        "Rise of the cytokine level over its baseline (units per tissue site, "
         "peak of days 0-28) at which the CRS proxy reaches grades 1, 2 and 3 when "
         "`crs_grade_by` is `cytokine`: an absolute scale, so the same CAR-T burst gets the "
         "same grade whatever the disease's own cytokine. Grade 1 is fitted to CRS in 11 of "

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from immunesim import scenario as entries
-from immunesim.model import extensions
+from immunesim.model import cd4, extensions
 from immunesim.model.blood import car_t_in_blood, kind_rates, transit_kill_rates
 from immunesim.model.cells import MARKERS, Kind
 from immunesim.model.description import marker_mask
@@ -100,11 +100,15 @@ class CarT(TherapyEffect):
         with the immunity keys of the first entry that carries it: from
         ``anti_car_onset_days`` after the first infusion of a product that carries a binder,
         every CAR-T cell that carries it dies at
-        ``anti_car_kill_rate_per_day * (1 - exp(-(days since onset) / rise))``. Once a
+        ``anti_car_kill_rate_per_day * (1 - exp(-(days since onset) / rise))``, times the
+        CD4 pool's :func:`~immunesim.model.cd4.anti_car_factor` (the host's T cells make
+        it; lymphodepletion holds them low for months). Once a
         product carrying the binder is infused again, the immunity's memory recalls it at
-        ``anti_car_recall_factor`` times that rate; a product against other markers only
-        (BCMA after CD19) meets none until its own onset. A cell with two recognised binders
-        dies at the higher of their rates (the draws are shared)."""
+        ``anti_car_recall_factor`` times that rate, whatever the pool (in the anti-Jo-1
+        myositis case the re-infused cells failed despite full-dose lymphodepletion); a
+        product against other markers only (BCMA after CD19) meets none until its own
+        onset. A cell with two recognised binders dies at the higher of their rates (the
+        draws are shared)."""
         cars = [e for e in s.therapy if e.type == "car_t"]
         if t is not cars[0]:
             return
@@ -119,8 +123,10 @@ class CarT(TherapyEffect):
             if own.anti_car_kill_rate_per_day <= 0 or since <= 0:
                 continue
             rate = own.anti_car_kill_rate_per_day * -np.expm1(-since / own.anti_car_rise_days)
-            if day >= again:
+            if day >= again:  # memory's recall: it survives conditioning
                 rate *= own.anti_car_recall_factor
+            else:  # the primary response, made by the host's T cells as they come back
+                rate *= cd4.anti_car_factor(s, day)
             thr = np.full(3, rate_threshold(rate, s.time.dt_hours), np.uint64)
             patient.deplete(step, marker_mask(["CAR"]), thr, car_mask=marker_mask([marker]))
 

@@ -76,13 +76,25 @@ def pool_per_ul(s: Scenario, day: float) -> float:
     return p if last == -math.inf else regrow(s, p, day - last)
 
 
-def help_factor(s: Scenario, day: float) -> float:
-    """The factor on the follicles' T-helper target density on ``day``:
-    ``1 - f + f * pool / baseline`` with ``f = cd4.help_follows_pool``."""
-    f = s.cd4.help_follows_pool
+def follows(s: Scenario, day: float, f: float) -> float:
+    """``1 - f + f * pool / baseline`` on ``day``: the factor on what follows the pool to
+    the extent ``f`` (1 on a day the pool is at its baseline, whatever ``f``)."""
     if f == 0:
         return 1.0
     return 1.0 - f + f * pool_per_ul(s, day) / s.cd4.baseline_per_ul
+
+
+def help_factor(s: Scenario, day: float) -> float:
+    """The factor on the follicles' T-helper target density on ``day``
+    (``cd4.help_follows_pool``; :func:`follows`)."""
+    return follows(s, day, s.cd4.help_follows_pool)
+
+
+def anti_car_factor(s: Scenario, day: float) -> float:
+    """The factor on the clearance rate of host immunity against the CAR on ``day``
+    (``cd4.anti_car_follows_pool``; :func:`follows`): the host's T cells make that
+    immunity, and lymphodepletion removed most of them."""
+    return follows(s, day, s.cd4.anti_car_follows_pool)
 
 
 def pool_series(s: Scenario, days: np.ndarray) -> np.ndarray:
@@ -90,4 +102,12 @@ def pool_series(s: Scenario, days: np.ndarray) -> np.ndarray:
     return np.array([pool_per_ul(s, float(d)) for d in days], np.float64)
 
 
-__all__ = ["depletions", "help_factor", "pool_per_ul", "pool_series", "regrow"]
+__all__ = [
+    "anti_car_factor",
+    "depletions",
+    "follows",
+    "help_factor",
+    "pool_per_ul",
+    "pool_series",
+    "regrow",
+]

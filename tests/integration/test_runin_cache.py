@@ -93,7 +93,11 @@ def test_the_cd4_pools_rates_share_a_run_in_and_give_the_bits_of_a_run_from_scra
     fork), so its rates do not touch the run-in; its baseline is in the rows, so it does."""
     cache = RunInCache(tmp_path)
     _run("sle_cd19_cart", cache)
-    rates = ["cd4.homeostatic_rate_per_day=0.05", "cd4.help_follows_pool=0.5"]
+    rates = [
+        "cd4.homeostatic_rate_per_day=0.05",
+        "cd4.help_follows_pool=0.5",
+        "cd4.anti_car_follows_pool=0.25",
+    ]
     forked = _run("sle_cd19_cart", cache, extra=rates)
     assert forked.manifest["run_in"]["cache"] == "hit"
     _same(forked, _run("sle_cd19_cart", False, extra=rates))

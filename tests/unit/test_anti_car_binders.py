@@ -86,7 +86,7 @@ def test_products_with_other_binders_may_have_their_own_immunity_against_the_car
         )
     )
     binders = car_binders(s.therapy)
-    assert binders["CD19"][2].anti_car_kill_rate_per_day == 0.1
+    assert binders["CD19"][2].anti_car_kill_rate_per_day == 0.2
     assert binders["BCMA"][2].anti_car_kill_rate_per_day == 0.0
     # entries that share a binder, directly or through another entry, must agree
     for entries in (
@@ -117,7 +117,7 @@ def test_an_override_of_immunity_sets_the_entries_that_share_the_binder():
     assert onset == [90.0, 90.0, 60.0]  # the CD19 entries; the BCMA product keeps its own
     assert [t.division_rate_per_day for t in s.therapy] == [2.0, 2.0, 2.0]  # one population
     s = load_scenario(data, ["therapy.2.anti_car_kill_rate_per_day=0.05"])
-    assert [t.anti_car_kill_rate_per_day for t in s.therapy] == [0.1, 0.1, 0.05]
+    assert [t.anti_car_kill_rate_per_day for t in s.therapy] == [0.2, 0.2, 0.05]
     # an entry without targets carries the default binder (CD19)
     s = load_scenario(
         _cars({"day": 0}, {"day": 200, "targets": ["CD19"]}, {"day": 300, "targets": ["BCMA"]}),

@@ -138,3 +138,49 @@ def test_follicular_helpers_come_back_with_the_pool_not_within_a_week():
     # the output is the pool in clinical units, whatever the lattice's helpers do
     assert pool == pool_alone
     assert pool[-7.0] == 840.0
+
+
+def test_anti_car_factor_scales_host_immunity_by_how_far_it_follows_the_pool():
+    day = 60.0
+    ratio = cd4.pool_per_ul(_scenario(), day) / 840.0
+    assert 0.0 < ratio < 0.6
+    for f in (1.0, 0.25, 0.0):
+        s = load_scenario(_scenario().model_dump(), [f"cd4.anti_car_follows_pool={f}"])
+        assert cd4.anti_car_factor(s, day) == pytest.approx(1.0 - f + f * ratio)
+    # the pool at its baseline (before any depletion) leaves the immunity as it was
+    assert cd4.anti_car_factor(_scenario(), -10.0) == 1.0
+
+
+def _car_t(spec: dict, **cd4_keys) -> dict[float, int]:
+    spec = {**spec, "cd4": cd4_keys}
+    sim = Simulation(load_scenario(spec), seed=5).run()
+    return {r["day"]: r["car_t"] for r in sim.rows}
+
+
+def _fast_immunity(conditioned: bool) -> dict:
+    spec = small_cart(size=40, run_in=20.0, follow_up=40.0)
+    car = next(t for t in spec["therapy"] if t["type"] == "car_t")
+    car.update(anti_car_onset_days=5.0, anti_car_rise_days=1.0, anti_car_kill_rate_per_day=0.5)
+    if not conditioned:
+        spec["therapy"] = [t for t in spec["therapy"] if t["type"] != "lymphodepletion"]
+    return spec
+
+
+def test_host_immunity_against_the_car_is_weak_while_the_pool_is_low():
+    """40 x 40 sites, seed 5, immunity from day 5 at 0.5 a day: after conditioning the pool
+    is below a quarter of its baseline through day 30, so immunity that follows it clears
+    at most a quarter as fast and leaves at least twice the CAR-T on day 30 (at the full
+    rate, 0.5 a day for 24 days leaves e^-12 of the cells the expansion made; the
+    margin is far above the run's noise)."""
+    coupled = _car_t(_fast_immunity(True), anti_car_follows_pool=1.0)
+    alone = _car_t(_fast_immunity(True), anti_car_follows_pool=0.0)
+    assert coupled[4.0] == alone[4.0]  # the same run until the immunity's onset
+    assert coupled[30.0] > 2 * alone[30.0] + 10
+
+
+def test_without_lymphodepletion_the_immunity_is_what_it_was():
+    """No conditioning: the pool stays at its baseline, the factor is exactly 1, and the
+    run is the same bits whatever anti_car_follows_pool is."""
+    a = _car_t(_fast_immunity(False), anti_car_follows_pool=1.0)
+    b = _car_t(_fast_immunity(False), anti_car_follows_pool=0.0)
+    assert a == b and a[30.0] < a[4.0]  # and the immunity does clear them
