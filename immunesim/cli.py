@@ -613,6 +613,7 @@ def rescore(
     cohort's or comparison's tables. Other keys change the simulation: make those runs
     again."""
     from immunesim.rescoring import rescore as rescore_dir
+    from immunesim.rescoring import write
     from immunesim.scenario import ScenarioError
 
     results = []
@@ -620,7 +621,8 @@ def rescore(
         for d in run_dirs:
             results.append(rescore_dir(d, set_ or [], dry_run=True))
         if not dry_run:
-            results = [rescore_dir(d, set_ or []) for d in run_dirs]
+            for r in results:
+                write(r)
     except ScenarioError as exc:
         _fail(str(exc))
     except OSError as exc:

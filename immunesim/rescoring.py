@@ -58,6 +58,8 @@ class Rescored:
     before: dict[Path, dict[str, Any]]
     after: dict[Path, dict[str, Any]]
     written: list[Path] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+    manifests: dict[Path, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def changes(self) -> pd.DataFrame:
         """One row per endpoint whose value changed in any run: how many runs changed,
@@ -209,25 +211,32 @@ def rescore(path: str | os.PathLike[str], overrides: list[str], dry_run: bool = 
         after[d] = compute_endpoints(df, s, _infused(d)) if len(df) else {}
         manifest["scenario"] = dump
         manifests[d] = manifest
-    result = Rescored(kind, p, dirs, before, after)
-    if dry_run:
-        return result
+    result = Rescored(kind, p, dirs, before, after, [], list(overrides), manifests)
+    if not dry_run:
+        write(result)
+    return result
 
+
+def write(result: Rescored) -> None:
+    """Write what :func:`rescore` computed with ``dry_run`` (each file atomically): the
+    runs' endpoints and manifests, then the directory's tables and summary."""
+    if result.written:
+        raise ValueError(f"{result.path}: already written")
     stamp = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "set": list(overrides),
+        "set": list(result.overrides),
         "immunesim": _version(),
     }
+    p, dirs, after = result.path, result.runs, result.after
     for d in dirs:
         io.write_json(d / "endpoints.json", after[d])
-        manifests[d].setdefault("rescored", []).append(stamp)
-        io.write_json(d / "manifest.json", manifests[d])
+        result.manifests[d].setdefault("rescored", []).append(stamp)
+        io.write_json(d / "manifest.json", result.manifests[d])
         result.written += [d / "endpoints.json", d / "manifest.json"]
-    if kind == "cohort":
+    if result.kind == "cohort":
         result.written += _cohort_tables(p, dirs, after)
-    elif kind == "compare":
+    elif result.kind == "compare":
         result.written += _compare_tables(p, dirs, after)
-    return result
 
 
 def _version() -> str:
@@ -280,4 +289,4 @@ def _compare_tables(p: Path, dirs: list[Path], after: dict[Path, dict[str, Any]]
     return [p / "compare.csv", p / "paired.csv", p / "compare_summary.json"]
 
 
-__all__ = ["SCORING_SECTIONS", "Rescored", "check_overrides", "rescore"]
+__all__ = ["SCORING_SECTIONS", "Rescored", "check_overrides", "rescore", "write"]

@@ -185,3 +185,17 @@ def test_the_command_shows_what_changed(stored, tmp_path, cli):
     else:
         assert "no endpoint changed" in proc.stdout
     assert "dry run: nothing written" in proc.stdout
+
+
+def test_the_command_writes_what_its_dry_run_scored(stored, tmp_path, cli):
+    """The command scores every directory once, then writes: its files are those of
+    ``rescore`` called directly (the manifests aside, which record the time)."""
+    by_cli = _copy(stored, "cmp", tmp_path / "cli")
+    by_api = _copy(stored, "cmp", tmp_path / "api")
+    override = "endpoints.car_t_detection_per_ul=3.0"
+    proc = cli("rescore", by_cli, "--set", override)
+    assert proc.returncode == 0, proc.stderr
+    rescore(by_api, [override])
+    assert _outputs(by_cli) == _outputs(by_api) != _outputs(stored / "cmp")
+    manifest = json.loads((by_cli / "sle_cd19_cart" / "patient_000" / "manifest.json").read_text())
+    assert manifest["rescored"][-1]["set"] == [override]
